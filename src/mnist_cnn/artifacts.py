@@ -1,0 +1,136 @@
+"""What a finished run leaves in its directory: the seed's parts II, III and V as files, and the
+same figures in TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+from lightning.pytorch.utilities.model_summary import ModelSummary  # noqa: E402
+
+from mnist_cnn.atomic import write_atomically  # noqa: E402
+
+
+def save_figure(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    write_atomically(path, buffer.getvalue())
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
+
+
+def samples_figure(images: torch.Tensor):
+    """Part II: the first 200 training images, 10 rows of 20."""
+    fig = plt.figure(figsize=(7.195, 3.841), dpi=100)
+    for i, image in enumerate(images[:200]):
+        ax = fig.add_subplot(10, 20, i + 1)
+        ax.imshow(image.cpu().numpy(), cmap="gray")
+        ax.axis("off")
+    return fig
+
+
+def learning_curves_figure(history: list[dict]):
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle("learning curves")
+    return fig
+
+
+def confusion_figure(model):
+    matrix = torch.tensor(model.test_report["confusion_matrix"])
+    fig, ax = model.test_confusion.plot(val=matrix, labels=[str(c) for c in range(10)])
+    ax.set_title("test set confusion matrix")
+    return fig
+
+
+def classification_report_text(report: dict) -> str:
+    """The layout of the seed's sklearn classification_report."""
+    lines = [f"{'':>14}{'precision':>10}{'recall':>10}{'f1-score':>10}{'support':>10}", ""]
+    row = "{:>14}{:>10.4f}{:>10.4f}{:>10.4f}{:>10d}"
+    for label, scores in report["per_class"].items():
+        lines.append(row.format(label, scores["precision"], scores["recall"], scores["f1"], scores["support"]))
+    lines.append("")
+    total = report["macro avg"]["support"]
+    accuracy = sum(report["confusion_matrix"][i][i] for i in range(10)) / total
+    lines.append(f"{'accuracy':>14}{'':>20}{accuracy:>10.4f}{total:>10d}")
+    for average in ("macro avg", "weighted avg"):
+        s = report[average]
+        lines.append(row.format(average, s["precision"], s["recall"], s["f1"], s["support"]))
+    return "\n".join(lines) + "\n"
+
+
+def model_summary_text(model) -> str:
+    """Part III's model.summary(): the network's layers, output shapes (N, C, H, W) and parameters."""
+    summary = ModelSummary(model, max_depth=-1)
+    rows = [(name.removeprefix("net."), kind, str(out).replace("[1,", "[N,", 1), params)
+            for name, kind, out, params in zip(summary.layer_names, summary.layer_types,
+                                               summary.out_sizes, summary.param_nums)
+            if name.startswith("net.")]
+    widths = [max(len(r[i]) for r in rows + [("Layer", "Type", "Output Shape", "")]) + 2 for i in range(3)]
+    lines = [f"{type(model).__name__}",
+             f"{'Layer':<{widths[0]}}{'Type':<{widths[1]}}{'Output Shape':<{widths[2]}}{'Param #':>12}"]
+    lines += [f"{n:<{widths[0]}}{k:<{widths[1]}}{o:<{widths[2]}}{p:>12,}" for n, k, o, p in rows]
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_summary(out: Path, model) -> None:
+    write_atomically(out / "model_summary.txt", model_summary_text(model))
+
+
+def write_test_report(out: Path, model) -> None:
+    report = model.test_report
+    with io.StringIO() as buffer:
+        writer = csv.writer(buffer)
+        writer.writerow(["true\\predicted", *range(10)])
+        for digit, row in enumerate(report["confusion_matrix"]):
+            writer.writerow([digit, *row])
+        write_atomically(out / "confusion_matrix.csv", buffer.getvalue())
+    write_json(out / "classification_report.json", report)
+    write_atomically(out / "classification_report.txt", classification_report_text(report))
+
+
+def write_run(out: Path, trainer, model, datamodule, history: list[dict], metrics: dict) -> None:
+    """Every report file of the run, and the figures and final metrics in TensorBoard."""
+    write_model_summary(out, model)
+    figures = {"samples": samples_figure(datamodule.samples)}
+    if history:
+        figures["learning_curves"] = learning_curves_figure(history)
+    if model.test_report is not None:
+        write_test_report(out, model)
+        figures["confusion_matrix"] = confusion_figure(model)
+    tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    for name, fig in figures.items():
+        if tensorboard is not None:
+            tensorboard.experiment.add_figure(name, fig, global_step=trainer.global_step, close=False)
+        save_figure(fig, out / f"{name}.png")
+    if tensorboard is not None:
+        final = {f"hp/{k}": metrics[k] for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
+                 if metrics.get(k) is not None}
+        # Lightning flattens the nested config into data.batch_size, model.optimizer.lr, ...
+        hparams = {k: metrics["config"][k] for k in ("seed", "data", "model", "trainer")}
+        tensorboard.log_hyperparams(hparams, metrics=final)
+        tensorboard.experiment.flush()
+    write_json(out / "metrics.json", metrics)
+

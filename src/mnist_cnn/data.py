@@ -1,0 +1,144 @@
+"""MNIST as a LightningDataModule: verified files, one normalised tensor per split, held on the
+training device and sliced into batches there."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Callable
+
+import lightning as L
+import torch
+from torchvision.datasets import MNIST
+
+from mnist_cnn.mnist_files import ensure_mnist
+
+log = logging.getLogger(__name__)
+
+MEAN, STD = 0.1307, 0.3081  # over the 60,000 training images
+NORMALIZE = ("standard", "unit")
+SPLITS = ("random", "tail")
+
+
+def default_data_dir() -> str:
+    return os.environ.get("MNIST_CNN_DATA") or os.path.expanduser("~/.cache/mnist_cnn")
+
+
+def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), the whole tensor at once."""
+    x = images.unsqueeze(1).float().div_(255)
+    if mode == "standard":
+        return x.sub_(MEAN).div_(STD)
+    if mode == "unit":  # the seed's x / 255
+        return x
+    raise ValueError(f"normalize={mode!r}: allowed values are {', '.join(NORMALIZE)}")
+
+
+def split_indices(n: int, validation_split: float, mode: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and validation indices. 'tail' is Keras's validation_split: the last fraction,
+    taken before any shuffling; 'random' is a seeded random subset of that size."""
+    n_train = int(n * (1.0 - validation_split))  # Keras's own rounding
+    if mode == "tail":
+        order = torch.arange(n)
+    elif mode == "random":
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    else:
+        raise ValueError(f"split={mode!r}: allowed values are {', '.join(SPLITS)}")
+    return order[:n_train].sort().values, order[n_train:].sort().values
+
+
+class TensorBatches:
+    """Batches sliced from tensors that already sit on the training device.
+
+    Written instead of a DataLoader because MNIST fits in memory many times over: a DataLoader
+    builds every batch from per-sample Python calls, this takes one index_select per batch.
+    Under DDP each rank takes every world_size-th sample of the (padded) order, as
+    DistributedSampler does.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, epoch: Callable[[], int] = lambda: 0, rank: int = 0, world_size: int = 1):
+        self.x, self.y = x, y
+        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = math.ceil(len(x) / world_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self.per_rank / self.batch_size)
+
+    def order(self) -> torch.Tensor:
+        """This rank's sample indices for the current epoch, in the order they are served."""
+        n = len(self.x)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch())
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        padding = self.per_rank * self.world_size - n
+        if padding:
+            order = torch.cat([order, order[:padding]])
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self):
+        if not self.shuffle and self.world_size == 1:  # contiguous views: no copy at all
+            for start in range(0, len(self.x), self.batch_size):
+                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+            return
+        order = self.order().to(self.x.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+
+class MNISTDataModule(L.LightningDataModule):
+    def __init__(self, data_dir: str | None = None, batch_size: int = 256, eval_batch_size: int | None = None,
+                 validation_split: float = 0.3, split: str = "random", normalize: str = "standard",
+                 seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_dir = os.path.expanduser(data_dir or default_data_dir())
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.validation_split, self.split, self.normalize, self.seed = validation_split, split, normalize, seed
+        self.file_sha256: dict[str, str] = {}
+        self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the seed shows them
+
+    def prepare_data(self) -> None:
+        if not self.file_sha256:  # fit and test each call this; verify once
+            self.file_sha256 = ensure_mnist(self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "x_train"):
+            return
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        train = MNIST(self.data_dir, train=True)
+        test = MNIST(self.data_dir, train=False)
+        self.samples = train.data[:200].clone()
+        x = normalize(train.data, self.normalize)
+        train_idx, val_idx = split_indices(len(x), self.validation_split, self.split, self.seed)
+        self.x_train, self.y_train = x[train_idx].to(device), train.targets[train_idx].to(device)
+        self.x_val, self.y_val = x[val_idx].to(device), train.targets[val_idx].to(device)
+        self.x_test, self.y_test = normalize(test.data, self.normalize).to(device), test.targets.to(device)
+        log.info("MNIST: %d train samples, %d validation samples, %d test samples (on %s)",
+                 len(self.x_train), len(self.x_val), len(self.x_test), device)
+
+    def _batches(self, x, y, batch_size, shuffle=False) -> TensorBatches:
+        trainer = self.trainer
+        return TensorBatches(
+            x, y, batch_size, shuffle=shuffle, seed=self.seed,
+            epoch=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
+            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches(self.x_train, self.y_train, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches(self.x_val, self.y_val, self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches(self.x_test, self.y_test, self.eval_batch_size)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self.test_dataloader()

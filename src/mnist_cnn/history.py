@@ -1,0 +1,41 @@
+"""A Keras-style History: one record per epoch, with the time spent training (validation excluded)."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+
+
+class History(L.Callback):
+    def __init__(self) -> None:
+        self.epochs: list[dict] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start, self._val_seconds, self._samples = time.perf_counter(), 0.0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._samples += len(batch[0])
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._val_seconds += time.perf_counter() - self._val_start
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Lightning runs the epoch's validation before this hook, so its metrics are in place.
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        total = time.perf_counter() - self._start
+        self.epochs.append({
+            "epoch": trainer.current_epoch + 1,
+            "train_loss": metrics.get("train_loss_epoch"),
+            "train_acc": metrics.get("train_acc"),
+            "val_loss": metrics.get("val_loss"),
+            "val_acc": metrics.get("val_acc"),
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "train_samples": self._samples * trainer.world_size,
+            "train_seconds": total - self._val_seconds,
+            "val_seconds": self._val_seconds,
+        })

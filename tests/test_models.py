@@ -1,0 +1,93 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from mnist_cnn.models import BaselineCNN, EluCNN, ProseCNN
+
+SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933}
+
+
+@pytest.mark.parametrize("cls", SEED_PARAMETERS)
+def test_output_shape_and_exact_parameter_count(cls):
+    model = cls()
+    assert sum(p.numel() for p in model.parameters()) == SEED_PARAMETERS[cls]
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+@pytest.mark.parametrize("cls", SEED_PARAMETERS)
+def test_keras_initialisation(cls):
+    """Glorot-uniform weights (bounded by sqrt(6 / (fan_in + fan_out))), zero biases."""
+    for layer in cls().net:
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            receptive = layer.weight[0, 0].numel()
+            fan_in, fan_out = layer.weight.shape[1] * receptive, layer.weight.shape[0] * receptive
+            bound = math.sqrt(6 / (fan_in + fan_out))
+            assert layer.weight.abs().max() <= bound
+            assert layer.weight.abs().max() > 0.9 * bound  # uniform over the whole range
+            assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_baseline_uses_keras_adadelta():
+    optimizer = BaselineCNN().configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adadelta)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["rho"], group["eps"]) == (1.0, 0.95, 1e-7)
+
+
+@pytest.mark.parametrize("cls", [EluCNN, ProseCNN])
+def test_sgd_with_keras_time_based_decay(cls):
+    model = cls()
+    config = model.configure_optimizers()
+    optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"
+    group = optimizer.param_groups[0]
+    assert (group["momentum"], group["nesterov"]) == (0.9, True)
+    for _ in range(1000):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 / (1 + 1e-6 * 1000), rel=1e-12)
+
+
+def learnable_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise with a bright patch whose position is the label: a task a gradient step can improve.
+    (Random labels on noise are not: Adadelta's sign-like first step can overshoot them.)"""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = torch.rand(n, 1, 28, 28, generator=g) * 0.3
+    for i, label in enumerate(y.tolist()):
+        row, col = divmod(label, 5)
+        x[i, 0, 2 + 12 * row : 12 + 12 * row, 1 + 5 * col : 6 + 5 * col] += 1
+    return x, y
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("cls", SEED_PARAMETERS)
+def test_one_optimiser_step_lowers_the_loss(cls, seed):
+    torch.manual_seed(seed)
+    model = cls()
+    x, y = learnable_batch(64, seed)
+    config = model.configure_optimizers()
+    optimizer = config["optimizer"] if isinstance(config, dict) else config
+    model.eval()  # no dropout, so the two losses are comparable
+    before = F.cross_entropy(model(x), y)
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = F.cross_entropy(model(x), y)
+    assert after < before
+
+
+def test_predictions_are_probabilities():
+    model = EluCNN().eval()
+    probs = model.predict_step((torch.randn(7, 1, 28, 28), torch.zeros(7)), 0)
+    assert probs.shape == (7, 10)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(7))
+    assert (probs >= 0).all()
+
+
+def test_architecture_comes_from_arguments():
+    model = BaselineCNN(conv1_channels=8, conv2_channels=16, dense_units=32)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert sum(p.numel() for p in model.parameters()) == 80 + 1168 + (16 * 12 * 12 * 32 + 32) + 330

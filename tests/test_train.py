@@ -1,0 +1,91 @@
+"""The real entry point on real MNIST (fetched through the project's chain), a few batches at a time."""
+
+import csv
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_cnn.mnist_files import OFFICIAL_SHA256
+
+from conftest import FEW_BATCHES, run_train
+
+RUN_FILES = ["metrics.json", "model_summary.txt", "samples.png", "confusion_matrix.png", "confusion_matrix.csv",
+             "classification_report.txt", "classification_report.json", "learning_curves.png"]
+
+
+def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
+    result = run_train(*FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Test accuracy:" in result.stdout
+    for name in RUN_FILES:
+        assert (tmp_path / name).stat().st_size > 0, name
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["model"] == "BaselineCNN" and metrics["parameters"] == 1_199_882
+    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert 0.1 < metrics["test_acc"] <= 1 and metrics["test_loss"] > 0
+    assert metrics["best_val_acc"] == max(h["val_acc"] for h in metrics["history"])
+    assert metrics["history"][0]["train_samples"] == 4 * 256
+    assert metrics["fit_seconds"] > 0 and metrics["train_samples_per_second"] > 0
+    assert metrics["data_sha256"] == OFFICIAL_SHA256
+    assert metrics["config"]["data"]["batch_size"] == 256 and metrics["config"]["seed"] == 42
+
+    rows = list(csv.reader((tmp_path / "confusion_matrix.csv").open()))
+    counts = [[int(v) for v in row[1:]] for row in rows[1:]]
+    assert len(counts) == 10 and all(len(r) == 10 for r in counts)
+    assert sum(map(sum, counts)) == 3 * 256  # limit_test_batches=3
+    correct = sum(counts[i][i] for i in range(10)) / (3 * 256)
+    assert correct == pytest.approx(metrics["test_acc"], abs=1e-6)
+    report = json.loads((tmp_path / "classification_report.json").read_text())
+    assert sorted(report["per_class"]) == [str(d) for d in range(10)]
+    assert sum(c["support"] for c in report["per_class"].values()) == 3 * 256
+    assert "weighted avg" in (tmp_path / "classification_report.txt").read_text()
+    summary = (tmp_path / "model_summary.txt").read_text()
+    assert "[N, 64, 12, 12]" in summary and "Total params: 1,199,882" in summary
+
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in checkpoints and len(checkpoints) == 2
+    assert metrics["best_checkpoint"].endswith(".ckpt")
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"train_loss_step", "train_loss_epoch", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"} <= set(tags["scalars"])
+    assert {"samples", "confusion_matrix", "learning_curves"} <= set(tags["images"])
+    assert "_hparams_/session_start_info" in tags["tensors"] or "hp/test_acc" in tags["scalars"]
+
+
+@pytest.mark.parametrize("model, parameters", [("elu", 329_962), ("prose_cnn", 59_933)])
+def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
+    result = run_train(f"model={model}", *FEW_BATCHES, "logger=csv", f"hydra.run.dir={tmp_path}",
+                       env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["parameters"] == parameters and metrics["test_acc"] is not None
+    assert (tmp_path / "csv" / "metrics.csv").exists()
+    lrs = [h["lr"] for h in metrics["history"]]
+    assert lrs[-1] == pytest.approx(0.01 / (1 + 1e-6 * 8))  # Keras decay after 2 epochs x 4 steps
+
+
+def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mnist_dir):
+    result = run_train("-m", "data.batch_size=32,64", *FEW_BATCHES, "trainer.max_epochs=1",
+                       f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [json.loads((tmp_path / str(i) / "metrics.json").read_text()) for i in (0, 1)]
+    assert [j["config"]["data"]["batch_size"] for j in jobs] == [32, 64]
+    assert [j["history"][0]["train_samples"] for j in jobs] == [4 * 32, 4 * 64]
+    assert {j["config"]["seed"] for j in jobs} == {42}
+
+
+@pytest.mark.gpu
+def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    result = run_train("experiment=seed_elu", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
+                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["device"].startswith("cuda") and metrics["precision"] == "bf16-mixed"
+    assert "(on cuda" in (tmp_path / "train.log").read_text()
+    assert 0.1 < metrics["test_acc"] <= 1
