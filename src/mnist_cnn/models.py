@@ -70,7 +70,7 @@ class MNISTClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_acc(logits, y)
-        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True)
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log("val_acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch, batch_idx):
@@ -79,7 +79,7 @@ class MNISTClassifier(L.LightningModule):
         self.test_acc(logits, y)
         self.test_confusion.update(logits, y)
         self.test_per_class.update(logits, y)
-        self.log("test_loss", F.cross_entropy(logits, y))
+        self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True)
         self.log("test_acc", self.test_acc)
 
     def on_test_epoch_end(self) -> None:

@@ -17,6 +17,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +27,7 @@ from mnist_cnn import artifacts
 from mnist_cnn.data import NORMALIZE, SPLITS
 from mnist_cnn.history import History
 from mnist_cnn.mnist_files import MNISTUnavailable
+from mnist_cnn.report import SweepReport
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -83,6 +85,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     train_seconds = sum(e["train_seconds"] for e in epochs)
     metrics = {
         "status": "ok",
+        "overrides": list(HydraConfig.get().overrides.task),
         "model": type(model).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
         "test_acc": test.get("test_acc"),
@@ -108,13 +111,31 @@ def fit_and_test(cfg: DictConfig) -> dict:
     return metrics
 
 
+def record_failure(cfg: DictConfig, exc: BaseException) -> None:
+    """A multirun job that fails leaves metrics.json saying why, for the sweep report."""
+    reason = f"{type(exc).__name__}: {one_line(exc)}"
+    log.error("job failed: %s", reason, exc_info=not isinstance(exc, (ConfigError, MNISTUnavailable)))
+    hydra_cfg = HydraConfig.get()
+    artifacts.write_json(Path(hydra_cfg.runtime.output_dir) / "metrics.json", {
+        "status": "failed", "reason": reason, "overrides": list(hydra_cfg.overrides.task),
+        "config": OmegaConf.to_container(cfg, resolve=False),
+    })
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def run(cfg: DictConfig) -> float | None:
+    """Returns the best validation accuracy: the value an optimising sweeper maximises."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         check_config(cfg)
         return fit_and_test(cfg)["best_val_acc"]
-    except (ConfigError, MNISTUnavailable) as exc:
-        exit_with(exc)  # SystemExit passes Hydra's job wrapper, which would add lines of its own
+    except Exception as exc:
+        if multirun:  # one bad job must not stop the others
+            record_failure(cfg, exc)
+            return None
+        if isinstance(exc, (ConfigError, MNISTUnavailable)):
+            exit_with(exc)  # SystemExit passes Hydra's job wrapper, which would add lines of its own
+        raise
 
 
 def one_line(exc: BaseException) -> str:
@@ -145,6 +166,9 @@ def main() -> None:
         run()
     except (HydraException, OmegaConfBaseException) as exc:  # composing the config failed
         exit_with(exc)
+    if SweepReport.failures:
+        print(f"mnist-train: {SweepReport.failures[-1]}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+"""Multirun sweeps and their report: grids, failures, launchers, optuna, DDP."""
+
+import csv
+import json
+import statistics
+
+import pytest
+
+from mnist_cnn.report import read_jobs, write_report
+
+from conftest import run_train
+
+TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv")
+
+
+def summary_rows(sweep_dir):
+    return list(csv.DictReader((sweep_dir / "summary.csv").open()))
+
+
+def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, mnist_dir):
+    result = run_train("-m", "data.batch_size=32,64", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}",
+                       env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = summary_rows(tmp_path)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert {r["overrides"].split()[0] for r in rows} == {"data.batch_size=32", "data.batch_size=64"}
+    summary = (tmp_path / "summary.md").read_text()
+    for batch in (32, 64):
+        accs = [json.loads((tmp_path / str(j) / "metrics.json").read_text())["best_val_acc"]
+                for j in range(4) if f"data.batch_size={batch} " in rows[j]["overrides"] + " "]
+        assert len(accs) == 2
+        line = next(line for line in summary.splitlines() if line.startswith(f"| data.batch_size={batch}"))
+        assert f"| 2 | {statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f} |" in line
+    assert summary.count("★") == 2  # once in the table, once in the legend
+    assert "seed-to-seed spread" in summary
+    assert (tmp_path / "sweep_data.batch_size.png").stat().st_size > 0
+    assert "Sweep report:" in result.stdout
+
+
+def test_a_failing_job_is_reported_and_the_others_still_run(tmp_path, mnist_dir):
+    result = run_train("-m", "data.validation_split=1.5,0.3", *TINY, f"hydra.sweep.dir={tmp_path}",
+                       env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 1
+    assert "1 of 2 jobs failed" in result.stderr
+    failed, ok = summary_rows(tmp_path)
+    assert failed["status"] == "failed" and "data.validation_split=1.5 is not allowed" in failed["reason"]
+    assert ok["status"] == "ok" and float(ok["best_val_acc"]) > 0
+    assert "## Failed jobs" in (tmp_path / "summary.md").read_text()
+
+
+def write_job(directory, overrides, **metrics):
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps({"status": "ok", "overrides": overrides, **metrics}))
+
+
+def fake_sweep(tmp_path, accs):
+    """A multirun directory as a cluster would leave it: only metrics.json files (and a killed job)."""
+    job = 0
+    for batch, values in accs.items():
+        for seed, acc in enumerate(values):
+            write_job(tmp_path / str(job), [f"data.batch_size={batch}", f"seed={seed}"], best_val_acc=acc,
+                      test_acc=acc - 0.001, best_val_loss=0.1, test_loss=0.1, epochs=1, fit_seconds=10.0,
+                      train_samples_per_second=1000.0)
+            job += 1
+    (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+    (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text("- data.batch_size=16\n- seed=0\n")
+
+
+def test_report_says_when_the_lead_is_within_noise(tmp_path):
+    fake_sweep(tmp_path, {32: [0.980, 0.990, 0.985], 64: [0.984, 0.982, 0.983]})
+    rows = write_report(tmp_path)
+    assert [r["status"] for r in rows] == ["ok"] * 6 + ["failed"]
+    assert "killed" in rows[-1]["reason"] and rows[-1]["overrides"] == "data.batch_size=16 seed=0"
+    summary = (tmp_path / "summary.md").read_text()
+    assert "**data.batch_size=32**" in summary and "within the seed-to-seed spread" in summary
+
+
+def test_report_says_when_the_lead_exceeds_noise(tmp_path):
+    fake_sweep(tmp_path, {32: [0.990, 0.991, 0.992], 64: [0.980, 0.981, 0.982]})
+    write_report(tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Lead: 0.0100" in summary and "It exceeds the seed-to-seed spread (0.0014)" in summary
+
+
+def test_report_from_the_command_line(tmp_path):
+    fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
+    import subprocess, sys
+    result = subprocess.run([sys.executable, "-m", "mnist_cnn.report", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1  # the killed job counts as a failure
+    assert "# Sweep summary" in result.stdout and len(read_jobs(tmp_path)) == 5
+    missing = subprocess.run([sys.executable, "-m", "mnist_cnn.report", str(tmp_path / "nope")],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "usage:" in missing.stderr
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    result = run_train("-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY,
+                       f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["status"] for r in summary_rows(tmp_path)] == ["ok", "ok"]
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+    from mnist_cnn.train import CONF_DIR
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.array_parallelism) == ("gpu", 1, 16)
+
+
+def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnist_dir):
+    result = run_train("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}",
+                       env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = summary_rows(tmp_path)
+    assert len(rows) == 2 and all("model.optimizer.lr=" in r["overrides"] for r in rows)
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert f"best_value: {max(float(r['best_val_acc']) for r in rows)}" in best
+
+
+def test_ddp_fit_with_two_cpu_processes(tmp_path, mnist_dir):
+    result = run_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY,
+                       f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["history"][0]["train_samples"] == 2 * 2 * 256  # 2 batches on each of 2 ranks
+    assert metrics["config"]["trainer"]["strategy"] == "ddp"
+    assert (tmp_path / "train_ddp_process_1.log").exists()
