@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mnist_cnn.models import BaselineCNN, EluCNN, ProseCNN
+from mnist_cnn.models import ELU, BaselineCNN, EluCNN, ProseCNN
 
 SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933}
 
@@ -91,3 +91,26 @@ def test_architecture_comes_from_arguments():
     model = BaselineCNN(conv1_channels=8, conv2_channels=16, dense_units=32)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert sum(p.numel() for p in model.parameters()) == 80 + 1168 + (16 * 12 * 12 * 32 + 32) + 330
+
+
+def test_cpu_elu_matches_pytorch_elu_in_value_and_gradient():
+    x = torch.linspace(-12, 6, 20001, dtype=torch.float64).float().requires_grad_()
+    ours, theirs = ELU()(x), F.elu(x)
+    assert (ours - theirs).abs().max() < 1e-6
+    (g_ours,) = torch.autograd.grad(ours.sum(), x)
+    (g_theirs,) = torch.autograd.grad(theirs.sum(), x)
+    assert (g_ours - g_theirs).abs().max() < 1e-6
+
+
+def test_cpu_elu_keeps_positive_values_exact_in_bfloat16():
+    x = torch.linspace(0.001, 3, 999).bfloat16()
+    assert torch.equal(ELU()(x), x)
+    negative = -x
+    assert (ELU()(negative).float() - F.elu(negative.float())).abs().max() < 0.01
+
+
+def test_channels_last_is_a_switch():
+    conv = BaselineCNN().net[0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert BaselineCNN(channels_last=False).net[2].weight.is_contiguous()
+    assert not BaselineCNN().net[2].weight.is_contiguous()

@@ -11,7 +11,24 @@ from torch.nn import functional as F
 import lightning as L
 
 NUM_CLASSES = 10
-ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
+
+
+class ELU(nn.Module):
+    """nn.ELU (alpha 1), computed on CPU as relu(x) + (exp(min(x, 0)) - 1).
+
+    Written because PyTorch's CPU ELU goes through an unvectorised expm1: on this project's 2-core
+    AVX-512 machines it took 20 ms for a (200, 32, 26, 26) tensor against 1-2 ms for relu, clamp and
+    exp, and made the ELU model's bf16 training step 31% slower (1,685 vs 2,213 samples/s, timed
+    2026-11-24). exp(x) - 1 differs from expm1 by < 1e-7 absolute. On CUDA, F.elu is one fast kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return F.elu(x)
+        return F.relu(x) + (torch.exp(x.clamp(max=0)) - 1)  # brackets: x + 0 stays exact in bf16
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": ELU}
 # The seed's optimisers with Keras 2.3's defaults, which differ from PyTorch's.
 ADADELTA = {"name": "Adadelta", "lr": 1.0, "rho": 0.95, "eps": 1e-7}
 KERAS_SGD = {"name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
@@ -32,12 +49,14 @@ class MNISTClassifier(L.LightningModule):
     decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps, as Keras 2.3.
     """
 
-    def __init__(self, optimizer: dict):
+    def __init__(self, optimizer: dict, channels_last: bool = True):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.net = self.build()
         self.net.apply(keras_init)
+        if channels_last:  # oneDNN's and cuDNN's preferred conv layout: +10-13% per CPU step, timed 2026-11-24
+            self.net.to(memory_format=torch.channels_last)
         metric = dict(task="multiclass", num_classes=NUM_CLASSES)
         self.train_acc = torchmetrics.Accuracy(**metric)
         self.val_acc = torchmetrics.Accuracy(**metric)
@@ -124,8 +143,8 @@ class BaselineCNN(MNISTClassifier):
 
     def __init__(self, conv1_channels: int = 32, conv2_channels: int = 64, kernel_size: int = 3,
                  pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 128,
-                 dense_dropout: float = 0.5, optimizer: dict = ADADELTA):
-        super().__init__(optimizer)
+                 dense_dropout: float = 0.5, optimizer: dict = ADADELTA, channels_last: bool = True):
+        super().__init__(optimizer, channels_last)
 
     def build(self) -> nn.Sequential:
         h = self.hparams
@@ -143,15 +162,15 @@ class EluCNN(MNISTClassifier):
 
     def __init__(self, block1_channels: int = 32, block2_channels: int = 64, kernel_size: int = 3,
                  pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 256,
-                 dense_dropout: float = 0.5, optimizer: dict = KERAS_SGD):
-        super().__init__(optimizer)
+                 dense_dropout: float = 0.5, optimizer: dict = KERAS_SGD, channels_last: bool = True):
+        super().__init__(optimizer, channels_last)
 
     def build(self) -> nn.Sequential:
         h = self.hparams
         layers, channels = [], 1
         for out in (h.block1_channels, h.block2_channels):
-            layers += [nn.Conv2d(channels, out, h.kernel_size), nn.ELU(),
-                       nn.Conv2d(out, out, h.kernel_size), nn.ELU(),
+            layers += [nn.Conv2d(channels, out, h.kernel_size), ELU(),
+                       nn.Conv2d(out, out, h.kernel_size), ELU(),
                        nn.MaxPool2d(h.pool_size), nn.Dropout(h.conv_dropout)]
             channels = out
         features = nn.Sequential(*layers, nn.Flatten())
@@ -165,14 +184,15 @@ class ProseCNN(MNISTClassifier):
 
     def __init__(self, conv1_channels: int = 30, conv1_kernel: int = 5, conv2_channels: int = 15,
                  conv2_kernel: int = 3, pool_size: int = 2, dropout: float = 0.2,
-                 dense_units: tuple[int, ...] = (128, 50), optimizer: dict = KERAS_SGD):
-        super().__init__(optimizer)
+                 dense_units: tuple[int, ...] = (128, 50), optimizer: dict = KERAS_SGD,
+                 channels_last: bool = True):
+        super().__init__(optimizer, channels_last)
 
     def build(self) -> nn.Sequential:
         h = self.hparams
         features = nn.Sequential(
-            nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), nn.ELU(), nn.MaxPool2d(h.pool_size),
-            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), nn.ELU(), nn.MaxPool2d(h.pool_size),
+            nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), ELU(), nn.MaxPool2d(h.pool_size),
+            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), ELU(), nn.MaxPool2d(h.pool_size),
             nn.Dropout(h.dropout), nn.Flatten(),
         )
         return nn.Sequential(*features, *dense_head(features, list(h.dense_units), "relu", 0.0))

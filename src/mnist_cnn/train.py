@@ -62,15 +62,21 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
 
 
-def fit_and_test(cfg: DictConfig) -> dict:
-    out = Path(HydraConfig.get().runtime.output_dir)
+def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
+    """The data module, model, trainer and history of a run, as its config says."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
     history = History()
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + [history]
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + [history, *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer, history
+
+
+def fit_and_test(cfg: DictConfig) -> dict:
+    out = Path(HydraConfig.get().runtime.output_dir)
+    datamodule, model, trainer, history = build(cfg)
 
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)

@@ -1,0 +1,270 @@
+"""Training speed, measured side by side in one process on the same machine and data:
+
+1. a plain PyTorch loop written as pytorch/examples' mnist/main.py writes it (torchvision MNIST with
+   ToTensor + Normalize, a DataLoader, the same network, optimiser and batch size);
+2. the project's own Trainer path (the config `python train.py` composes, built by train.build).
+
+For the seed's two runs (baseline at batch 256, ELU at batch 200), fp32 and bf16-mixed, on CPU and
+on CUDA when present. Reports train samples per second (median of timed windows after a warm-up),
+the wall time of one full epoch (train + validation) and, on CUDA, the time to 99.0% validation
+accuracy. Prints a table and writes benchmarks/results/<device>-<date>.json.
+
+    python scripts/benchmark.py            # everything (about 15 minutes on 2 CPU cores)
+    python scripts/benchmark.py --quick    # throughput only, fewer windows (under 3 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
+import torch
+import torchvision
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from torch import nn
+from torch.nn import functional as F
+from torchvision import datasets, transforms
+
+from mnist_cnn.data import MEAN, STD, default_data_dir
+from mnist_cnn.mnist_files import ensure_mnist
+from mnist_cnn import models
+from mnist_cnn.models import BaselineCNN, EluCNN
+from mnist_cnn.train import CONF_DIR, build
+
+RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200)}
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+TARGET_VAL_ACC = 0.99
+
+
+def clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def window_rates(stamps: list[float], batch_size: int, warmup: int, window: int) -> list[float]:
+    """Samples per second over consecutive windows of `window` batches, after `warmup` batches.
+    stamps[i] is the time batch i finished (stamps[0]: before the first batch)."""
+    return [window * batch_size / (stamps[i + window] - stamps[i])
+            for i in range(warmup, len(stamps) - window, window)]
+
+
+# --- 1. the plain loop ---------------------------------------------------------------------------
+
+def plain_loaders(data_dir: str, batch_size: int, device: torch.device):
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
+    full = datasets.MNIST(data_dir, train=True, transform=transform)
+    train_set, val_set = torch.utils.data.random_split(full, [42000, 18000], generator=torch.Generator().manual_seed(0))
+    kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    train = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, **kwargs)
+    val = torch.utils.data.DataLoader(val_set, batch_size=1000, **kwargs)
+    return train, val
+
+
+def plain_model(cls, device: torch.device):
+    """The same layers, initialisation and optimiser, as stock PyTorch: nn.ELU, default layout."""
+    torch.manual_seed(0)
+    module = cls(channels_last=False)
+    net = nn.Sequential(*(nn.ELU() if isinstance(layer, models.ELU) else layer for layer in module.net)).to(device)
+    config = module.configure_optimizers()  # over the same parameter objects as net
+    if isinstance(config, dict):
+        return net, config["optimizer"], config["lr_scheduler"]["scheduler"]
+    return net, config, None
+
+
+def plain_train(net, optimizer, schedule, loader, device, bf16: bool, max_batches: int | None = None):
+    net.train()
+    stamps = [clock(device)]
+    for batch_idx, (data, target) in enumerate(loader):
+        if max_batches is not None and batch_idx >= max_batches:
+            break
+        data, target = data.to(device), target.to(device)
+        optimizer.zero_grad()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(data), target)
+        loss.backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        stamps.append(clock(device))
+    return stamps
+
+
+def plain_validate(net, loader, device, bf16: bool) -> float:
+    net.eval()
+    correct = 0
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for data, target in loader:
+            data, target = data.to(device), target.to(device)
+            correct += (net(data).argmax(dim=1) == target).sum().item()
+    return correct / len(loader.dataset)
+
+
+def plain_run(name, precision, device, args) -> dict:
+    _, cls, batch_size = RUNS[name]
+    bf16 = precision == "bf16"
+    train, val = plain_loaders(args.data_dir, batch_size, device)
+    net, optimizer, schedule = plain_model(cls, device)
+    n = args.warmup + args.windows * args.window
+    stamps = plain_train(net, optimizer, schedule, train, device, bf16, max_batches=n)
+    result = {"windows": window_rates(stamps, batch_size, args.warmup, args.window)}
+    if not args.quick:
+        start = clock(device)
+        plain_train(net, optimizer, schedule, train, device, bf16)
+        plain_validate(net, val, device, bf16)
+        result["epoch_seconds"] = clock(device) - start
+    if device.type == "cuda" and not args.quick:
+        net, optimizer, schedule = plain_model(cls, device)
+        start, acc, epochs = clock(device), 0.0, 0
+        while acc < TARGET_VAL_ACC and epochs < args.max_epochs_to_target:
+            plain_train(net, optimizer, schedule, train, device, bf16)
+            acc, epochs = plain_validate(net, val, device, bf16), epochs + 1
+        result.update(time_to_target_seconds=clock(device) - start if acc >= TARGET_VAL_ACC else None,
+                      epochs_to_target=epochs, final_val_acc=acc)
+    return result
+
+
+# --- 2. the project's Trainer path -----------------------------------------------------------------
+
+class BatchClock(L.Callback):
+    def __init__(self, device):
+        self.device, self.stamps, self.epochs = device, [], []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.stamps.append(clock(self.device))
+        self._epoch_start = self.stamps[-1]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.stamps.append(clock(self.device))
+
+    def on_train_epoch_end(self, trainer, pl_module):  # Lightning has run validation by now
+        val_acc = trainer.callback_metrics.get("val_acc")  # absent when validation is off
+        self.epochs.append((clock(self.device) - self._epoch_start, None if val_acc is None else float(val_acc)))
+
+
+def project_trainer(name, precision, device, args, out_dir, *overrides, callbacks=()):
+    experiment, _, _ = RUNS[name]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True, overrides=[
+            f"experiment={experiment}", f"trainer.precision={PRECISIONS[precision]}",
+            f"trainer.accelerator={device.type.replace('cuda', 'gpu')}", f"data.data_dir={args.data_dir}",
+            "callbacks.progress_bar.refresh_rate=0", "~callbacks.model_summary", "trainer.num_sanity_val_steps=0",
+            f"hydra.runtime.output_dir={out_dir}", *overrides])
+    HydraConfig.instance().set_config(cfg)
+    timer = BatchClock(device)
+    datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer, *callbacks))
+    trainer.fit(model, datamodule=datamodule)
+    return timer
+
+
+def project_run(name, precision, device, args) -> dict:
+    batch_size = RUNS[name][2]
+    n = args.warmup + args.windows * args.window
+    with tempfile.TemporaryDirectory() as tmp:
+        timer = project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1",
+                                f"trainer.limit_train_batches={n}", "trainer.limit_val_batches=0",
+                                "~callbacks.checkpoint")
+        result = {"windows": window_rates(timer.stamps, batch_size, args.warmup, args.window)}
+        if not args.quick:
+            timer = project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1")
+            result["epoch_seconds"] = timer.epochs[0][0]
+        if device.type == "cuda" and not args.quick:
+            stop = EarlyStopping(monitor="val_acc", mode="max", stopping_threshold=TARGET_VAL_ACC, patience=10**6)
+            timer = project_trainer(name, precision, device, args, tmp, f"trainer.max_epochs={args.max_epochs_to_target}",
+                                    callbacks=(stop,))
+            acc = timer.epochs[-1][1]
+            result.update(time_to_target_seconds=sum(t for t, _ in timer.epochs) if acc >= TARGET_VAL_ACC else None,
+                          epochs_to_target=len(timer.epochs), final_val_acc=acc)
+    return result
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "lightning": L.__version__, "platform": platform.platform()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="throughput only, fewer windows")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    parser.add_argument("--models", default="baseline,elu")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--data-dir", default=default_data_dir())
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--max-epochs-to-target", type=int, default=15)
+    args = parser.parse_args()
+    args.warmup, args.window, args.windows = (2, 6, 3) if args.quick else (3, 15, 5)
+    ensure_mnist(args.data_dir)
+
+    devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    for device in devices:
+        results = []
+        for name in args.models.split(","):
+            for precision in args.precisions.split(","):
+                for path, run in (("plain", plain_run), ("project", project_run)):
+                    r = run(name, precision, device, args)
+                    r.update(model=name, precision=precision, path=path, batch_size=RUNS[name][2],
+                             train_samples_per_second=statistics.median(r["windows"]))
+                    results.append(r)
+                    print(f"{device.type:5} {name:9} {precision:5} {path:8} {r['train_samples_per_second']:9.0f} samples/s"
+                          + (f"  epoch {r['epoch_seconds']:.2f} s" if "epoch_seconds" in r else ""), flush=True)
+        report(device, results, args)
+
+
+def ratios(results: list[dict]) -> dict:
+    rate = {(r["model"], r["precision"], r["path"]): r["train_samples_per_second"] for r in results}
+    out = {}
+    for (model, precision, path), value in rate.items():
+        if path == "project" and (model, "fp32", "plain") in rate:
+            out[f"{model} {precision} project / plain fp32"] = value / rate[(model, "fp32", "plain")]
+            if (model, precision, "plain") in rate:
+                out[f"{model} {precision} project / plain {precision}"] = value / rate[(model, precision, "plain")]
+    return out
+
+
+def report(device: torch.device, results: list[dict], args) -> None:
+    date = datetime.date.today().isoformat()
+    record = {"date": date, "device": device.type, "quick": args.quick, "machine": machine(device),
+              "method": {"warmup_batches": args.warmup, "window_batches": args.window, "windows": args.windows},
+              "results": results, "ratios": ratios(results)}
+    print(f"\n{device.type} ({record['machine'].get('gpu', record['machine']['cpu'])}), {date}")
+    print(f"{'model':9} {'precision':9} {'path':8} {'samples/s':>10} {'epoch s':>8} {'to 99% s':>9}")
+    for r in results:
+        epoch = f"{r['epoch_seconds']:.2f}" if "epoch_seconds" in r else "-"
+        target = f"{r['time_to_target_seconds']:.1f}" if r.get("time_to_target_seconds") else "-"
+        print(f"{r['model']:9} {r['precision']:9} {r['path']:8} {r['train_samples_per_second']:>10.0f} {epoch:>8} {target:>9}")
+    for key, value in record["ratios"].items():
+        print(f"  {key}: {value:.2f}x")
+    out = Path(args.out) / f"{device.type}-{date}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
