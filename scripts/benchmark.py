@@ -16,7 +16,10 @@ accuracy. Prints a table and writes benchmarks/results/<device>-<date>.json.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime
+import io
+import pstats
 import json
 import os
 import platform
@@ -52,6 +55,31 @@ def clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
+class Stamps:
+    """Times at which batches finish. On CUDA these are events on the GPU's own timeline, so that
+    stamping every batch does not stall the queue of launched work (a synchronize would)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.marks = device, []
+
+    def mark(self) -> None:
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def seconds(self) -> list[float]:
+        if self.device.type != "cuda":
+            return list(self.marks)
+        torch.cuda.synchronize(self.device)
+        return [self.marks[0].elapsed_time(e) / 1000 for e in self.marks]
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+
 def window_rates(stamps: list[float], batch_size: int, warmup: int, window: int) -> list[float]:
     """Samples per second over consecutive windows of `window` batches, after `warmup` batches.
     stamps[i] is the time batch i finished (stamps[0]: before the first batch)."""
@@ -84,7 +112,8 @@ def plain_model(cls, device: torch.device):
 
 def plain_train(net, optimizer, schedule, loader, device, bf16: bool, max_batches: int | None = None):
     net.train()
-    stamps = [clock(device)]
+    stamps = Stamps(device)
+    stamps.mark()
     for batch_idx, (data, target) in enumerate(loader):
         if max_batches is not None and batch_idx >= max_batches:
             break
@@ -96,8 +125,8 @@ def plain_train(net, optimizer, schedule, loader, device, bf16: bool, max_batche
         optimizer.step()
         if schedule is not None:
             schedule.step()
-        stamps.append(clock(device))
-    return stamps
+        stamps.mark()
+    return stamps.seconds()
 
 
 def plain_validate(net, loader, device, bf16: bool) -> float:
@@ -138,14 +167,18 @@ def plain_run(name, precision, device, args) -> dict:
 
 class BatchClock(L.Callback):
     def __init__(self, device):
-        self.device, self.stamps, self.epochs = device, [], []
+        self.device, self.epochs, self._stamps = device, [], Stamps(device)
+
+    @property
+    def stamps(self) -> list[float]:
+        return self._stamps.seconds()
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.stamps.append(clock(self.device))
-        self._epoch_start = self.stamps[-1]
+        self._epoch_start = clock(self.device)
+        self._stamps.mark()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.stamps.append(clock(self.device))
+        self._stamps.mark()
 
     def on_train_epoch_end(self, trainer, pl_module):  # Lightning has run validation by now
         val_acc = trainer.callback_metrics.get("val_acc")  # absent when validation is off
@@ -175,17 +208,70 @@ def project_run(name, precision, device, args) -> dict:
                                 f"trainer.limit_train_batches={n}", "trainer.limit_val_batches=0",
                                 "~callbacks.checkpoint")
         result = {"windows": window_rates(timer.stamps, batch_size, args.warmup, args.window)}
-        if not args.quick:
+        if args.quick:
+            return result
+        if device.type == "cpu":  # one epoch, from a fresh start as `python train.py` makes it
             timer = project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1")
             result["epoch_seconds"] = timer.epochs[0][0]
-        if device.type == "cuda" and not args.quick:
-            stop = EarlyStopping(monitor="val_acc", mode="max", stopping_threshold=TARGET_VAL_ACC, patience=10**6)
-            timer = project_trainer(name, precision, device, args, tmp, f"trainer.max_epochs={args.max_epochs_to_target}",
-                                    callbacks=(stop,))
-            acc = timer.epochs[-1][1]
-            result.update(time_to_target_seconds=sum(t for t, _ in timer.epochs) if acc >= TARGET_VAL_ACC else None,
-                          epochs_to_target=len(timer.epochs), final_val_acc=acc)
+            return result
+        # CUDA: the seed's whole run as configured (checkpoints included); its second epoch is the
+        # warm one, comparable with the plain loop's epoch, which runs after its timed windows.
+        start = time.perf_counter()
+        timer = project_trainer(name, precision, device, args, tmp)
+        result.update(fit_seconds=time.perf_counter() - start, epoch_seconds=timer.epochs[1][0],
+                      first_epoch_seconds=timer.epochs[0][0], fit_epochs=len(timer.epochs))
+        stop = EarlyStopping(monitor="val_acc", mode="max", stopping_threshold=TARGET_VAL_ACC, patience=10**6)
+        timer = project_trainer(name, precision, device, args, tmp, f"trainer.max_epochs={args.max_epochs_to_target}",
+                                callbacks=(stop,))
+        acc = timer.epochs[-1][1]
+        result.update(time_to_target_seconds=sum(t for t, _ in timer.epochs) if acc >= TARGET_VAL_ACC else None,
+                      epochs_to_target=len(timer.epochs), final_val_acc=acc)
     return result
+
+
+# Each GPU switch flipped alone against the shipped config, so each is kept only for a measured gain.
+SWITCHES = {
+    "as shipped": [],
+    "channels_last off": ["model.channels_last=false"],
+    "cudnn.benchmark on": ["trainer.benchmark=true"],
+    "deterministic off": ["trainer.deterministic=false"],
+    "compile on": ["model.compile=true"],
+    "eval batch 6000": ["data.eval_batch_size=6000"],
+}
+
+
+def switches_run(name, precision, device, args) -> list[dict]:
+    batch_size, results = RUNS[name][2], []
+    for switch, overrides in SWITCHES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            timer = project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=2",
+                                    "~callbacks.checkpoint", *overrides)
+            fit_seconds = time.perf_counter() - start
+        stamps = timer.stamps
+        epoch1 = stamps[len(stamps) // 2:]  # the second epoch's batches: warm, compiled
+        rates = window_rates(epoch1, batch_size, 0, args.window)
+        results.append({"model": name, "precision": precision, "switch": switch, "overrides": overrides,
+                        "train_samples_per_second": statistics.median(rates), "epoch_seconds": timer.epochs[1][0],
+                        "first_epoch_seconds": timer.epochs[0][0], "fit_seconds": fit_seconds})
+        print(f"{device.type:5} {name:9} {precision:5} {switch:20} {results[-1]['train_samples_per_second']:9.0f} "
+              f"samples/s  epoch {timer.epochs[1][0]:.3f} s (first {timer.epochs[0][0]:.2f} s)", flush=True)
+    return results
+
+
+def profile_run(name, precision, device, args) -> str:
+    """Where the host's time goes in one epoch of the project path (cProfile, top functions by own time):
+    on a GPU this small model leaves the device waiting on Python, so the host profile is the one that counts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1", "trainer.limit_train_batches=20",
+                        "trainer.limit_val_batches=2", "~callbacks.checkpoint")  # warm-up
+        profiler = cProfile.Profile()
+        profiler.enable()
+        project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1")
+        profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+    return f"== {device.type} {name} {precision}: one epoch of the project path ==\n" + text.getvalue()
 
 
 # --- the report -------------------------------------------------------------------------------------
@@ -213,6 +299,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=default_data_dir())
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--max-epochs-to-target", type=int, default=15)
+    parser.add_argument("--no-switches", action="store_true", help="CUDA: skip flipping each GPU switch alone")
+    parser.add_argument("--switches-only", action="store_true", help="CUDA: only flip each GPU switch alone")
+    parser.add_argument("--profile", action="store_true", help="only profile one epoch of the project path per run")
     args = parser.parse_args()
     args.warmup, args.window, args.windows = (2, 6, 3) if args.quick else (3, 15, 5)
     ensure_mnist(args.data_dir)
@@ -221,8 +310,16 @@ def main() -> None:
     if args.device in ("cuda", "all") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     for device in devices:
+        if args.profile:
+            texts = [profile_run(name, precision, device, args)
+                     for name in args.models.split(",") for precision in args.precisions.split(",")]
+            out = Path(args.out) / f"{device.type}-{datetime.date.today().isoformat()}-profile.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("\n".join(texts))
+            print("\n".join(texts) + f"\nwrote {out}")
+            continue
         results = []
-        for name in args.models.split(","):
+        for name in ([] if args.switches_only else args.models.split(",")):
             for precision in args.precisions.split(","):
                 for path, run in (("plain", plain_run), ("project", project_run)):
                     r = run(name, precision, device, args)
@@ -231,7 +328,12 @@ def main() -> None:
                     results.append(r)
                     print(f"{device.type:5} {name:9} {precision:5} {path:8} {r['train_samples_per_second']:9.0f} samples/s"
                           + (f"  epoch {r['epoch_seconds']:.2f} s" if "epoch_seconds" in r else ""), flush=True)
-        report(device, results, args)
+        switches = []
+        if device.type == "cuda" and not (args.quick or args.no_switches):
+            for name in args.models.split(","):
+                for precision in args.precisions.split(","):
+                    switches += switches_run(name, precision, device, args)
+        report(device, results, switches, args)
 
 
 def ratios(results: list[dict]) -> dict:
@@ -245,17 +347,22 @@ def ratios(results: list[dict]) -> dict:
     return out
 
 
-def report(device: torch.device, results: list[dict], args) -> None:
+def report(device: torch.device, results: list[dict], switches: list[dict], args) -> None:
     date = datetime.date.today().isoformat()
     record = {"date": date, "device": device.type, "quick": args.quick, "machine": machine(device),
               "method": {"warmup_batches": args.warmup, "window_batches": args.window, "windows": args.windows},
-              "results": results, "ratios": ratios(results)}
+              "results": results, "ratios": ratios(results), "switches": switches}
     print(f"\n{device.type} ({record['machine'].get('gpu', record['machine']['cpu'])}), {date}")
-    print(f"{'model':9} {'precision':9} {'path':8} {'samples/s':>10} {'epoch s':>8} {'to 99% s':>9}")
+    print(f"{'model':9} {'precision':9} {'path':8} {'samples/s':>10} {'epoch s':>8} {'to 99% s':>9} {'fit s':>7}")
     for r in results:
-        epoch = f"{r['epoch_seconds']:.2f}" if "epoch_seconds" in r else "-"
+        epoch = f"{r['epoch_seconds']:.3f}" if "epoch_seconds" in r else "-"
         target = f"{r['time_to_target_seconds']:.1f}" if r.get("time_to_target_seconds") else "-"
-        print(f"{r['model']:9} {r['precision']:9} {r['path']:8} {r['train_samples_per_second']:>10.0f} {epoch:>8} {target:>9}")
+        fit = f"{r['fit_seconds']:.1f}" if "fit_seconds" in r else "-"
+        print(f"{r['model']:9} {r['precision']:9} {r['path']:8} {r['train_samples_per_second']:>10.0f} {epoch:>8} "
+              f"{target:>9} {fit:>7}")
+    for r in switches:
+        print(f"{r['model']:9} {r['precision']:9} {r['switch']:20} {r['train_samples_per_second']:>10.0f} "
+              f"{r['epoch_seconds']:>8.3f}")
     for key, value in record["ratios"].items():
         print(f"  {key}: {value:.2f}x")
     out = Path(args.out) / f"{device.type}-{date}{'-quick' if args.quick else ''}.json"

@@ -32,3 +32,15 @@ FEW_BATCHES = (
     "trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1", "callbacks.progress_bar.refresh_rate=0",
 )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, mnist_dir) -> Path:
+    """A briefly trained baseline (100 batches): a real checkpoint for predict and export."""
+    run_dir = tmp_path_factory.mktemp("trained")
+    result = run_train("trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=10",
+                       "trainer.limit_test_batches=2", "trainer.precision=bf16-mixed", "logger=csv",
+                       "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
+                       env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

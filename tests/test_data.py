@@ -79,6 +79,17 @@ def test_fast_path_matches_a_dataloader_over_the_same_order():
         assert torch.equal(fx, rx) and torch.equal(fy, ry)
 
 
+@pytest.mark.gpu
+def test_device_resident_batches_on_cuda_match_the_cpu_path():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    x, y = torch.randn(1000, 1, 28, 28), torch.randint(0, 10, (1000,))
+    cpu = TensorBatches(x, y, batch_size=64, shuffle=True, seed=5)
+    cuda = TensorBatches(x.cuda(), y.cuda(), batch_size=64, shuffle=True, seed=5)
+    for (cx, cy), (gx, gy) in zip(cpu, cuda, strict=True):
+        assert gx.is_cuda and torch.equal(cx, gx.cpu()) and torch.equal(cy, gy.cpu())
+
+
 def test_ddp_ranks_get_equal_disjoint_shards():
     x, y = torch.zeros(103, 1), torch.arange(103)
     shards = [TensorBatches(x, y, 10, shuffle=True, seed=1, rank=r, world_size=4) for r in range(4)]

@@ -89,3 +89,18 @@ def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
     assert metrics["device"].startswith("cuda") and metrics["precision"] == "bf16-mixed"
     assert "(on cuda" in (tmp_path / "train.log").read_text()
     assert 0.1 < metrics["test_acc"] <= 1
+
+
+@pytest.mark.gpu
+def test_gpu_switches_train(tmp_path, mnist_dir):
+    """torch.compile, cudnn.benchmark and large evaluation batches together, on the GPU."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    result = run_train("trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "model.compile=true",
+                       "trainer.benchmark=true", "trainer.deterministic=false", "data.eval_batch_size=5000",
+                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["model"]["compile"] is True and metrics["device"].startswith("cuda")
+    assert 0.1 < metrics["test_acc"] <= 1

@@ -86,9 +86,34 @@ class TensorBatches:
                 yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
             return
         order = self.order().to(self.x.device)
-        for start in range(0, len(order), self.batch_size):
+        for start in range(self.first_batch() * self.batch_size, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+    def first_batch(self) -> int:
+        return 0
+
+
+class ResumableBatches(TensorBatches):
+    """Training batches that resume mid-epoch where a checkpoint left off, in the same order.
+
+    Lightning saves state_dict() into checkpoints and hands it back before iterating again. The
+    count comes from the trainer (`processed`: batches trained on), not from this iterator, which
+    Lightning's prefetching runs one batch ahead."""
+
+    def __init__(self, *args, processed: Callable[[], int] = lambda: 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.processed, self.skip = processed, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch(), "processed": self.processed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skip = state["processed"] if state["processed"] < len(self) else 0
+
+    def first_batch(self) -> int:
+        skip, self.skip = self.skip, 0  # only the first epoch after a resume is partial
+        return skip
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -123,16 +148,18 @@ class MNISTDataModule(L.LightningDataModule):
         log.info("MNIST: %d train samples, %d validation samples, %d test samples (on %s)",
                  len(self.x_train), len(self.x_val), len(self.x_test), device)
 
-    def _batches(self, x, y, batch_size, shuffle=False) -> TensorBatches:
+    def _batches(self, x, y, batch_size, cls=TensorBatches, **kwargs) -> TensorBatches:
         trainer = self.trainer
-        return TensorBatches(
-            x, y, batch_size, shuffle=shuffle, seed=self.seed,
-            epoch=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
-            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
-        )
+        return cls(x, y, batch_size, seed=self.seed, rank=trainer.global_rank if trainer else 0,
+                   world_size=trainer.world_size if trainer else 1, **kwargs)
 
-    def train_dataloader(self) -> TensorBatches:
-        return self._batches(self.x_train, self.y_train, self.batch_size, shuffle=True)
+    def train_dataloader(self) -> ResumableBatches:
+        trainer = self.trainer
+        return self._batches(
+            self.x_train, self.y_train, self.batch_size, ResumableBatches, shuffle=True,
+            epoch=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
+            processed=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer else (lambda: 0),
+        )
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches(self.x_val, self.y_val, self.eval_batch_size)

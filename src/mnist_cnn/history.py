@@ -11,6 +11,15 @@ class History(L.Callback):
     def __init__(self) -> None:
         self.epochs: list[dict] = []
 
+    def state_dict(self) -> dict:  # kept in checkpoints, so a resumed run keeps its earlier epochs
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epochs = list(state["epochs"])
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch gets no epoch start
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start, self._val_seconds, self._samples = time.perf_counter(), 0.0, 0
 

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
-import os
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,23 +20,24 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from mnist_cnn import artifacts
+from mnist_cnn.checkpoints import AtomicCheckpointIO, newest_checkpoint
+from mnist_cnn.cli import UserError, exit_with, one_line, run_hydra
 from mnist_cnn.data import NORMALIZE, SPLITS
 from mnist_cnn.history import History
 from mnist_cnn.mnist_files import MNISTUnavailable
 from mnist_cnn.report import SweepReport
 
 log = logging.getLogger(__name__)
+PROG = "mnist-train"
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-class ConfigError(ValueError):
-    """A config value that is not allowed; its message is the one line the user sees."""
+class ConfigError(UserError):
+    """A config value that is not allowed."""
 
 
 def _is_count(v) -> bool:
@@ -70,16 +73,34 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     history = History()
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + [history, *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     return datamodule, model, trainer, history
+
+
+def provenance() -> dict:
+    """Library versions and the git commit of the code that ran, with a flag for local edits."""
+    versions = {name: importlib.metadata.version(name)
+                for name in ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core")}
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an installed copy)
+        commit, dirty = None, None
+    return {"python": platform.python_version(), **versions, "git_commit": commit, "git_dirty": dirty}
 
 
 def fit_and_test(cfg: DictConfig) -> dict:
     out = Path(HydraConfig.get().runtime.output_dir)
     datamodule, model, trainer, history = build(cfg)
 
+    resume_from = newest_checkpoint(cfg.resume) if cfg.resume else None
+    if cfg.resume:
+        log.info("resuming from %s", resume_from or "nothing: no checkpoint yet, starting afresh")
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - start
 
     checkpoint = trainer.checkpoint_callback
@@ -106,6 +127,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
         "device": str(trainer.strategy.root_device),
         "precision": str(trainer.precision),
         "data_sha256": datamodule.file_sha256,
+        "provenance": provenance(),
         "history": epochs,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -120,7 +142,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
 def record_failure(cfg: DictConfig, exc: BaseException) -> None:
     """A multirun job that fails leaves metrics.json saying why, for the sweep report."""
     reason = f"{type(exc).__name__}: {one_line(exc)}"
-    log.error("job failed: %s", reason, exc_info=not isinstance(exc, (ConfigError, MNISTUnavailable)))
+    log.error("job failed: %s", reason, exc_info=not isinstance(exc, (UserError, MNISTUnavailable)))
     hydra_cfg = HydraConfig.get()
     artifacts.write_json(Path(hydra_cfg.runtime.output_dir) / "metrics.json", {
         "status": "failed", "reason": reason, "overrides": list(hydra_cfg.overrides.task),
@@ -136,44 +158,22 @@ def run(cfg: DictConfig) -> float | None:
         check_config(cfg)
         return fit_and_test(cfg)["best_val_acc"]
     except Exception as exc:
+        record_failure(cfg, exc)
         if multirun:  # one bad job must not stop the others
-            record_failure(cfg, exc)
             return None
-        if isinstance(exc, (ConfigError, MNISTUnavailable)):
-            exit_with(exc)  # SystemExit passes Hydra's job wrapper, which would add lines of its own
+        if isinstance(exc, (UserError, MNISTUnavailable, FloatingPointError)):
+            exit_with(PROG, exc)  # SystemExit passes Hydra's job wrapper, which would add lines of its own
         raise
 
 
-def one_line(exc: BaseException) -> str:
-    """Hydra's and OmegaConf's multi-line messages, cut to the line that names key and value."""
-    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
-        group, _, option = exc.missing_cfg_file.rpartition("/")
-        return f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}"
-    if isinstance(exc, OverrideParseException):
-        return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
-    cause = exc.__cause__
-    if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause):
-        key = getattr(cause, "full_key", None) or str(cause).splitlines()[0]
-        parent = key.rpartition(".")[0] or "the top level"
-        return f"{key} is not a known key (check its spelling under {parent}; add new keys with +{key}=...)"
-    text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
-    return " ".join(text.split())
-
-
-def exit_with(exc: BaseException) -> None:
-    print(f"mnist-train: error: {one_line(exc)}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main() -> None:
-    """Console entry point: bad input ends in one line on stderr and exit status 2."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us unprinted
-    try:
-        run()
-    except (HydraException, OmegaConfBaseException) as exc:  # composing the config failed
-        exit_with(exc)
+    # A resumed run continues in its own directory, unless told otherwise.
+    resume = next((a.partition("=")[2] for a in sys.argv[1:] if a.startswith("resume=")), None)
+    if resume and not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
+        sys.argv.append(f"hydra.run.dir={resume}")
+    run_hydra(PROG, run)
     if SweepReport.failures:
-        print(f"mnist-train: {SweepReport.failures[-1]}", file=sys.stderr)
+        print(f"{PROG}: {SweepReport.failures[-1]}", file=sys.stderr)
         sys.exit(1)
 
 

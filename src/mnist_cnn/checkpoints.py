@@ -1,0 +1,73 @@
+"""Checkpoints: written atomically and often enough to resume, loaded without running code."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from mnist_cnn.atomic import write_atomically
+from mnist_cnn.cli import UserError
+from mnist_cnn.models import MODELS, MNISTClassifier
+
+
+def load_model(path: str | Path) -> tuple[MNISTClassifier, str]:
+    """The model in eval mode, and the normalisation its training data had ('standard' or 'unit').
+
+    torch.load(weights_only=True) admits tensors and plain containers only, so a crafted checkpoint
+    cannot run code; the model is rebuilt from its class name and plain hyperparameters."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ckpt={path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"ckpt={path}: refused, not a checkpoint that loads as plain weights ({type(exc).__name__}: {reason})")
+    marker = checkpoint.get("mnist_cnn") if isinstance(checkpoint, dict) else None
+    if not isinstance(marker, dict) or marker.get("model") not in MODELS:
+        raise UserError(f"ckpt={path}: not an mnist-cnn checkpoint (expected one written by mnist-train)")
+    # compile is a training-speed switch; predict and export want the plain layers
+    model = MODELS[marker["model"]](**{**checkpoint["hyper_parameters"], "compile": False})
+    model.load_state_dict(checkpoint["state_dict"])
+    normalize = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize", "standard")
+    return model.eval(), normalize
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's save goes through an fsspec transaction whose temporary file is made in the system
+    temp folder; where that is another filesystem, the final move is a copy into place that a kill
+    can leave half-written. This writes beside the target and renames, which is atomic."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomically(path, buffer.getvalue())
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint (here: best by val_acc, and last.ckpt at every epoch end), plus
+    last.ckpt every `every_n_steps` training steps, so that a killed run loses little."""
+
+    def __init__(self, every_n_steps: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint a resumed run continues from: the most recently written one in run_dir."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"resume={run_dir}: no such run directory")
+    found = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+    return found[-1] if found else None

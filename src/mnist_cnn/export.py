@@ -1,0 +1,66 @@
+"""Export a trained checkpoint for serving outside this project.
+
+    mnist-export ckpt=outputs/runs/<run>/checkpoints/last.ckpt format=onnx [output=model.onnx]
+    mnist-export ckpt=... format=torchscript
+
+The exported graph takes normalised images (N, 1, 28, 28), as mnist_cnn.data.normalize makes them,
+and returns softmax probabilities (N, 10), as predict does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from mnist_cnn.checkpoints import load_model
+from mnist_cnn.cli import UserError, exit_with, run_hydra
+from mnist_cnn.train import CONF_DIR
+
+PROG = "mnist-export"
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def export(model, fmt: str, out: Path) -> Path:
+    """Write beside the target, then rename: a failed export never replaces a good file."""
+    graph = nn.Sequential(model.net, nn.Softmax(dim=1)).eval()
+    example = torch.zeros(2, 1, 28, 28)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{SUFFIXES[fmt]}")
+    try:
+        if fmt == "onnx":
+            torch.onnx.export(graph, (example,), str(tmp), input_names=["image"], output_names=["probabilities"],
+                              dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
+        else:
+            with torch.no_grad():
+                torch.jit.trace(graph, example).save(str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+def run(cfg: DictConfig) -> None:
+    try:
+        if cfg.format not in SUFFIXES:
+            raise UserError(f"format={cfg.format!r} is not allowed: expected one of {', '.join(SUFFIXES)}")
+        model, _ = load_model(cfg.ckpt)
+        out = Path(cfg.output) if cfg.output else Path(cfg.ckpt).with_suffix(SUFFIXES[cfg.format])
+        if not out.parent.is_dir():
+            raise UserError(f"output={out}: folder {out.parent} does not exist")
+    except (UserError, OmegaConfBaseException) as exc:  # exiting here keeps Hydra from adding lines
+        exit_with(PROG, exc)
+    print(f"wrote {export(model, cfg.format, out)}")
+
+
+def main() -> None:
+    run_hydra(PROG, run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""mnist-export: ONNX (checked with onnxruntime) and TorchScript give the model's own probabilities."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from mnist_cnn.checkpoints import load_model
+from mnist_cnn.data import normalize
+
+from conftest import ROOT
+
+
+def export_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mnist_cnn.export", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def test_set(mnist_dir, trained_run):
+    model, mode = load_model(trained_run / "checkpoints" / "last.ckpt")
+    x = normalize(MNIST(mnist_dir, train=False).data, mode)
+    with torch.no_grad():
+        expected = torch.cat([model(batch).softmax(dim=1) for batch in x.split(1000)]).numpy()
+    return x.numpy(), expected
+
+
+def test_onnx_matches_pytorch_over_the_test_set(tmp_path, trained_run, test_set):
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.onnx"
+    result = export_cli(f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "format=onnx", f"output={out}")
+    assert result.returncode == 0, result.stderr
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x, expected = test_set
+    got = np.concatenate([session.run(["probabilities"], {"image": batch})[0] for batch in np.array_split(x, 10)])
+    assert got.shape == (10_000, 10)
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_torchscript_matches_pytorch(tmp_path, trained_run, test_set):
+    result = export_cli(f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "format=torchscript",
+                        f"output={tmp_path / 'model.pt'}")
+    assert result.returncode == 0, result.stderr
+    scripted = torch.jit.load(str(tmp_path / "model.pt"))
+    x, expected = test_set
+    with torch.no_grad():
+        got = scripted(torch.from_numpy(x[:2000])).numpy()
+    assert np.abs(got - expected[:2000]).max() < 1e-5
+
+
+def test_bad_format_is_refused_and_nothing_written(tmp_path, trained_run):
+    result = export_cli(f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "format=tflite",
+                        f"output={tmp_path / 'm.tflite'}")
+    assert result.returncode == 2
+    assert "format='tflite' is not allowed: expected one of onnx, torchscript" in result.stderr
+    assert list(tmp_path.iterdir()) == []

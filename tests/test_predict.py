@@ -1,0 +1,117 @@
+"""mnist-predict on real images, and on everything it must refuse."""
+
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import MNIST
+
+from mnist_cnn.checkpoints import load_model
+from mnist_cnn.data import normalize
+
+from conftest import ROOT
+
+
+def predict_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_cnn.predict", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_predictions_on_rendered_real_digits_agree_with_the_model(tmp_path, trained_run, mnist_dir):
+    """200 test digits saved as PNG: upscaled 2-5x onto larger, non-square sheets, a third of them
+    inverted to dark-on-light, a fifth as RGB; read back through the MNIST-style preparation."""
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    digits = MNIST(mnist_dir, train=False).data[:200]
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i, digit in enumerate(digits.numpy()):
+        scale = 2 + i % 4
+        digit_image = Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
+        image = Image.new("L", (28 * scale + 17 * (i % 3), 28 * scale + 9 * (i % 2)), 0)
+        image.paste(digit_image, (11 * (i % 3), 5 * (i % 2)))
+        if i % 3 == 0:
+            image = Image.fromarray(255 - np.asarray(image))
+        if i % 5 == 0:
+            image = image.convert("RGB")
+        image.save(folder / f"{i:03d}.png")
+    result = predict_cli(f"ckpt={ckpt}", f"inputs=[{folder}]", "output=json")
+    assert result.returncode == 0, result.stderr
+    predicted = [r["digit"] for r in json.loads(result.stdout)]
+    model, mode = load_model(ckpt)
+    with torch.no_grad():
+        reference = model(normalize(digits, mode)).argmax(dim=1).tolist()
+    agreement = sum(p == r for p, r in zip(predicted, reference, strict=True)) / 200
+    assert agreement >= 0.98, agreement
+
+
+def test_text_output_names_each_file(tmp_path, trained_run, mnist_dir):
+    Image.fromarray(MNIST(mnist_dir, train=False).data[0].numpy()).save(tmp_path / "seven.bmp")
+    result = predict_cli(f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", f"inputs=[{tmp_path / 'seven.bmp'}]")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{tmp_path / 'seven.bmp'}: 7 (probability ")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims a huge size: what a decompression bomb looks like from its header."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def bad_inputs(tmp_path, trained_run):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    (tmp_path / "notes.png").write_text("not an image at all")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "big.png").write_bytes(png_header_only(6_000, 6_000))
+    (tmp_path / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
+    Image.new("L", (100, 100), 255).save(tmp_path / "blank.png")
+    Image.new("L", (8, 8)).save(tmp_path / "tiny.gif")
+    torch.save({"state_dict": {}, "epoch": 1}, tmp_path / "other.ckpt")
+    torch.save({"evil": Payload(tmp_path / "pwned")}, tmp_path / "evil.ckpt")
+    return {
+        "missing file": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'absent.png'}]"], "absent.png: no such file or folder"),
+        "non-image": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'notes.png'}]"], "notes.png: not an image"),
+        "empty file": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'empty.png'}]"], "empty.png: empty file"),
+        "pixel limit": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'big.png'}]"], "6000x6000 pixels is over the limit of 25000000"),
+        "decompression bomb": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'bomb.png'}]"], "bomb.png: refused, decompression bomb"),
+        "blank image": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'blank.png'}]"], "no digit found"),
+        "other format": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'tiny.gif'}]"], "GIF images are not accepted"),
+        "missing checkpoint": ([f"ckpt={tmp_path / 'none.ckpt'}", f"inputs=[{tmp_path}]"], "none.ckpt: no such file"),
+        "foreign checkpoint": ([f"ckpt={tmp_path / 'other.ckpt'}", f"inputs=[{tmp_path}]"], "not an mnist-cnn checkpoint"),
+        "malicious checkpoint": ([f"ckpt={tmp_path / 'evil.ckpt'}", f"inputs=[{tmp_path}]"], "refused"),
+        "bad output": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'blank.png'}]", "output=xml"], "output='xml' is not allowed"),
+        "no inputs key": ([f"ckpt={ckpt}"], "Missing mandatory value: inputs"),
+    }
+
+
+CASES = ["missing file", "non-image", "empty file", "pixel limit", "decompression bomb", "blank image", "other format",
+         "missing checkpoint", "foreign checkpoint", "malicious checkpoint", "bad output", "no inputs key"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_in_one_line(tmp_path, trained_run, case):
+    args, expected = bad_inputs(tmp_path, trained_run)[case]
+    result = predict_cli(*args)
+    assert result.returncode == 2, result.stderr
+    err = result.stderr.strip()
+    assert err.startswith("mnist-predict: error: ") and "\n" not in err, err
+    assert expected in err
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not (tmp_path / "pwned").exists()  # the crafted checkpoint ran nothing

@@ -1,0 +1,94 @@
+"""Nothing lost: kill and resume, bit-for-bit reruns, atomic checkpoints, loss blow-ups."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_cnn.checkpoints import AtomicCheckpointIO
+
+from conftest import ROOT, run_train
+
+SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
+         "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=csv",
+         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0")
+FINAL = ("test_acc", "test_loss", "best_val_acc", "best_val_loss", "best_epoch")
+
+
+def final_metrics(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {k: metrics[k] for k in FINAL}, [(h["val_acc"], h["val_loss"]) for h in metrics["history"]]
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path, mnist_dir):
+    runs = []
+    for name in ("a", "b"):
+        result = run_train(*SMALL, f"hydra.run.dir={tmp_path / name}", env={"MNIST_CNN_DATA": mnist_dir})
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(final_metrics(tmp_path / name))
+    assert runs[0] == runs[1]
+    provenance = json.loads((tmp_path / "a" / "metrics.json").read_text())["provenance"]
+    assert provenance["torch"] == torch.__version__.split("+")[0] or provenance["torch"] == torch.__version__
+    assert len(provenance["git_commit"] or "") in (0, 40) and "git_dirty" in provenance
+
+
+def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir):
+    env = {**os.environ, "MNIST_CNN_DATA": mnist_dir}
+    reference = run_train(*SMALL, f"hydra.run.dir={tmp_path / 'whole'}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # mid-epoch: the first checkpoint is at step 3 of 8
+    process.wait()
+    assert last.exists() and not (killed / "metrics.json").exists()
+    step = torch.load(last, weights_only=True)["global_step"]
+    assert step % 8 != 0, f"killed at step {step}: not mid-epoch"
+
+    resumed = run_train(*SMALL, f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in (killed / "train.log").read_text()
+    assert final_metrics(killed) == final_metrics(tmp_path / "whole")
+
+
+def test_resume_of_a_missing_directory_is_refused(tmp_path):
+    result = run_train(f"resume={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert f"resume={tmp_path / 'nope'}: no such run directory" in result.stderr
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+
+    def half_then_killed(self, data):
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+
+
+def test_a_loss_blow_up_stops_the_run_naming_the_step(tmp_path, mnist_dir):
+    result = run_train(*SMALL, "model.optimizer.lr=1e30", f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 2
+    err = result.stderr.strip().splitlines()[-1]
+    assert err.startswith("mnist-train: error: training loss is") and "at step" in err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "FloatingPointError" in metrics["reason"]
