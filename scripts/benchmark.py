@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime
+import gc
 import io
 import pstats
 import json
@@ -90,6 +91,9 @@ def window_rates(stamps: list[float], batch_size: int, warmup: int, window: int)
 # --- 1. the plain loop ---------------------------------------------------------------------------
 
 def plain_loaders(data_dir: str, batch_size: int, device: torch.device):
+    # Collect garbage before the workers fork: a forked worker that frees an inherited CUDA event or
+    # tensor left over from an earlier run aborts with "CUDA error: initialization error".
+    gc.collect()
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
     full = datasets.MNIST(data_dir, train=True, transform=transform)
     train_set, val_set = torch.utils.data.random_split(full, [42000, 18000], generator=torch.Generator().manual_seed(0))
@@ -152,7 +156,7 @@ def plain_run(name, precision, device, args) -> dict:
         plain_train(net, optimizer, schedule, train, device, bf16)
         plain_validate(net, val, device, bf16)
         result["epoch_seconds"] = clock(device) - start
-    if device.type == "cuda" and not args.quick:
+    if device.type == "cuda" and not args.quick and precision == "fp32":  # pytorch/examples' loop is fp32
         net, optimizer, schedule = plain_model(cls, device)
         start, acc, epochs = clock(device), 0.0, 0
         while acc < TARGET_VAL_ACC and epochs < args.max_epochs_to_target:
@@ -326,6 +330,7 @@ def main() -> None:
                     r.update(model=name, precision=precision, path=path, batch_size=RUNS[name][2],
                              train_samples_per_second=statistics.median(r["windows"]))
                     results.append(r)
+                    save(device, results, [], args)
                     print(f"{device.type:5} {name:9} {precision:5} {path:8} {r['train_samples_per_second']:9.0f} samples/s"
                           + (f"  epoch {r['epoch_seconds']:.2f} s" if "epoch_seconds" in r else ""), flush=True)
         switches = []
@@ -333,6 +338,7 @@ def main() -> None:
             for name in args.models.split(","):
                 for precision in args.precisions.split(","):
                     switches += switches_run(name, precision, device, args)
+                    save(device, results, switches, args)
         report(device, results, switches, args)
 
 
@@ -347,12 +353,24 @@ def ratios(results: list[dict]) -> dict:
     return out
 
 
-def report(device: torch.device, results: list[dict], switches: list[dict], args) -> None:
+def save(device: torch.device, results: list[dict], switches: list[dict], args) -> Path:
+    """Written after every measurement, so that a run cut short keeps what it measured."""
     date = datetime.date.today().isoformat()
     record = {"date": date, "device": device.type, "quick": args.quick, "machine": machine(device),
               "method": {"warmup_batches": args.warmup, "window_batches": args.window, "windows": args.windows},
               "results": results, "ratios": ratios(results), "switches": switches}
-    print(f"\n{device.type} ({record['machine'].get('gpu', record['machine']['cpu'])}), {date}")
+    out = Path(args.out) / f"{device.type}-{date}{'-quick' if args.quick else ''}{'-switches' if args.switches_only else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, out)
+    return out
+
+
+def report(device: torch.device, results: list[dict], switches: list[dict], args) -> None:
+    out = save(device, results, switches, args)
+    machine_info = machine(device)
+    print(f"\n{device.type} ({machine_info.get('gpu', machine_info['cpu'])}), {datetime.date.today().isoformat()}")
     print(f"{'model':9} {'precision':9} {'path':8} {'samples/s':>10} {'epoch s':>8} {'to 99% s':>9} {'fit s':>7}")
     for r in results:
         epoch = f"{r['epoch_seconds']:.3f}" if "epoch_seconds" in r else "-"
@@ -363,13 +381,8 @@ def report(device: torch.device, results: list[dict], switches: list[dict], args
     for r in switches:
         print(f"{r['model']:9} {r['precision']:9} {r['switch']:20} {r['train_samples_per_second']:>10.0f} "
               f"{r['epoch_seconds']:>8.3f}")
-    for key, value in record["ratios"].items():
+    for key, value in ratios(results).items():
         print(f"  {key}: {value:.2f}x")
-    out = Path(args.out) / f"{device.type}-{date}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out)
     print(f"wrote {out}")
 
 

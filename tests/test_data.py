@@ -108,3 +108,10 @@ def test_datamodule_on_real_mnist(mnist_dir):
     assert dm.samples.shape == (200, 28, 28) and dm.samples.dtype == torch.uint8
     assert abs(dm.x_train.mean().item()) < 0.02 and abs(dm.x_train.std().item() - 1) < 0.02
     assert len(dm.train_dataloader()) == 165  # ceil(42000 / 256)
+
+
+def test_evaluation_batch_defaults_to_the_training_batch_on_cpu():
+    module = MNISTDataModule(batch_size=32)
+    module.x_val = torch.zeros(5, 1, 28, 28)
+    assert module.evaluation_batch_size() == 32
+    assert MNISTDataModule(batch_size=32, eval_batch_size=7).evaluation_batch_size() == 7

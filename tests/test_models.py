@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mnist_cnn.models import ELU, BaselineCNN, EluCNN, ProseCNN
+import lightning as L
+
+from mnist_cnn.models import ELU, BaselineCNN, EluCNN, ProseCNN, wants_channels_last
 
 SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933}
 
@@ -109,8 +111,17 @@ def test_cpu_elu_keeps_positive_values_exact_in_bfloat16():
     assert (ELU()(negative).float() - F.elu(negative.float())).abs().max() < 0.01
 
 
-def test_channels_last_is_a_switch():
-    conv = BaselineCNN().net[0]
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert BaselineCNN(channels_last=False).net[2].weight.is_contiguous()
-    assert not BaselineCNN().net[2].weight.is_contiguous()
+def test_channels_last_is_a_switch_on_cpu_by_default():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert wants_channels_last(None, cpu) and not wants_channels_last(None, cuda)
+    assert wants_channels_last(True, cuda) and not wants_channels_last(False, cpu)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    model = BaselineCNN()
+    model.trainer = trainer
+    model.setup("fit")
+    assert model.net[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.net[2].weight.is_contiguous()
+    plain = BaselineCNN(channels_last=False)
+    plain.trainer = trainer
+    plain.setup("fit")
+    assert plain.net[2].weight.is_contiguous()

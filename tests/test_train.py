@@ -104,3 +104,14 @@ def test_gpu_switches_train(tmp_path, mnist_dir):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["config"]["model"]["compile"] is True and metrics["device"].startswith("cuda")
     assert 0.1 < metrics["test_acc"] <= 1
+
+
+def test_metrics_keep_every_epoch_when_the_tested_checkpoint_is_an_earlier_one(tmp_path, mnist_dir):
+    """Testing from the best checkpoint restores callback states; the run's history must not shrink."""
+    result = run_train("trainer.max_epochs=3", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+                       "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
+                       "callbacks.checkpoint.mode=min",  # 'best' = the worst epoch: usually the first
+                       f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3]

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 MEAN, STD = 0.1307, 0.3081  # over the 60,000 training images
 NORMALIZE = ("standard", "unit")
 SPLITS = ("random", "tail")
+# The evaluation batch when data.eval_batch_size is null, by device. Timed 2026-11-24: on an H100,
+# 6000 made an epoch (train + validation) 11-20% shorter than the training batch did; on the 2-core
+# CPU, 6000 made validation 2-3x slower than 256 (cache misses), so CPU keeps the training batch.
+CUDA_EVAL_BATCH_SIZE = 6000
 
 
 def default_data_dir() -> str:
@@ -124,7 +128,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.data_dir = os.path.expanduser(data_dir or default_data_dir())
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = eval_batch_size
         self.validation_split, self.split, self.normalize, self.seed = validation_split, split, normalize, seed
         self.file_sha256: dict[str, str] = {}
         self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the seed shows them
@@ -161,11 +165,16 @@ class MNISTDataModule(L.LightningDataModule):
             processed=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer else (lambda: 0),
         )
 
+    def evaluation_batch_size(self) -> int:
+        if self.eval_batch_size:
+            return self.eval_batch_size
+        return CUDA_EVAL_BATCH_SIZE if self.x_val.device.type == "cuda" else self.batch_size
+
     def val_dataloader(self) -> TensorBatches:
-        return self._batches(self.x_val, self.y_val, self.eval_batch_size)
+        return self._batches(self.x_val, self.y_val, self.evaluation_batch_size())
 
     def test_dataloader(self) -> TensorBatches:
-        return self._batches(self.x_test, self.y_test, self.eval_batch_size)
+        return self._batches(self.x_test, self.y_test, self.evaluation_batch_size())
 
     def predict_dataloader(self) -> TensorBatches:
         return self.test_dataloader()

@@ -34,6 +34,12 @@ ADADELTA = {"name": "Adadelta", "lr": 1.0, "rho": 0.95, "eps": 1e-7}
 KERAS_SGD = {"name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
 
 
+def wants_channels_last(setting: bool | None, device: torch.device) -> bool:
+    """null means CPU only: the channels_last conv layout made a CPU step 10-13% faster (oneDNN) but
+    H100 epochs 2-17% slower (timed 2026-11-24, scripts/benchmark.py, switch "channels_last off")."""
+    return device.type == "cpu" if setting is None else setting
+
+
 def keras_init(module: nn.Module) -> None:
     """Keras's defaults: Glorot-uniform weights, zero biases (PyTorch's differ)."""
     if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -49,14 +55,12 @@ class MNISTClassifier(L.LightningModule):
     decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps, as Keras 2.3.
     """
 
-    def __init__(self, optimizer: dict, channels_last: bool = True, compile: bool = False):
+    def __init__(self, optimizer: dict, channels_last: bool | None = None, compile: bool = False):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.net = self.build()
         self.net.apply(keras_init)
-        if channels_last:  # oneDNN's and cuDNN's preferred conv layout: +10-13% per CPU step, timed 2026-11-24
-            self.net.to(memory_format=torch.channels_last)
         if compile:  # torch.compile of the layers; state_dict keys stay as they are
             self.net.compile()
         # validate_args off: its checks run torch.unique on every batch, a host-device sync per step
@@ -76,6 +80,10 @@ class MNISTClassifier(L.LightningModule):
     def build(self) -> nn.Sequential:
         raise NotImplementedError
 
+    def setup(self, stage: str) -> None:
+        if wants_channels_last(self.hparams.channels_last, self.trainer.strategy.root_device):
+            self.net.to(memory_format=torch.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -86,7 +94,7 @@ class MNISTClassifier(L.LightningModule):
         if not torch.isfinite(loss):  # stop, rather than finish with a silently broken model
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step} "
                                      f"(epoch {self.current_epoch + 1}, batch {batch_idx})")
-        self.train_acc(logits, y)
+        self.train_acc.update(logits, y)  # update, not forward: forward also computes a per-batch value we never log
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
@@ -94,14 +102,14 @@ class MNISTClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.val_acc(logits, y)
+        self.val_acc.update(logits, y)
         self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log("val_acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
-        self.test_acc(logits, y)
+        self.test_acc.update(logits, y)
         self.test_confusion.update(logits, y)
         self.test_per_class.update(logits, y)
         self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True)
@@ -163,7 +171,7 @@ class BaselineCNN(MNISTClassifier):
 
     def __init__(self, conv1_channels: int = 32, conv2_channels: int = 64, kernel_size: int = 3,
                  pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 128,
-                 dense_dropout: float = 0.5, optimizer: dict = ADADELTA, channels_last: bool = True,
+                 dense_dropout: float = 0.5, optimizer: dict = ADADELTA, channels_last: bool | None = None,
                  compile: bool = False):
         super().__init__(optimizer, channels_last, compile)
 
@@ -183,7 +191,7 @@ class EluCNN(MNISTClassifier):
 
     def __init__(self, block1_channels: int = 32, block2_channels: int = 64, kernel_size: int = 3,
                  pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 256,
-                 dense_dropout: float = 0.5, optimizer: dict = KERAS_SGD, channels_last: bool = True,
+                 dense_dropout: float = 0.5, optimizer: dict = KERAS_SGD, channels_last: bool | None = None,
                  compile: bool = False):
         super().__init__(optimizer, channels_last, compile)
 
@@ -207,7 +215,7 @@ class ProseCNN(MNISTClassifier):
     def __init__(self, conv1_channels: int = 30, conv1_kernel: int = 5, conv2_channels: int = 15,
                  conv2_kernel: int = 3, pool_size: int = 2, dropout: float = 0.2,
                  dense_units: tuple[int, ...] = (128, 50), optimizer: dict = KERAS_SGD,
-                 channels_last: bool = True, compile: bool = False):
+                 channels_last: bool | None = None, compile: bool = False):
         super().__init__(optimizer, channels_last, compile)
 
     def build(self) -> nn.Sequential:

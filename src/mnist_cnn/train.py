@@ -102,12 +102,14 @@ def fit_and_test(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - start
+    # Copied now: testing from a checkpoint restores callback states too, History's included, which
+    # would cut its list back to the epochs the best checkpoint had seen.
+    epochs = list(history.epochs)
 
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)[0] if cfg.test else {}
 
-    epochs = history.epochs
     best = max(epochs, key=lambda e: e["val_acc"] if e["val_acc"] is not None else -1.0, default={})
     train_seconds = sum(e["train_seconds"] for e in epochs)
     metrics = {
