@@ -42,6 +42,8 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir):
     env = {**os.environ, "MNIST_CNN_DATA": mnist_dir}
     reference = run_train(*SMALL, f"hydra.run.dir={tmp_path / 'whole'}", env={"MNIST_CNN_DATA": mnist_dir})
     assert reference.returncode == 0, reference.stderr[-3000:]
+    # step saves and epoch-end saves share one last.ckpt (no versioned last-v1.ckpt beside it)
+    assert sorted(p.name for p in (tmp_path / "whole" / "checkpoints").glob("last*")) == ["last.ckpt"]
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT, env=env,

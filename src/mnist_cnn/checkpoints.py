@@ -61,8 +61,9 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}",
-                                    weights_only=False)  # the full state: a resume needs the optimiser too
+            path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            self.last_model_path = path  # else the epoch-end save sees a foreign last.ckpt and writes last-v1.ckpt
+            trainer.save_checkpoint(path, weights_only=False)  # the full state: a resume needs the optimiser too
 
 
 def newest_checkpoint(run_dir: str | Path) -> Path | None:
