@@ -95,6 +95,7 @@ def provenance() -> dict:
 def fit_and_test(cfg: DictConfig) -> dict:
     out = Path(HydraConfig.get().runtime.output_dir)
     datamodule, model, trainer, history = build(cfg)
+    code = provenance()  # now, before training: the checkout may change while a long run goes on
 
     resume_from = newest_checkpoint(cfg.resume) if cfg.resume else None
     if cfg.resume:
@@ -129,7 +130,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
         "device": str(trainer.strategy.root_device),
         "precision": str(trainer.precision),
         "data_sha256": datamodule.file_sha256,
-        "provenance": provenance(),
+        "provenance": code,
         "history": epochs,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
