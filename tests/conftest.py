@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnist_cnn.data import default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
@@ -28,6 +29,9 @@ def run_train(*overrides: str, env: dict | None = None, timeout: int = 600) -> s
 
 
 # A few batches of real MNIST: enough to exercise every file a run writes.
+# GPU tests carry @pytest.mark.gpu (select them with -m gpu) and this, which skips them without CUDA.
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+
 FEW_BATCHES = (
     "trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1", "callbacks.progress_bar.refresh_rate=0",

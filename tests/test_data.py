@@ -3,6 +3,8 @@ import torch
 
 from mnist_cnn.data import MEAN, STD, MNISTDataModule, TensorBatches, normalize, split_indices
 
+from conftest import needs_cuda
+
 
 @pytest.mark.parametrize("fraction, n_train", [(0.1, 54000), (0.3, 42000), (0.4, 36000), (0.5, 30000)])
 @pytest.mark.parametrize("mode", ["random", "tail"])
@@ -80,9 +82,8 @@ def test_fast_path_matches_a_dataloader_over_the_same_order():
 
 
 @pytest.mark.gpu
+@needs_cuda
 def test_device_resident_batches_on_cuda_match_the_cpu_path():
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device here")
     x, y = torch.randn(1000, 1, 28, 28), torch.randint(0, 10, (1000,))
     cpu = TensorBatches(x, y, batch_size=64, shuffle=True, seed=5)
     cuda = TensorBatches(x.cuda(), y.cuda(), batch_size=64, shuffle=True, seed=5)

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_cnn.mnist_files import OFFICIAL_SHA256
 
-from conftest import FEW_BATCHES, run_train
+from conftest import FEW_BATCHES, needs_cuda, run_train
 
 RUN_FILES = ["metrics.json", "model_summary.txt", "samples.png", "confusion_matrix.png", "confusion_matrix.csv",
              "classification_report.txt", "classification_report.json", "learning_curves.png"]
@@ -78,10 +78,8 @@ def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mn
 
 
 @pytest.mark.gpu
+@needs_cuda
 def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device here")
     result = run_train("experiment=seed_elu", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
                        *FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -92,11 +90,9 @@ def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
 
 
 @pytest.mark.gpu
+@needs_cuda
 def test_gpu_switches_train(tmp_path, mnist_dir):
     """torch.compile, cudnn.benchmark and large evaluation batches together, on the GPU."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device here")
     result = run_train("trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "model.compile=true",
                        "trainer.benchmark=true", "trainer.deterministic=false", "data.eval_batch_size=5000",
                        *FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})

@@ -9,7 +9,7 @@ and returns softmax probabilities (N, 10), as predict does.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import hydra
@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
+from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import load_model
 from mnist_cnn.cli import UserError, exit_with, run_hydra
 from mnist_cnn.train import CONF_DIR
@@ -27,20 +28,18 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 def export(model, fmt: str, out: Path) -> Path:
-    """Write beside the target, then rename: a failed export never replaces a good file."""
+    """Exported into memory, then written beside the target and renamed: a failed export never
+    replaces a good file."""
     graph = nn.Sequential(model.net, nn.Softmax(dim=1)).eval()
     example = torch.zeros(2, 1, 28, 28)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{SUFFIXES[fmt]}")
-    try:
-        if fmt == "onnx":
-            torch.onnx.export(graph, (example,), str(tmp), input_names=["image"], output_names=["probabilities"],
-                              dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
-        else:
-            with torch.no_grad():
-                torch.jit.trace(graph, example).save(str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    if fmt == "onnx":
+        torch.onnx.export(graph, (example,), buffer, input_names=["image"], output_names=["probabilities"],
+                          dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
+    else:
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(graph, example), buffer)
+    write_atomically(out, buffer.getvalue())
     return out
 
 
