@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_cnn import atomic
 from mnist_cnn.checkpoints import AtomicCheckpointIO
 
 from conftest import ROOT, run_train
@@ -75,16 +76,18 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
 
-    def half_then_killed(self, data):
-        with open(self, "wb") as f:
-            f.write(data[: len(data) // 2])
-        raise KeyboardInterrupt("killed while writing")
+    def half_then_killed(file, mode="r", *args, **kwargs):
+        f = open(file, mode, *args, **kwargs)
+        real_write = f.write
+        f.write = lambda data: (real_write(data[: len(data) // 2]), (_ for _ in ()).throw(KeyboardInterrupt()))
+        return f
 
-    monkeypatch.setattr(Path, "write_bytes", half_then_killed)
+    monkeypatch.setattr(atomic, "open", half_then_killed, raising=False)
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
 
 
 def test_a_loss_blow_up_stops_the_run_naming_the_step(tmp_path, mnist_dir):

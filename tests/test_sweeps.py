@@ -104,9 +104,8 @@ def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
 
 
 def test_slurm_launcher_config_composes():
-    from hydra import compose, initialize_config_dir
-    from mnist_cnn.train import CONF_DIR
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    from hydra import compose, initialize_config_module
+    with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
                       return_hydra_config=True)
     launcher = cfg.hydra.launcher

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.cli import UserError
+from mnist_cnn.interrupt import AtStepEnd
 from mnist_cnn.models import MODELS, MNISTClassifier
 
 
@@ -52,18 +53,43 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint (here: best by val_acc, and last.ckpt at every epoch end), plus
-    last.ckpt every `every_n_steps` training steps, so that a killed run loses little."""
+    last.ckpt every `every_n_steps` training steps, so that a killed run loses little, and at the
+    step where a SIGTERM or SIGINT arrived (mnist_cnn.interrupt), so that a stopped run loses nothing."""
 
     def __init__(self, every_n_steps: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.every_n_steps = every_n_steps
+        self.signals = AtStepEnd()
+
+    def save_last_now(self, trainer) -> None:
+        path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self.last_model_path = path  # else the epoch-end save sees a foreign last.ckpt and writes last-v1.ckpt
+        trainer.save_checkpoint(path, weights_only=False)  # the full state: a resume needs the optimiser too
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        if trainer.world_size == 1:  # under DDP every rank would have to stop at the same step: Lightning's way
+            self.signals.install()  # after Lightning's own handlers, which the trainer sets before this hook
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.signals.restore()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
-            self.last_model_path = path  # else the epoch-end save sees a foreign last.ckpt and writes last-v1.ckpt
-            trainer.save_checkpoint(path, weights_only=False)  # the full state: a resume needs the optimiser too
+        if self.signals.signum is not None or (self.every_n_steps and trainer.global_step % self.every_n_steps == 0):
+            self.save_last_now(trainer)
+        self._stop_if_signalled(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.signals.signum is not None:  # it came during validation: the epoch is complete
+            self.save_last_now(trainer)
+        self._stop_if_signalled(trainer)
+
+    def _stop_if_signalled(self, trainer) -> None:
+        if self.signals.signum is not None:
+            self.signals.stop(trainer.global_step, trainer.current_epoch + 1)
 
 
 def newest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Callable
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException, ValidationError
+
+from mnist_cnn.interrupt import Interrupted
+
+CONFIG_PATH = "pkg://mnist_cnn.conf"  # conf/ of the repository, installed with the package
+# OmegaConf's words for a value of the wrong type -> what the key takes
+EXPECTED = {"to Integer": "an integer", "to Float": "a number", "valid bool": "true or false",
+            "is not Optional": "a value, not null", "list or tuple": "a list, such as [128,50]",
+            "to String": "a string"}
 
 
 class UserError(ValueError):
@@ -21,13 +30,20 @@ def one_line(exc: BaseException) -> str:
         return f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}"
     if isinstance(exc, OverrideParseException):
         return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
     cause = exc.__cause__
+    if isinstance(cause, ValidationError) and cause.full_key:
+        expected = next((words for clue, words in EXPECTED.items() if clue in str(cause)), None)
+        if expected:
+            value = "null" if cause.value is None else cause.value
+            return f"{cause.full_key}={value} is not allowed: expected {expected}"
     if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause):
         key = getattr(cause, "full_key", None) or str(cause).splitlines()[0]
         parent = key.rpartition(".")[0] or "the top level"
         return f"{key} is not a known key (check its spelling under {parent}; add new keys with +{key}=...)"
     text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
-    return " ".join(text.split())
+    return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))
 
 
 def exit_with(prog: str, exc: BaseException, status: int = 2) -> None:
@@ -36,9 +52,21 @@ def exit_with(prog: str, exc: BaseException, status: int = 2) -> None:
 
 
 def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
-    """Run a @hydra.main function; a config that cannot be composed is one line, not a traceback."""
+    """Run a @hydra.main function. A config that cannot be composed, and a run folder that Hydra
+    cannot create, are one line, not a traceback; a Ctrl-C outside training is one line too."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us unprinted
     try:
         hydra_main()
     except (HydraException, OmegaConfBaseException) as exc:
         exit_with(prog, exc)
+    except OSError as exc:  # what the job catches never gets here: this is Hydra's own run folder
+        if not exc.filename:
+            raise
+        print(f"{prog}: error: {one_line(exc)} (the run folder: hydra.run.dir, or hydra.sweep.dir with -m)",
+              file=sys.stderr)
+        sys.exit(2)
+    except Interrupted as exc:  # the job has said what it saved and how to resume
+        sys.exit(exc.exit_status)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -17,6 +17,7 @@ from mnist_cnn.mnist_files import ensure_mnist
 log = logging.getLogger(__name__)
 
 MEAN, STD = 0.1307, 0.3081  # over the 60,000 training images
+TRAIN_IMAGES = 60_000
 NORMALIZE = ("standard", "unit")
 SPLITS = ("random", "tail")
 # The evaluation batch when data.eval_batch_size is null, by device. Timed 2026-11-24: on an H100,
@@ -42,7 +43,7 @@ def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:
 def split_indices(n: int, validation_split: float, mode: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and validation indices. 'tail' is Keras's validation_split: the last fraction,
     taken before any shuffling; 'random' is a seeded random subset of that size."""
-    n_train = int(n * (1.0 - validation_split))  # Keras's own rounding
+    n_train = train_size(n, validation_split)
     if mode == "tail":
         order = torch.arange(n)
     elif mode == "random":
@@ -50,6 +51,10 @@ def split_indices(n: int, validation_split: float, mode: str, seed: int) -> tupl
     else:
         raise ValueError(f"split={mode!r}: allowed values are {', '.join(SPLITS)}")
     return order[:n_train].sort().values, order[n_train:].sort().values
+
+
+def train_size(n: int, validation_split: float) -> int:
+    return int(n * (1.0 - validation_split))  # Keras's own rounding
 
 
 class TensorBatches:

@@ -10,6 +10,7 @@ and returns softmax probabilities (N, 10), as predict does.
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -20,41 +21,49 @@ from torch import nn
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import load_model
-from mnist_cnn.cli import UserError, exit_with, run_hydra
-from mnist_cnn.train import CONF_DIR
+from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, run_hydra
+from mnist_cnn.config import check_ranges
 
 PROG = "mnist-export"
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 def export(model, fmt: str, out: Path) -> Path:
-    """Exported into memory, then written beside the target and renamed: a failed export never
-    replaces a good file."""
+    """Exported into a private temporary folder, then written beside the target and renamed: a failed
+    export never replaces a good file, and leaves nothing behind. (torch.onnx.export takes a path:
+    given a BytesIO, torch 2.14 wrote a file named after the object's repr into the working folder.)"""
     graph = nn.Sequential(model.net, nn.Softmax(dim=1)).eval()
     example = torch.zeros(2, 1, 28, 28)
-    buffer = io.BytesIO()
     if fmt == "onnx":
-        torch.onnx.export(graph, (example,), buffer, input_names=["image"], output_names=["probabilities"],
-                          dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            exported = Path(tmp) / "model.onnx"
+            torch.onnx.export(graph, (example,), str(exported), input_names=["image"],
+                              output_names=["probabilities"], dynamo=False,
+                              dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}})
+            data = exported.read_bytes()
     else:
+        buffer = io.BytesIO()
         with torch.no_grad():
             torch.jit.save(torch.jit.trace(graph, example), buffer)
-    write_atomically(out, buffer.getvalue())
+        data = buffer.getvalue()
+    write_atomically(out, data)
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def run(cfg: DictConfig) -> None:
     try:
-        if cfg.format not in SUFFIXES:
-            raise UserError(f"format={cfg.format!r} is not allowed: expected one of {', '.join(SUFFIXES)}")
+        check_ranges(cfg)
         model, _ = load_model(cfg.ckpt)
         out = Path(cfg.output) if cfg.output else Path(cfg.ckpt).with_suffix(SUFFIXES[cfg.format])
         if not out.parent.is_dir():
             raise UserError(f"output={out}: folder {out.parent} does not exist")
     except (UserError, OmegaConfBaseException) as exc:  # exiting here keeps Hydra from adding lines
         exit_with(PROG, exc)
-    print(f"wrote {export(model, cfg.format, out)}")
+    try:
+        print(f"wrote {export(model, cfg.format, out)}")
+    except OSError as exc:  # a full disk, say
+        exit_with(PROG, exc, status=1)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from mnist_cnn.atomic import write_atomically
 
@@ -80,9 +81,18 @@ def missing_files(raw: Path) -> list[str]:
 
 
 def ensure_mnist(root: str | os.PathLike) -> dict[str, str]:
-    """Make sure the official files are in place; return {file name: SHA-256}."""
+    """Make sure the official files are in place; return {file name: SHA-256}.
+
+    Jobs that start together on an empty folder (a parallel sweep on a new machine) take turns: the
+    first fetches, the others wait for its lock and then find the files in place, so none of them
+    sees another's half-written file and moves it aside."""
     raw = raw_dir(root)
     raw.mkdir(parents=True, exist_ok=True)
+    with FileLock(raw / ".fetch.lock"):
+        return _ensure_mnist(root, raw)
+
+
+def _ensure_mnist(root: str | os.PathLike, raw: Path) -> dict[str, str]:
     tried = []
     for source, fetch in (
         ("files already in place", None),

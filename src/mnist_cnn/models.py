@@ -156,7 +156,7 @@ class MNISTClassifier(L.LightningModule):
         return self(x).softmax(dim=1)
 
     def configure_optimizers(self):
-        kwargs = dict(self.hparams.optimizer)
+        kwargs = {k: v for k, v in self.hparams.optimizer.items() if v is not None}  # null: torch's default
         name, decay = kwargs.pop("name"), kwargs.pop("decay", 0.0)
         optimizer = getattr(torch.optim, name)(self.parameters(), **kwargs)
         if not decay:

@@ -22,9 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 from PIL import Image, UnidentifiedImageError
 
 from mnist_cnn.checkpoints import load_model
-from mnist_cnn.cli import UserError, exit_with, run_hydra
+from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, run_hydra
+from mnist_cnn.config import check_ranges
 from mnist_cnn.data import normalize
-from mnist_cnn.train import CONF_DIR
 
 PROG = "mnist-predict"
 FORMATS = {"PNG", "JPEG", "BMP"}
@@ -107,13 +107,12 @@ def predict(model, images: torch.Tensor, mode: str) -> torch.Tensor:
         return model(normalize(images, mode)).softmax(dim=1)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def run(cfg: DictConfig) -> None:
     try:
+        check_ranges(cfg)
         model, mode = load_model(cfg.ckpt)
         files = image_files(list(cfg.inputs))
-        if cfg.output not in ("text", "json"):
-            raise UserError(f"output={cfg.output!r} is not allowed: expected text or json")
         images = torch.from_numpy(np.stack([mnist_like(read_gray(f, cfg.max_pixels), f) for f in files]))
     except (UserError, OmegaConfBaseException) as exc:  # exiting here keeps Hydra from adding lines
         exit_with(PROG, exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import platform
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -17,63 +19,52 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import artifacts
 from mnist_cnn.checkpoints import AtomicCheckpointIO, newest_checkpoint
-from mnist_cnn.cli import UserError, exit_with, one_line, run_hydra
-from mnist_cnn.data import NORMALIZE, SPLITS
+from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra
+from mnist_cnn.config import ConfigError, check_train
 from mnist_cnn.history import History
+from mnist_cnn.interrupt import Interrupted, Interruptible
 from mnist_cnn.mnist_files import MNISTUnavailable
 from mnist_cnn.report import SweepReport
 
 log = logging.getLogger(__name__)
 PROG = "mnist-train"
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-class ConfigError(UserError):
-    """A config value that is not allowed."""
-
-
-def _is_count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-# key -> (test, what is allowed). Checked before any download or training.
-RULES = {
-    "data.validation_split": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1,
-                              "a number strictly between 0 and 1"),
-    "data.batch_size": (_is_count, "an integer >= 1"),
-    "data.eval_batch_size": (lambda v: v is None or _is_count(v), "null or an integer >= 1"),
-    "data.normalize": (lambda v: v in NORMALIZE, "one of " + ", ".join(NORMALIZE)),
-    "data.split": (lambda v: v in SPLITS, "one of " + ", ".join(SPLITS)),
-    "trainer.max_epochs": (_is_count, "an integer >= 1"),
-    "model.optimizer.name": (lambda v: isinstance(getattr(torch.optim, str(v), None), type),
-                             "a torch.optim class name such as Adadelta, SGD, Adam"),
-}
-
-
-def check_config(cfg: DictConfig) -> None:
-    for key, (ok, allowed) in RULES.items():
-        value = OmegaConf.select(cfg, key)
-        if not ok(value):
-            raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
+def built(group: str, node: DictConfig, **kwargs):
+    """A group's object. A value that passed the schema can still be refused by the class it builds
+    (a kernel larger than the image): one line naming the group, and for a model its layer sizes."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        if not isinstance(cause, (ValueError, RuntimeError, TypeError)):
+            raise
+        reason = " ".join(str(cause).split())
+        if group == "model":
+            sizes = ", ".join(f"model.{k}={v}" for k, v in node.items() if "kernel" in k or "pool" in k)
+            raise ConfigError(f"model: {node._target_.rpartition('.')[2]} cannot be built with {sizes}: {reason}") from None
+        raise ConfigError(f"{group}: {reason}") from None
 
 
 def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     """The data module, model, trainer and history of a run, as its config says."""
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
+    datamodule = built("data", cfg.data)
+    model = built("model", cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
     history = History()
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()] + [history, *extra_callbacks]
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None] + [history, *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                    plugins=[AtomicCheckpointIO()])
     return datamodule, model, trainer, history
 
 
@@ -97,8 +88,10 @@ def fit_and_test(cfg: DictConfig) -> dict:
     datamodule, model, trainer, history = build(cfg)
     code = provenance()  # now, before training: the checkout may change while a long run goes on
 
-    resume_from = newest_checkpoint(cfg.resume) if cfg.resume else None
-    if cfg.resume:
+    # A multirun job that finds checkpoints in its own folder was requeued (SLURM: time limit, preemption).
+    requeued = HydraConfig.get().mode == RunMode.MULTIRUN and (out / "checkpoints").is_dir()
+    resume_from = newest_checkpoint(cfg.resume or out) if cfg.resume or requeued else None
+    if cfg.resume or requeued:
         log.info("resuming from %s", resume_from or "nothing: no checkpoint yet, starting afresh")
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
@@ -142,28 +135,62 @@ def fit_and_test(cfg: DictConfig) -> dict:
     return metrics
 
 
-def record_failure(cfg: DictConfig, exc: BaseException) -> None:
-    """A multirun job that fails leaves metrics.json saying why, for the sweep report."""
-    reason = f"{type(exc).__name__}: {one_line(exc)}"
-    log.error("job failed: %s", reason, exc_info=not isinstance(exc, (UserError, MNISTUnavailable)))
+def record(cfg: DictConfig, status: str, **fields) -> None:
+    """metrics.json of a run that did not finish: why, for the user and the sweep report."""
     hydra_cfg = HydraConfig.get()
-    artifacts.write_json(Path(hydra_cfg.runtime.output_dir) / "metrics.json", {
-        "status": "failed", "reason": reason, "overrides": list(hydra_cfg.overrides.task),
-        "config": OmegaConf.to_container(cfg, resolve=False),
-    })
+    path = Path(hydra_cfg.runtime.output_dir) / "metrics.json"
+    try:
+        artifacts.write_json(path, {"status": status, **fields, "overrides": list(hydra_cfg.overrides.task),
+                                    "config": OmegaConf.to_container(cfg, resolve=False)})
+    except OSError as exc:  # a full disk, say: the error that brought us here is the one to report
+        log.warning("could not write %s: %s", path, exc.strerror)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def resume_command(run_dir: str) -> str:
+    """The command line that continues this run: the same overrides, plus resume=<its folder>."""
+    program = ["python", sys.argv[0]] if sys.argv[0].endswith(".py") else [Path(sys.argv[0]).name]
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    return shlex.join([*program, *overrides, f"resume={run_dir}"])
+
+
+def record_interruption(cfg: DictConfig, exc: Interrupted) -> None:
+    run_dir = HydraConfig.get().runtime.output_dir
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    command = resume_command(run_dir)
+    record(cfg, "interrupted", signal=exc.name, step=exc.step, epoch=exc.epoch,
+           checkpoint=str(last) if last.exists() else None, resume_command=command)
+    saved = "; last.ckpt written" if exc.step is not None else ""
+    print(f"{PROG}: {exc}{saved}. Resume with:\n  {command}", file=sys.stderr)
+
+
+def record_failure(cfg: DictConfig, exc: BaseException) -> None:
+    """A job that fails leaves metrics.json saying why, for the sweep report."""
+    reason = f"{type(exc).__name__}: {one_line(exc)}"
+    log.error("job failed: %s", reason, exc_info=not isinstance(exc, (UserError, MNISTUnavailable, OSError)))
+    record(cfg, "failed", reason=reason)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def run(cfg: DictConfig) -> float | None:
     """Returns the best validation accuracy: the value an optimising sweeper maximises."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        check_config(cfg)
-        return fit_and_test(cfg)["best_val_acc"]
+        with Interruptible():
+            check_train(cfg)
+            return fit_and_test(cfg)["best_val_acc"]
+    except Interrupted as exc:
+        record_interruption(cfg, exc)
+        raise  # stops a sweep too, as a signal should
+    except SIGTERMException:  # Lightning's own, under DDP: stopped at a step, saved nothing there
+        exc = Interrupted(signal.SIGTERM)
+        record_interruption(cfg, exc)
+        raise exc from None
     except Exception as exc:
         record_failure(cfg, exc)
         if multirun:  # one bad job must not stop the others
             return None
+        if isinstance(exc, OSError) and exc.filename:  # a full disk, a folder that went away
+            exit_with(PROG, exc, status=1)
         if isinstance(exc, (UserError, MNISTUnavailable, FloatingPointError)):
             exit_with(PROG, exc)  # SystemExit passes Hydra's job wrapper, which would add lines of its own
         raise
@@ -172,6 +199,8 @@ def run(cfg: DictConfig) -> float | None:
 def main() -> None:
     # A resumed run continues in its own directory, unless told otherwise.
     resume = next((a.partition("=")[2] for a in sys.argv[1:] if a.startswith("resume=")), None)
+    if resume and not Path(resume).is_dir():  # checked before Hydra makes it the run folder
+        exit_with(PROG, ConfigError(f"resume={resume}: no such run directory"))
     if resume and not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
         sys.argv.append(f"hydra.run.dir={resume}")
     run_hydra(PROG, run)

@@ -1,0 +1,338 @@
+"""The config schema: every key's type, range and meaning, in one place.
+
+Each dataclass mirrors the class its config group instantiates and is stored in Hydra's ConfigStore
+under `schema/<group>/<option>`; the YAML files in conf/ name it first in their defaults list, so
+Hydra itself refuses a value of the wrong type or a key that does not exist. The ranges and closed
+sets kept in each field's metadata are checked by `check_ranges` after composition, before any work.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, List, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+from lightning.pytorch.strategies import StrategyRegistry
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from mnist_cnn.cli import UserError
+from mnist_cnn.data import NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
+
+OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
+                          if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
+                          and cls is not torch.optim.Optimizer))
+PRECISIONS = typing.get_args(_PRECISION_INPUT_STR) + typing.get_args(_PRECISION_INPUT_STR_ALIAS)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+STRATEGIES = ("auto", *StrategyRegistry.available_strategies())
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
+
+
+class ConfigError(UserError):
+    """A config value that is not allowed."""
+
+
+def key(help: str, default: Any = MISSING, **rule: Any) -> Any:
+    """A config key: what it means, and what is allowed beyond its type. Rules: ge, gt, le, lt
+    (numbers; each item of a list), choices (a closed set), allowed + test (anything else)."""
+    return field(default=default, metadata={"help": help, **rule})
+
+
+def batch_count(v) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (
+        isinstance(v, float) and 0.0 <= v <= 1.0)
+
+
+def device_count(v) -> bool:
+    return v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and (v >= 1 or v == -1))
+
+
+LIMIT = dict(allowed="null, a number of batches (an integer >= 0) or a fraction between 0.0 and 1.0",
+             test=batch_count)
+
+
+@dataclass
+class DataConfig:
+    """mnist_cnn.data.MNISTDataModule"""
+    _target_: str = key("the data module class")
+    data_dir: Optional[str] = key("folder that holds MNIST/raw/; null: $MNIST_CNN_DATA, else ~/.cache/mnist_cnn")
+    batch_size: int = key("training batch size (Keras's batch_size)", ge=1)
+    eval_batch_size: Optional[int] = key("validation and test batch size; null: batch_size on CPU, 6000 on CUDA", ge=1)
+    validation_split: float = key("fraction of the 60,000 training images held out for validation", gt=0, lt=1)
+    split: str = key("random (seeded) or tail (Keras: the last fraction, before shuffling)", choices=SPLITS)
+    normalize: str = key("standard (mean 0.1307, std 0.3081) or unit (x / 255, as the seed)", choices=NORMALIZE)
+    seed: int = key("seeds the split and the batch order", ge=0, le=SEED_MAX)
+
+
+@dataclass
+class OptimizerConfig:
+    """A torch.optim class by name, with its arguments; unset (null) arguments keep torch's defaults."""
+    name: str = key("a torch.optim class", choices=OPTIMIZERS)
+    lr: float = key("learning rate", gt=0)
+    decay: float = key("Keras's time-based decay: lr / (1 + decay * step)", 0.0, ge=0)
+    momentum: Optional[float] = key("SGD, RMSprop", None, ge=0)
+    nesterov: Optional[bool] = key("SGD", None)
+    rho: Optional[float] = key("Adadelta", None, ge=0, le=1)
+    eps: Optional[float] = key("added to denominators", None, gt=0)
+    weight_decay: Optional[float] = key("L2 penalty", None, ge=0)
+
+
+@dataclass
+class ModelConfig:
+    """What mnist_cnn.models.MNISTClassifier takes; each model adds its layers' sizes."""
+    _target_: str = key("the model class")
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    channels_last: Optional[bool] = key("the channels_last conv layout; null: on CPU only")
+    compile: bool = key("torch.compile the layers")
+
+
+@dataclass
+class BaselineConfig(ModelConfig):
+    """mnist_cnn.models.BaselineCNN"""
+    conv1_channels: int = key("filters of the first convolution", ge=1)
+    conv2_channels: int = key("filters of the second convolution", ge=1)
+    kernel_size: int = key("convolution kernel size", ge=1)
+    pool_size: int = key("max-pooling size", ge=1)
+    conv_dropout: float = key("dropout after the convolutions", ge=0, lt=1)
+    dense_units: int = key("units of the hidden dense layer", ge=1)
+    dense_dropout: float = key("dropout after the hidden dense layer", ge=0, lt=1)
+
+
+@dataclass
+class EluConfig(ModelConfig):
+    """mnist_cnn.models.EluCNN"""
+    block1_channels: int = key("filters of the first block's convolutions", ge=1)
+    block2_channels: int = key("filters of the second block's convolutions", ge=1)
+    kernel_size: int = key("convolution kernel size", ge=1)
+    pool_size: int = key("max-pooling size", ge=1)
+    conv_dropout: float = key("dropout after each block", ge=0, lt=1)
+    dense_units: int = key("units of the hidden dense layer", ge=1)
+    dense_dropout: float = key("dropout after the hidden dense layer", ge=0, lt=1)
+
+
+@dataclass
+class ProseConfig(ModelConfig):
+    """mnist_cnn.models.ProseCNN"""
+    conv1_channels: int = key("filters of the first convolution", ge=1)
+    conv1_kernel: int = key("kernel size of the first convolution", ge=1)
+    conv2_channels: int = key("filters of the second convolution", ge=1)
+    conv2_kernel: int = key("kernel size of the second convolution", ge=1)
+    pool_size: int = key("max-pooling size", ge=1)
+    dropout: float = key("dropout after the convolutions", ge=0, lt=1)
+    dense_units: List[int] = key("units of each hidden dense layer", ge=1)
+
+
+@dataclass
+class TrainerConfig:
+    """lightning.pytorch.Trainer (the arguments this project sets)"""
+    _target_: str = key("the trainer class")
+    default_root_dir: str = key("where Lightning writes when no logger says otherwise")
+    accelerator: str = key("what runs the maths", choices=ACCELERATORS)
+    strategy: str = key("how several devices share the work", "auto", choices=STRATEGIES)
+    devices: Any = key("how many devices", allowed="an integer >= 1, -1 (all) or auto", test=device_count)
+    num_nodes: int = key("machines", 1, ge=1)
+    max_epochs: int = key("epochs to train (Keras's epochs)", ge=1)
+    precision: str = key("number format of the maths", choices=PRECISIONS)
+    log_every_n_steps: int = key("training steps between logged values", ge=1)
+    deterministic: bool = key("deterministic algorithms: same config and seed, same metrics")
+    benchmark: Optional[bool] = key("cudnn.benchmark; null: off while deterministic")
+    limit_train_batches: Any = key("training batches per epoch", **LIMIT)
+    limit_val_batches: Any = key("validation batches per epoch", **LIMIT)
+    limit_test_batches: Any = key("test batches", **LIMIT)
+    num_sanity_val_steps: int = key("validation batches run before training", ge=-1)
+    fast_dev_run: Any = key("one batch of each (true) or n batches", allowed="true, false or an integer >= 0",
+                            test=lambda v: isinstance(v, bool) or (isinstance(v, int) and v >= 0))
+
+
+@dataclass
+class CheckpointConfig:
+    """mnist_cnn.checkpoints.RunCheckpoint (Lightning's ModelCheckpoint)"""
+    _target_: str = key("the checkpoint callback class")
+    every_n_steps: Optional[int] = key("also write last.ckpt every this many training steps", ge=1)
+    dirpath: str = key("the checkpoint folder")
+    filename: str = key("the best checkpoint's file name pattern")
+    auto_insert_metric_name: bool = key("Lightning's metric-name prefix in file names")
+    monitor: str = key("the metric that chooses the best checkpoint", choices=("val_acc", "val_loss"))
+    mode: str = key("whether the monitored metric is better high or low", choices=("max", "min"))
+    save_top_k: int = key("best checkpoints kept (-1: all)", ge=-1)
+    save_last: bool = key("also keep last.ckpt")
+
+
+@dataclass
+class ProgressBarConfig:
+    _target_: str = key("the progress bar class")
+    refresh_rate: int = key("batches between refreshes (0: no bar)", ge=0)
+
+
+@dataclass
+class ModelSummaryConfig:
+    _target_: str = key("the model summary class")
+    max_depth: int = key("layers shown to this depth (-1: all)", ge=-1)
+
+
+@dataclass
+class LearningRateConfig:
+    _target_: str = key("the learning-rate monitor class")
+    logging_interval: Optional[str] = key("when the learning rate is logged", choices=("epoch", "step", None))
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint: Optional[CheckpointConfig] = None
+    progress_bar: Optional[ProgressBarConfig] = None
+    model_summary: Optional[ModelSummaryConfig] = None
+    learning_rate: Optional[LearningRateConfig] = None
+
+
+@dataclass
+class TensorBoardConfig:
+    """lightning.pytorch.loggers.TensorBoardLogger"""
+    _target_: str = key("the logger class")
+    save_dir: str = key("the folder the logger writes under")
+    name: str = key("its subfolder")
+    version: str = key("its version subfolder ('' for none)")
+    default_hp_metric: bool = key("Lightning's placeholder hp_metric")
+
+
+@dataclass
+class CSVConfig:
+    """lightning.pytorch.loggers.CSVLogger"""
+    _target_: str = key("the logger class")
+    save_dir: str = key("the folder the logger writes under")
+    name: str = key("its subfolder")
+    version: str = key("its version subfolder ('' for none)")
+
+
+@dataclass
+class TrainConfig:
+    """mnist-train: one option from each group, and the run's own keys."""
+    seed: int = key("seeds the split, the initialisation and the batch order", ge=0, le=SEED_MAX)
+    test: bool = key("test the best checkpoint once, after fitting")
+    resume: Optional[str] = key("a run directory to continue from its newest checkpoint")
+    data: Any = None
+    model: Any = None
+    trainer: Any = None
+    logger: Any = None
+    callbacks: Any = None
+
+
+@dataclass
+class PredictConfig:
+    """mnist-predict"""
+    ckpt: str = key("a checkpoint written by mnist-train")
+    inputs: List[str] = key("image files and folders of images")
+    output: str = key("text or json", choices=("text", "json"))
+    max_pixels: int = key("larger images are refused before decoding", ge=1)
+
+
+@dataclass
+class ExportConfig:
+    """mnist-export"""
+    ckpt: str = key("a checkpoint written by mnist-train")
+    format: str = key("onnx or torchscript", choices=("onnx", "torchscript"))
+    output: Optional[str] = key("the file written; null: beside the checkpoint, .onnx or .pt")
+
+
+SCHEMAS = {
+    "schema/train": TrainConfig, "schema/predict": PredictConfig, "schema/export": ExportConfig,
+    "schema/data/mnist": DataConfig, "schema/model/baseline": BaselineConfig, "schema/model/elu": EluConfig,
+    "schema/model/prose_cnn": ProseConfig, "schema/trainer/default": TrainerConfig,
+    "schema/callbacks/default": CallbacksConfig,
+    "schema/logger/tensorboard": TensorBoardConfig, "schema/logger/csv": CSVConfig,
+}
+for path, node in SCHEMAS.items():
+    group, _, name = path.rpartition("/")
+    ConfigStore.instance().store(group=group, name=name, node=node)
+
+
+def allowed(rule: dict, integer: bool = False) -> str:
+    """What a rule allows, in words."""
+    if "allowed" in rule:
+        return rule["allowed"]
+    if "choices" in rule:
+        return "one of " + ", ".join("null" if c is None else str(c) for c in rule["choices"])
+    low = (f"> {rule['gt']}" if "gt" in rule else f">= {rule['ge']}") if {"gt", "ge"} & set(rule) else ""
+    high = (f"< {rule['lt']}" if "lt" in rule else f"<= {rule['le']}") if {"lt", "le"} & set(rule) else ""
+    return ("an integer " if integer else "a number ") + " and ".join(b for b in (low, high) if b)
+
+
+def obeys(value: Any, rule: dict) -> bool:
+    if "test" in rule:
+        return rule["test"](value)
+    if "choices" in rule:
+        return value in rule["choices"]
+    if value is None:
+        return True
+    values = list(value) if isinstance(value, (list, ListConfig)) else [value]
+    return all(("ge" not in rule or v >= rule["ge"]) and ("gt" not in rule or v > rule["gt"])
+               and ("le" not in rule or v <= rule["le"]) and ("lt" not in rule or v < rule["lt"]) for v in values)
+
+
+def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
+    """Every key whose schema sets a range or a closed set, recursively; the first bad one is an error."""
+    schema = OmegaConf.get_type(cfg)
+    declared = {f.name: f for f in fields(schema)} if is_dataclass(schema) else {}
+    rules = {name: f.metadata for name, f in declared.items()}
+    for name in cfg:
+        if name == "hydra":  # Hydra's own, checked by Hydra
+            continue
+        value = OmegaConf.select(cfg, str(name), throw_on_missing=False)
+        if isinstance(value, DictConfig):
+            check_ranges(value, f"{prefix}{name}.")
+        elif rules.get(name) and {"ge", "gt", "le", "lt", "choices", "test"} & set(rules[name]):
+            if not obeys(value, rules[name]):
+                shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+                integer = "int" in str(declared[name].type)
+                raise ConfigError(f"{prefix}{name}={shown} is not allowed: expected {allowed(rules[name], integer)}")
+
+
+def check_train(cfg: DictConfig) -> None:
+    """mnist-train's config, whole, before any download, data loading or training: each key's range,
+    then the rules that tie keys together, the machine and the folders."""
+    check_ranges(cfg)
+    data, trainer, optimizer = cfg.data, cfg.trainer, cfg.model.optimizer
+    n_train = train_size(TRAIN_IMAGES, data.validation_split)
+    if n_train < data.batch_size:
+        raise ConfigError(f"data.validation_split={data.validation_split} leaves {n_train} training images, fewer "
+                          f"than one batch (data.batch_size={data.batch_size}): lower one of them")
+    if n_train == TRAIN_IMAGES:
+        raise ConfigError(f"data.validation_split={data.validation_split} leaves no validation images: raise it")
+    accepted = inspect.signature(getattr(torch.optim, optimizer.name)).parameters
+    for name, value in optimizer.items():
+        if name not in ("name", "decay") and value is not None and name not in accepted:
+            raise ConfigError(f"model.optimizer.{name}={value} is not an argument of torch.optim.{optimizer.name} "
+                              f"(it takes {', '.join(p for p in accepted if p != 'params')}); "
+                              f"unset it with model.optimizer.{name}=null")
+    check_accelerator(trainer.accelerator, trainer.devices)
+    check_folder("data.data_dir", data.data_dir or default_data_dir())
+
+
+def check_accelerator(accelerator: str, devices: Any) -> None:
+    if accelerator in ("gpu", "cuda"):
+        visible = torch.cuda.device_count()
+        if not visible:
+            raise ConfigError(f"trainer.accelerator={accelerator}: no GPU is visible here (torch.cuda.is_available() "
+                              "is false); use trainer.accelerator=auto, which takes a GPU where there is one")
+        if isinstance(devices, int) and devices > visible:
+            raise ConfigError(f"trainer.devices={devices}: only {visible} GPU(s) visible here")
+    elif accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps: no Apple GPU here; use trainer.accelerator=auto")
+    elif accelerator == "tpu":
+        from lightning.pytorch.accelerators import XLAAccelerator
+        if not XLAAccelerator.is_available():
+            raise ConfigError("trainer.accelerator=tpu: no TPU here; use trainer.accelerator=auto")
+
+
+def check_folder(name: str, folder: str) -> None:
+    """A folder that exists and is writable, or could be created: checked without creating anything."""
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{name}={folder}: cannot be a folder, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name}={folder}: cannot be written, {existing} is not writable")
