@@ -10,6 +10,27 @@ from mnist_cnn.data import default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
+NOT_OURS = {".git", "__pycache__", ".pytest_cache"}  # git's and Python's own bookkeeping
+
+
+def repository_files() -> set[Path]:
+    return {p for p in ROOT.rglob("*") if not NOT_OURS & set(p.relative_to(ROOT).parts)
+            and not any(part.endswith(".egg-info") for part in p.parts)}
+
+
+FILES_BEFORE: set[Path] = set()
+
+
+def pytest_sessionstart(session):
+    FILES_BEFORE.update(repository_files())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write under tmp_path only: a file left in the repository fails the run."""
+    left = sorted(repository_files() - FILES_BEFORE)
+    if left:
+        print(f"\nTests left {len(left)} file(s) in the repository: " + ", ".join(str(p.relative_to(ROOT)) for p in left[:10]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

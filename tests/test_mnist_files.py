@@ -3,6 +3,8 @@ import hashlib
 import os
 import pickle
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -112,3 +114,38 @@ def test_real_chain_with_torchvision_unreachable_gets_official_files(monkeypatch
     for name, digest in mnist_files.OFFICIAL_SHA256.items():
         assert mnist_files.sha256_of(raw_dir(tmp_path) / name) == digest
     assert not list(raw_dir(tmp_path).glob(".*.tmp"))
+
+
+FETCHER = """
+import hashlib, sys, time
+from pathlib import Path
+from mnist_cnn import mnist_files
+
+root, log = sys.argv[1], sys.argv[2]
+contents = {name: (name * 20000).encode() for name in mnist_files.OFFICIAL_SHA256}
+mnist_files.OFFICIAL_SHA256 = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+
+def slow_download(root, raw):  # writes in place, bit by bit, as a download does
+    with open(log, "a") as f:
+        f.write("fetch\\n")
+    for name, data in contents.items():
+        with open(raw / name, "wb") as f:
+            for start in range(0, len(data), len(data) // 10):
+                f.write(data[start:start + len(data) // 10])
+                f.flush()
+                time.sleep(0.02)
+
+mnist_files.fetch_with_torchvision = slow_download
+print(mnist_files.ensure_mnist(root) == mnist_files.OFFICIAL_SHA256)
+"""
+
+
+def test_jobs_starting_together_on_an_empty_folder_fetch_once(tmp_path):
+    log = tmp_path / "fetches.log"
+    jobs = [subprocess.Popen([sys.executable, "-c", FETCHER, str(tmp_path / "data"), str(log)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [job.communicate(timeout=120) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], results
+    assert [out.strip() for out, _ in results] == ["True", "True"]
+    assert log.read_text() == "fetch\n"  # one fetched; the other waited, then found the files verified
+    assert not [p.name for p in raw_dir(tmp_path / "data").iterdir() if ".bad-" in p.name]

@@ -1,5 +1,6 @@
 """Nothing lost: kill and resume, bit-for-bit reruns, atomic checkpoints, loss blow-ups."""
 
+import errno
 import json
 import os
 import signal
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_cnn import atomic
+from mnist_cnn import atomic, train
 from mnist_cnn.checkpoints import AtomicCheckpointIO
+from mnist_cnn.interrupt import AtStepEnd, Interrupted
 
 from conftest import ROOT, run_train
 
@@ -97,3 +99,106 @@ def test_a_loss_blow_up_stops_the_run_naming_the_step(tmp_path, mnist_dir):
     assert err.startswith("mnist-train: error: training loss is") and "at step" in err
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "FloatingPointError" in metrics["reason"]
+
+
+SIGNALLED = (*SMALL[1:], "trainer.max_epochs=2", "trainer.limit_train_batches=30")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, mnist_dir):
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = run_train(*SIGNALLED, f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return final_metrics(run_dir)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_path, mnist_dir, uninterrupted,
+                                                                           signum, status):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "train.py", *SIGNALLED, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                               env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signum)  # training has begun: the first step checkpoint is at step 3 of 30
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == status, err[-3000:]
+    assert "Traceback" not in err
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["signal"] == signal.Signals(signum).name
+    assert metrics["step"] % 30 != 0, "not mid-epoch"
+    assert torch.load(last, weights_only=True)["global_step"] == metrics["step"]  # saved at that very step
+    assert f"Resume with:\n  {metrics['resume_command']}" in err
+    assert not list(run_dir.rglob("*.tmp"))
+
+    resumed = subprocess.run(metrics["resume_command"], shell=True, cwd=ROOT, capture_output=True, text=True,
+                             env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert final_metrics(run_dir) == uninterrupted
+
+
+def test_a_second_signal_while_stopping_changes_nothing(capsys):
+    stop = AtStepEnd()
+    stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signum == signal.SIGTERM  # the first one is acted on; the second only says so
+        with pytest.raises(Interrupted) as info:
+            stop.stop(step=7, epoch=1)
+    finally:
+        stop.restore()
+    assert (info.value.exit_status, info.value.step) == (143, 7)
+    assert "SIGINT: already stopping" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def full_disk_after(monkeypatch, suffix: str, good_writes: int):
+    """Writes of files ending in `suffix` fail with ENOSPC halfway through, after `good_writes` of them."""
+    seen = []
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        f = open(file, mode, *args, **kwargs)
+        if str(file).endswith(f"{suffix}.{os.getpid()}.tmp"):
+            seen.append(file)
+            if len(seen) > good_writes:
+                real_write = f.write
+
+                def write(data):
+                    real_write(data[: len(data) // 2])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                f.write = write
+        return f
+
+    monkeypatch.setattr(atomic, "open", fake_open, raising=False)
+
+
+@pytest.mark.parametrize("failing, good_writes", [("last.ckpt", 1), ("metrics.json", 0), ("samples.png", 0)])
+def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path, mnist_dir, monkeypatch, capsys,
+                                                                        failing, good_writes):
+    monkeypatch.setenv("MNIST_CNN_DATA", mnist_dir)
+    monkeypatch.setattr(sys, "argv", ["train.py", *SMALL, f"hydra.run.dir={tmp_path}"])
+    full_disk_after(monkeypatch, failing, good_writes)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1
+    assert err[-1].startswith("mnist-train: error: ") and err[-1].endswith(f"{failing}: No space left on device")
+    assert "Traceback" not in "\n".join(err)
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] > 0
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    atomic.write_atomically(path, "good")
+    full_disk_after(monkeypatch, "metrics.json", 0)
+    with pytest.raises(OSError) as info:
+        atomic.write_atomically(path, "x" * 10_000)
+    assert info.value.filename == str(path) and info.value.errno == errno.ENOSPC
+    assert path.read_text() == "good" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

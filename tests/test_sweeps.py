@@ -83,6 +83,21 @@ def test_report_says_when_the_lead_exceeds_noise(tmp_path):
     assert "Lead: 0.0100" in summary and "It exceeds the seed-to-seed spread (0.0014)" in summary
 
 
+def test_interrupted_jobs_are_reported_apart_from_failed_ones(tmp_path):
+    fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
+    (tmp_path / "5").mkdir()
+    (tmp_path / "5" / "metrics.json").write_text(json.dumps({
+        "status": "interrupted", "signal": "SIGTERM", "step": 37, "epoch": 1, "overrides": ["data.batch_size=128"],
+        "resume_command": "mnist-train data.batch_size=128 resume=outputs/multirun/x/5"}))
+    rows = write_report(tmp_path)
+    assert [r["status"] for r in rows][-2:] == ["failed", "interrupted"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "6 jobs: 4 ok, 1 failed, 1 interrupted." in summary
+    interrupted = summary.split("## Interrupted jobs")[1]
+    assert "job 5 (data.batch_size=128): SIGTERM at step 37; resume: mnist-train data.batch_size=128 resume=" in interrupted
+    assert "job 5" not in summary.split("## Failed jobs")[1].split("## Interrupted")[0]
+
+
 def test_report_from_the_command_line(tmp_path):
     fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
     import subprocess, sys
@@ -91,7 +106,7 @@ def test_report_from_the_command_line(tmp_path):
     assert "# Sweep summary" in result.stdout and len(read_jobs(tmp_path)) == 5
     missing = subprocess.run([sys.executable, "-m", "mnist_cnn.report", str(tmp_path / "nope")],
                              capture_output=True, text=True)
-    assert missing.returncode != 0 and "usage:" in missing.stderr
+    assert missing.returncode == 2 and "usage:" in missing.stderr and len(missing.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])

@@ -46,8 +46,11 @@ def read_jobs(sweep_dir: Path) -> list[dict]:
         overrides = metrics.get("overrides")
         if overrides is None and (job / ".hydra" / "overrides.yaml").exists():
             overrides = list(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        reason = metrics.get("reason", "")
+        if metrics.get("status") == "interrupted":
+            reason = f"{metrics['signal']} at step {metrics['step']}; resume: {metrics['resume_command']}"
         rows.append({"job": job.name, "overrides": " ".join(overrides or []), "status": metrics.get("status", "failed"),
-                     "reason": metrics.get("reason", ""), **{k: metrics.get(k) for k in COLUMNS[4:]}})
+                     "reason": reason, **{k: metrics.get(k) for k in COLUMNS[4:]}})
     return rows
 
 
@@ -103,8 +106,8 @@ def verdict(configs: dict[str, dict]) -> str:
 
 def summary_markdown(rows: list[dict], configs: dict[str, dict]) -> str:
     ranked = sorted(configs, key=lambda c: configs[c]["best_val_acc"][0], reverse=True)
-    lines = ["# Sweep summary", "", f"{len(rows)} jobs: {sum(r['status'] == 'ok' for r in rows)} ok, "
-             f"{sum(r['status'] != 'ok' for r in rows)} failed. Mean ± standard deviation over seeds; the best "
+    counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "failed", "interrupted"))
+    lines = ["# Sweep summary", "", f"{len(rows)} jobs: {counts}. Mean ± standard deviation over seeds; the best "
              "configuration is chosen by validation accuracy alone (★); test accuracy is reported, never used to choose.",
              "", "| configuration | seeds | val_acc | test_acc | val_loss | fit s | train samples/s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -114,9 +117,10 @@ def summary_markdown(rows: list[dict], configs: dict[str, dict]) -> str:
         lines.append(f"| {name}{mark} | {c['n']} | {fmt(c['best_val_acc'])} | {fmt(c['test_acc'])} | "
                      f"{fmt(c['best_val_loss'])} | {fmt(c['fit_seconds'], 1)} | {fmt(c['train_samples_per_second'], 0)} |")
     lines += ["", verdict(configs), ""]
-    failed = [r for r in rows if r["status"] != "ok"]
-    if failed:
-        lines += ["## Failed jobs", ""] + [f"- job {r['job']} ({r['overrides']}): {r['reason']}" for r in failed] + [""]
+    for status, title in (("failed", "Failed jobs"), ("interrupted", "Interrupted jobs (stopped by a signal; each resumes)")):
+        jobs = [r for r in rows if r["status"] == status]
+        if jobs:
+            lines += [f"## {title}", ""] + [f"- job {r['job']} ({r['overrides']}): {r['reason']}" for r in jobs] + [""]
     return "\n".join(lines)
 
 
@@ -197,8 +201,14 @@ class SweepReport(Callback):
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not Path(args[0]).is_dir():
-        sys.exit(f"usage: python -m mnist_cnn.report <multirun directory>   (got: {' '.join(args) or 'nothing'})")
-    rows = write_report(args[0])
+        print(f"mnist-report: error: {' '.join(args) or 'nothing'}: not a multirun directory "
+              "(usage: mnist-report <multirun directory>)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        rows = write_report(args[0])
+    except OSError as exc:  # a full disk, a read-only copy of the sweep
+        print(f"mnist-report: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        sys.exit(1)
     print((Path(args[0]) / "summary.md").read_text())
     sys.exit(1 if any(r["status"] != "ok" for r in rows) else 0)
 

@@ -1,0 +1,47 @@
+"""The package as `pip install .` or a wheel gives it: configs inside, entry points working from any folder."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+from torchvision.datasets import MNIST
+
+from conftest import FEW_BATCHES, ROOT
+
+
+def run(*args, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path, mnist_dir):
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "outputs", "build", "dist", "*.egg-info",
+                                                                "__pycache__", ".pytest_cache"))
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", source)
+    (wheel,) = (tmp_path / "dist").glob("mnist_cnn-*.whl")
+    # A fresh environment that borrows torch & co. from this one, but not mnist_cnn: the wheel's copy wins.
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--system-site-packages", venv)
+    run(venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel)
+    located = run(venv / "bin" / "python", "-c", "import mnist_cnn.conf; print(mnist_cnn.conf.__file__)").stdout
+    assert located.startswith(str(venv))
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"MNIST_CNN_DATA": mnist_dir, "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
+    run(venv / "bin" / "mnist-train", *FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "hydra.run.dir=run",
+        cwd=work, env=env)
+    Image.fromarray(MNIST(mnist_dir, train=False).data[0].numpy()).save(work / "seven.png")
+    predicted = run(venv / "bin" / "mnist-predict", "ckpt=run/checkpoints/last.ckpt", "inputs=[seven.png]",
+                    "output=json", cwd=work, env=env).stdout
+    assert '"digit":' in predicted
+    run(venv / "bin" / "mnist-export", "ckpt=run/checkpoints/last.ckpt", "format=onnx", "output=model.onnx",
+        cwd=work, env=env)
+    assert sorted(p.name for p in work.iterdir()) == ["model.onnx", "run", "seven.png"]  # nothing else written
+    probabilities = np.asarray(json.loads(predicted)[0]["probabilities"])
+    assert abs(probabilities.sum() - 1) < 1e-3
