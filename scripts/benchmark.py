@@ -33,7 +33,7 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
 import torch
 import torchvision
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from torch import nn
 from torch.nn import functional as F
@@ -43,7 +43,7 @@ from mnist_cnn.data import MEAN, STD, default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
 from mnist_cnn import models
 from mnist_cnn.models import BaselineCNN, EluCNN
-from mnist_cnn.train import CONF_DIR, build
+from mnist_cnn.train import build
 
 RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200)}
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
@@ -191,7 +191,7 @@ class BatchClock(L.Callback):
 
 def project_trainer(name, precision, device, args, out_dir, *overrides, callbacks=()):
     experiment, _, _ = RUNS[name]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         cfg = compose("train", return_hydra_config=True, overrides=[
             f"experiment={experiment}", f"trainer.precision={PRECISIONS[precision]}",
             f"trainer.accelerator={device.type.replace('cuda', 'gpu')}", f"data.data_dir={args.data_dir}",

@@ -143,15 +143,22 @@ def test_a_mistaken_value_is_refused_in_one_line_before_any_work(tmp_path, monke
     assert not list((tmp_path / "run" / "checkpoints").glob("*"))
 
 
-def test_folders_that_cannot_be_made_are_refused(tmp_path):
+def train_main(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    return exit_info.value.code, *capsys.readouterr()
+
+
+def test_folders_that_cannot_be_made_are_refused(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    data = run_train(f"data.data_dir={blocker}/mnist", f"hydra.run.dir={tmp_path / 'run'}")
-    assert data.returncode == 2 and data.stderr.strip() == (
+    status, _, err = train_main(monkeypatch, capsys, f"data.data_dir={blocker}/mnist", f"hydra.run.dir={tmp_path / 'run'}")
+    assert status == 2 and err.strip() == (
         f"mnist-train: error: data.data_dir={blocker}/mnist: cannot be a folder, {blocker} is a file")
-    run = run_train(f"hydra.run.dir={blocker}/run")
-    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
-    assert f"{blocker}/run: Not a directory" in run.stderr and "hydra.run.dir" in run.stderr
+    status, _, err = train_main(monkeypatch, capsys, f"hydra.run.dir={blocker}/run")
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert f"{blocker}/run: Not a directory" in err and "hydra.run.dir" in err
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -55,5 +55,5 @@ def test_bad_format_is_refused_and_nothing_written(tmp_path, trained_run):
     result = export_cli(f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", "format=tflite",
                         f"output={tmp_path / 'm.tflite'}")
     assert result.returncode == 2
-    assert "format='tflite' is not allowed: expected one of onnx, torchscript" in result.stderr
+    assert "format=tflite is not allowed: expected one of onnx, torchscript" in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -182,14 +182,6 @@ class LearningRateConfig:
 
 
 @dataclass
-class CallbacksConfig:
-    checkpoint: Optional[CheckpointConfig] = None
-    progress_bar: Optional[ProgressBarConfig] = None
-    model_summary: Optional[ModelSummaryConfig] = None
-    learning_rate: Optional[LearningRateConfig] = None
-
-
-@dataclass
 class TensorBoardConfig:
     """lightning.pytorch.loggers.TensorBoardLogger"""
     _target_: str = key("the logger class")
@@ -242,7 +234,8 @@ SCHEMAS = {
     "schema/train": TrainConfig, "schema/predict": PredictConfig, "schema/export": ExportConfig,
     "schema/data/mnist": DataConfig, "schema/model/baseline": BaselineConfig, "schema/model/elu": EluConfig,
     "schema/model/prose_cnn": ProseConfig, "schema/trainer/default": TrainerConfig,
-    "schema/callbacks/default": CallbacksConfig,
+    "schema/callbacks/checkpoint": CheckpointConfig, "schema/callbacks/progress_bar": ProgressBarConfig,
+    "schema/callbacks/model_summary": ModelSummaryConfig, "schema/callbacks/learning_rate": LearningRateConfig,
     "schema/logger/tensorboard": TensorBoardConfig, "schema/logger/csv": CSVConfig,
 }
 for path, node in SCHEMAS.items():

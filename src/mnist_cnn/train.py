@@ -163,10 +163,13 @@ def record_interruption(cfg: DictConfig, exc: Interrupted) -> None:
     print(f"{PROG}: {exc}{saved}. Resume with:\n  {command}", file=sys.stderr)
 
 
-def record_failure(cfg: DictConfig, exc: BaseException) -> None:
-    """A job that fails leaves metrics.json saying why, for the sweep report."""
+def record_failure(cfg: DictConfig, exc: BaseException, multirun: bool) -> None:
+    """A job that fails leaves metrics.json saying why, for the sweep report. A single run's user
+    error is said once, by the entry point's one line; a bug gets its traceback in the log."""
     reason = f"{type(exc).__name__}: {one_line(exc)}"
-    log.error("job failed: %s", reason, exc_info=not isinstance(exc, (UserError, MNISTUnavailable, OSError)))
+    ours = not isinstance(exc, (UserError, MNISTUnavailable, OSError, FloatingPointError))
+    if multirun or ours:
+        log.error("job failed: %s", reason, exc_info=ours)
     record(cfg, "failed", reason=reason)
 
 
@@ -186,7 +189,7 @@ def run(cfg: DictConfig) -> float | None:
         record_interruption(cfg, exc)
         raise exc from None
     except Exception as exc:
-        record_failure(cfg, exc)
+        record_failure(cfg, exc, multirun)
         if multirun:  # one bad job must not stop the others
             return None
         if isinstance(exc, OSError) and exc.filename:  # a full disk, a folder that went away
