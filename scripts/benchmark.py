@@ -11,6 +11,13 @@ accuracy. Prints a table and writes benchmarks/results/<device>-<date>.json.
 
     python scripts/benchmark.py            # everything (about 15 minutes on 2 CPU cores)
     python scripts/benchmark.py --quick    # throughput only, fewer windows (under 3 minutes)
+    python scripts/benchmark.py --device cpu --overhead   # the Trainer's cost per step at batch 8 (prose_cnn)
+    python scripts/benchmark.py --gpu-summary             # on a CUDA machine: benchmarks/results/gpu-summary.json
+
+--gpu-summary measures side by side, in one run: the seed_baseline warm epoch (train + validation, with
+the run's checkpointing), seed_elu's whole 10-epoch fit, the wall time of the 21-job batch_size sweep
+(process start-ups included, with --sweep-launcher's setting), the Trainer's overhead per step over the
+plain loop on the GPU, and the CPU overhead ratio.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +40,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
 import torch
+import torchmetrics
 import torchvision
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
@@ -39,10 +48,10 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision import datasets, transforms
 
-from mnist_cnn.data import MEAN, STD, default_data_dir
+from mnist_cnn.data import MEAN, STD, MNISTDataModule, TensorBatches, default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
 from mnist_cnn import models
-from mnist_cnn.models import BaselineCNN, EluCNN
+from mnist_cnn.models import BaselineCNN, EluCNN, ProseCNN
 from mnist_cnn.train import build
 
 RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200)}
@@ -108,10 +117,17 @@ def plain_model(cls, device: torch.device):
     torch.manual_seed(0)
     module = cls(channels_last=False)
     net = nn.Sequential(*(nn.ELU() if isinstance(layer, models.ELU) else layer for layer in module.net)).to(device)
-    config = module.configure_optimizers()  # over the same parameter objects as net
+    return (net, *optimiser_and_decay(module))  # over the same parameter objects as net
+
+
+def optimiser_and_decay(module):
+    config = module.configure_optimizers()
+    if isinstance(config, torch.optim.Optimizer):
+        return config, None
     if isinstance(config, dict):
-        return net, config["optimizer"], config["lr_scheduler"]["scheduler"]
-    return net, config, None
+        return config["optimizer"], config["lr_scheduler"]["scheduler"]
+    (optimizer,), (schedule,) = config
+    return optimizer, schedule
 
 
 def plain_train(net, optimizer, schedule, loader, device, bf16: bool, max_batches: int | None = None):
@@ -278,6 +294,111 @@ def profile_run(name, precision, device, args) -> str:
     return f"== {device.type} {name} {precision}: one epoch of the project path ==\n" + text.getvalue()
 
 
+# --- 3. the framework's cost per step, and the GPU summary -------------------------------------------
+
+OVERHEAD_BATCH = 8  # small enough that the per-step cost of the framework shows against the maths
+
+
+def plain_same_maths_ms(device: torch.device, args) -> float:
+    """Milliseconds per step of a plain loop doing exactly what the Trainer's step does, on the same
+    device-resident batches: prose_cnn's forward (the project's module, its layout), cross-entropy,
+    backward, SGD with Nesterov momentum, the Keras decay, a torchmetrics accuracy update."""
+    datamodule = MNISTDataModule(args.data_dir, batch_size=OVERHEAD_BATCH, seed=42)
+    datamodule.prepare_data()
+    datamodule.setup()
+    batches = TensorBatches(datamodule.x_train.to(device), datamodule.y_train.to(device), OVERHEAD_BATCH,
+                            shuffle=True, seed=42)
+    torch.manual_seed(0)
+    model = ProseCNN().to(device)
+    if models.wants_channels_last(None, device):
+        model.net.to(memory_format=torch.channels_last)
+    optimizer, schedule = optimiser_and_decay(model)
+    accuracy = torchmetrics.Accuracy(task="multiclass", num_classes=10, validate_args=False).to(device)
+    model.train()
+    stamps = Stamps(device)
+    stamps.mark()
+    for step, (x, y) in enumerate(batches):
+        if step == args.overhead_steps:
+            break
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        accuracy.update(logits, y)
+        stamps.mark()
+    return ms_per_step(stamps.seconds(), args)
+
+
+def ms_per_step(stamps: list[float], args) -> float:
+    rates = window_rates(stamps, OVERHEAD_BATCH, args.warmup, args.window)
+    return 1000 * OVERHEAD_BATCH / statistics.median(rates)
+
+
+def overhead_run(device: torch.device, args) -> dict:
+    """The Trainer path as `python train.py model=prose_cnn data.batch_size=8` runs it (checkpoint callback,
+    logging and metrics included; validation off) against the plain loop above; interleaved, best of 3 each."""
+    plain, project = [], []
+    for _ in range(3):
+        plain.append(plain_same_maths_ms(device, args))
+        with tempfile.TemporaryDirectory() as tmp:
+            timer = project_trainer("elu", "fp32", device, args, tmp, "model=prose_cnn",
+                                    f"data.batch_size={OVERHEAD_BATCH}", "trainer.max_epochs=1",
+                                    f"trainer.limit_train_batches={args.overhead_steps}", "trainer.limit_val_batches=0")
+        project.append(ms_per_step(timer.stamps, args))
+    result = {"batch_size": OVERHEAD_BATCH, "model": "prose_cnn", "steps": args.overhead_steps,
+              "plain_ms_per_step": min(plain), "project_ms_per_step": min(project),
+              "overhead_ms_per_step": min(project) - min(plain), "ratio": min(project) / min(plain),
+              "all_plain_ms": plain, "all_project_ms": project}
+    print(f"{device.type:5} overhead at batch {OVERHEAD_BATCH}: plain {result['plain_ms_per_step']:.3f} ms/step, "
+          f"Trainer {result['project_ms_per_step']:.3f} ms/step, {result['ratio']:.2f}x", flush=True)
+    return result
+
+
+def gpu_summary(args) -> Path:
+    """Everything issue 10 asks of a GPU, in one run: benchmarks/results/gpu-summary.json."""
+    device = torch.device("cuda")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        timer = project_trainer("baseline", "fp32", device, args, tmp)  # the seed's run, checkpoints included
+        baseline = {"seed_baseline_fit_s": time.perf_counter() - start, "epochs_s": [t for t, _ in timer.epochs]}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        timer = project_trainer("elu", "fp32", device, args, tmp)
+        elu = {"seed_elu_fit_s": time.perf_counter() - start, "epochs_s": [t for t, _ in timer.epochs]}
+    with tempfile.TemporaryDirectory() as tmp:
+        command = ["python", "train.py", "-m", "sweep=batch_size", "seed=0,1,2", "trainer.max_epochs=1",
+                   "trainer.accelerator=gpu", *args.sweep_launcher.split(), f"hydra.sweep.dir={tmp}",
+                   f"data.data_dir={args.data_dir}"]
+        start = time.perf_counter()
+        sweep = subprocess.run(command, capture_output=True, text=True)
+        sweep_s = time.perf_counter() - start
+    record = {
+        "device": torch.cuda.get_device_name(device), "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__, "commit": git_commit(),
+        # the warm epoch (the second of three): train + validation, with the run's checkpointing
+        "seed_baseline_epoch_s": baseline["epochs_s"][1], "seed_baseline": baseline,
+        "seed_elu_fit_s": elu["seed_elu_fit_s"], "seed_elu": elu,
+        "batch_size_sweep_s": sweep_s, "batch_size_sweep_command": " ".join(command[:-2]),
+        "batch_size_sweep_exit_status": sweep.returncode,
+        "overhead_ms_per_step": overhead_run(device, args)["overhead_ms_per_step"],
+        "cpu_overhead": overhead_run(torch.device("cpu"), args),
+        "machine": machine(device),
+    }
+    record["cpu_overhead_ratio"] = record["cpu_overhead"]["ratio"]
+    out = Path(args.out) / "gpu-summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in record.items() if not isinstance(v, dict)}, indent=2) + f"\nwrote {out}")
+    return out
+
+
+def git_commit() -> str | None:
+    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() or None
+
+
 # --- the report -------------------------------------------------------------------------------------
 
 def machine(device: torch.device) -> dict:
@@ -306,14 +427,31 @@ def main() -> None:
     parser.add_argument("--no-switches", action="store_true", help="CUDA: skip flipping each GPU switch alone")
     parser.add_argument("--switches-only", action="store_true", help="CUDA: only flip each GPU switch alone")
     parser.add_argument("--profile", action="store_true", help="only profile one epoch of the project path per run")
+    parser.add_argument("--overhead", action="store_true", help="only the Trainer's cost per step at batch 8")
+    parser.add_argument("--overhead-steps", type=int, default=400)
+    parser.add_argument("--gpu-summary", action="store_true", help="write benchmarks/results/gpu-summary.json")
+    parser.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=4",
+                        help="--gpu-summary: the launcher setting of the timed batch_size sweep")
     args = parser.parse_args()
     args.warmup, args.window, args.windows = (2, 6, 3) if args.quick else (3, 15, 5)
     ensure_mnist(args.data_dir)
+    if args.gpu_summary:
+        args.window = 25
+        gpu_summary(args)
+        return
 
     devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
     if args.device in ("cuda", "all") and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     for device in devices:
+        if args.overhead:
+            args.window = 25
+            result = overhead_run(device, args)
+            out = Path(args.out) / f"{device.type}-{datetime.date.today().isoformat()}-overhead.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"machine": machine(device), **result}, indent=2) + "\n")
+            print(f"wrote {out}")
+            continue
         if args.profile:
             texts = [profile_run(name, precision, device, args)
                      for name in args.models.split(",") for precision in args.precisions.split(",")]

@@ -125,3 +125,28 @@ def test_channels_last_is_a_switch_on_cpu_by_default():
     plain.trainer = trainer
     plain.setup("fit")
     assert plain.net[2].weight.is_contiguous()
+
+
+def test_a_non_finite_loss_is_noted_on_the_device_and_named_by_its_first_step():
+    """The guard reads nothing back per step (a host-device sync on a GPU); the check names the first bad step."""
+    from types import SimpleNamespace
+
+    model = ProseCNN()
+    model.trainer = SimpleNamespace(num_training_batches=4, global_step=10)
+    model.on_train_start()
+    model.first_step = 10  # resumed at global step 10
+    for loss in (1.0, 2.0, float("nan"), float("inf"), 3.0):
+        model.watch_loss(torch.tensor(loss))
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at step 12 \(epoch 4, batch 0\)"):
+        model.stop_if_loss_was_not_finite()
+
+
+def test_a_finite_run_passes_the_guard():
+    from types import SimpleNamespace
+
+    model = ProseCNN()
+    model.trainer = SimpleNamespace(num_training_batches=4, global_step=0)
+    model.on_train_start()
+    for loss in (1.0, 0.5, 1e30):
+        model.watch_loss(torch.tensor(loss))
+    model.stop_if_loss_was_not_finite()  # no error

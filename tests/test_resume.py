@@ -202,3 +202,26 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         atomic.write_atomically(path, "x" * 10_000)
     assert info.value.filename == str(path) and info.value.errno == errno.ENOSPC
     assert path.read_text() == "good" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_periodic_checkpoints_go_by_time_on_cuda_and_by_steps_elsewhere(monkeypatch):
+    from types import SimpleNamespace
+
+    from mnist_cnn import checkpoints
+
+    clock = [1000.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
+
+    def trainer(device, step):
+        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), global_step=step)
+
+    by_steps = checkpoints.RunCheckpoint(every_n_steps=100)
+    assert by_steps.periodic_save_due(trainer("cpu", 200)) and not by_steps.periodic_save_due(trainer("cpu", 201))
+    assert not by_steps.periodic_save_due(trainer("cuda", 200))  # on CUDA: 60 s, not 100 steps
+    clock[0] += checkpoints.CUDA_SECONDS_BETWEEN_SAVES
+    assert by_steps.periodic_save_due(trainer("cuda", 201))
+    by_time = checkpoints.RunCheckpoint(every_n_steps=100, every_n_seconds=5)
+    clock[0] += 4
+    assert not by_time.periodic_save_due(trainer("cpu", 300))
+    clock[0] += 1
+    assert by_time.periodic_save_due(trainer("cpu", 301))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.cli import UserError
@@ -38,6 +40,9 @@ def load_model(path: str | Path) -> tuple[MNISTClassifier, str]:
     return model.eval(), normalize
 
 
+CUDA_SECONDS_BETWEEN_SAVES = 60.0
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's save goes through an fsspec transaction whose temporary file is made in the system
     temp folder; where that is another filesystem, the final move is a copy into place that a kill
@@ -51,23 +56,44 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(path, buffer.getvalue())
 
 
+def background_checkpoint_io() -> AsyncCheckpointIO:
+    """Checkpoints written off the training thread: Lightning's AsyncCheckpointIO copies the tensors
+    on the training thread (a device-side clone) and serialises and writes them from a background
+    thread, through AtomicCheckpointIO, so the files stay atomic; one write at a time, in order, all
+    finished before fit returns or raises."""
+    return AsyncCheckpointIO(AtomicCheckpointIO())
+
+
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint (here: best by val_acc, and last.ckpt at every epoch end), plus
     last.ckpt every `every_n_steps` training steps, so that a killed run loses little, and at the
     step where a SIGTERM or SIGINT arrived (mnist_cnn.interrupt), so that a stopped run loses nothing."""
 
-    def __init__(self, every_n_steps: int | None = None, **kwargs):
+    def __init__(self, every_n_steps: int | None = None, every_n_seconds: float | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.every_n_steps = every_n_steps
+        self.every_n_steps, self.every_n_seconds = every_n_steps, every_n_seconds
         self.signals = AtStepEnd()
+        self.saved_at = time.monotonic()
 
     def save_last_now(self, trainer) -> None:
         path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
         self.last_model_path = path  # else the epoch-end save sees a foreign last.ckpt and writes last-v1.ckpt
         trainer.save_checkpoint(path, weights_only=False)  # the full state: a resume needs the optimiser too
+        self.saved_at = time.monotonic()
+
+    def periodic_save_due(self, trainer) -> bool:
+        """every_n_seconds where set, and on CUDA by default (steps there take milliseconds: every 100
+        steps would write several checkpoints a second); else every_n_steps."""
+        seconds = self.every_n_seconds
+        if seconds is None and trainer.strategy.root_device.type == "cuda":
+            seconds = CUDA_SECONDS_BETWEEN_SAVES
+        if seconds is not None:
+            return time.monotonic() - self.saved_at >= seconds
+        return bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
+        self.saved_at = time.monotonic()
         if trainer.world_size == 1:  # under DDP every rank would have to stop at the same step: Lightning's way
             self.signals.install()  # after Lightning's own handlers, which the trainer sets before this hook
 
@@ -77,7 +103,7 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self.signals.signum is not None or (self.every_n_steps and trainer.global_step % self.every_n_steps == 0):
+        if self.signals.signum is not None or self.periodic_save_due(trainer):
             self.save_last_now(trainer)
         self._stop_if_signalled(trainer)
 

@@ -154,6 +154,8 @@ class CheckpointConfig:
     """mnist_cnn.checkpoints.RunCheckpoint (Lightning's ModelCheckpoint)"""
     _target_: str = key("the checkpoint callback class")
     every_n_steps: Optional[int] = key("also write last.ckpt every this many training steps", ge=1)
+    every_n_seconds: Optional[float] = key("or at the first step this long after the last save; null: 60 s on "
+                                           "CUDA, else every_n_steps", None, gt=0)
     dirpath: str = key("the checkpoint folder")
     filename: str = key("the best checkpoint's file name pattern")
     auto_insert_metric_name: bool = key("Lightning's metric-name prefix in file names")

@@ -93,7 +93,8 @@ class AtStepEnd:
         """Called once the checkpoint is written: hand over to a chained handler, else raise."""
         signum, self.signum = self.signum, None
         handler = self.previous.get(signum)
-        self.restore()
+        for s in self.previous:  # until the run has ended: the checkpoint may still be being written
+            signal.signal(s, _already_stopping)
         if signum == signal.SIGUSR2 and callable(handler):
             handler(signum, None)  # submitit: requeue this job, then exit
         raise Interrupted(signum, step, epoch)

@@ -66,6 +66,10 @@ class MNISTClassifier(L.LightningModule):
         # validate_args off: its checks run torch.unique on every batch, a host-device sync per step
         metric = dict(task="multiclass", num_classes=NUM_CLASSES, validate_args=False)
         self.train_acc = torchmetrics.Accuracy(**metric)
+        # This epoch's summed training loss (on the device) and samples: a plain sum, because torchmetrics'
+        # MeanMetric costs 0.1 ms a step, a tenth of the framework's whole cost at batch 8 on CPU.
+        self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)
+        self.train_samples = 0
         self.val_acc = torchmetrics.Accuracy(**metric)
         self.test_acc = torchmetrics.Accuracy(**metric)
         self.test_confusion = torchmetrics.ConfusionMatrix(**metric)
@@ -91,13 +95,55 @@ class MNISTClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        if not torch.isfinite(loss):  # stop, rather than finish with a silently broken model
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step} "
-                                     f"(epoch {self.current_epoch + 1}, batch {batch_idx})")
+        self.watch_loss(loss)
         self.train_acc.update(logits, y)  # update, not forward: forward also computes a per-batch value we never log
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        self.train_loss_sum += loss.detach() * len(y)
+        self.train_samples += len(y)
+        # Each self.log call costs Lightning ~0.1 ms (a metric object ~0.65 ms: it is moved to its device
+        # again every time), as much as the whole step at batch 8 on CPU. So the step's loss is logged
+        # when the logger would write it, and the epoch's metric objects once, at the epoch's last batch:
+        # they have accumulated every batch, and Lightning computes and resets them at the epoch end.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train_loss_step", loss, prog_bar=True)
+            self.stop_if_loss_was_not_finite()
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self.stop_if_loss_was_not_finite()
+            self.log("train_loss_epoch", self.train_loss_sum / self.train_samples, on_step=False, on_epoch=True)
+            self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.train_loss_sum.zero_()
+        self.train_samples = 0
+
+    def on_train_start(self) -> None:
+        self.steps_on_device = torch.zeros((), dtype=torch.long, device=self.device)
+        self.first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=self.device)  # (step, loss)
+        self.first_step = self.global_step
+
+    def watch_loss(self, loss: torch.Tensor) -> None:
+        """Notes the first non-finite loss on the device: reading it back each step would make the host
+        wait for the GPU every step. stop_if_loss_was_not_finite reads it at logging intervals and
+        epoch ends, and stops the run, rather than let it finish with a silently broken model."""
+        first = ~torch.isfinite(loss.detach()) & (self.first_bad[0] < 0)
+        here = torch.stack([self.steps_on_device.double(), loss.detach().double()])
+        self.first_bad.copy_(torch.where(first, here, self.first_bad))
+        self.steps_on_device += 1
+
+    def stop_if_loss_was_not_finite(self) -> None:
+        step, loss = self.first_bad.tolist()
+        if step >= 0:
+            step = self.first_step + int(step)
+            per_epoch = self.trainer.num_training_batches
+            raise FloatingPointError(f"training loss is {loss} at step {step} "
+                                     f"(epoch {step // per_epoch + 1}, batch {step % per_epoch})")
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        """The data module's batches are already on the training device; Lightning's generic move walks
+        the batch anyway (0.18 ms a step at batch 8 on CPU)."""
+        if all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch

@@ -27,7 +27,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import artifacts
-from mnist_cnn.checkpoints import AtomicCheckpointIO, newest_checkpoint
+from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra
 from mnist_cnn.config import ConfigError, check_train
 from mnist_cnn.history import History
@@ -64,7 +64,7 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None] + [history, *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                    plugins=[AtomicCheckpointIO()])
+                    plugins=[background_checkpoint_io()])
     return datamodule, model, trainer, history
 
 
