@@ -6,6 +6,9 @@ import statistics
 
 import pytest
 
+from scipy import stats
+
+from mnist_cnn.intervals import estimate, seeds_to_separate
 from mnist_cnn.report import read_jobs, write_report
 
 from conftest import run_train
@@ -31,9 +34,10 @@ def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, 
                 for j in range(4) if f"data.batch_size={batch} " in rows[j]["overrides"] + " "]
         assert len(accs) == 2
         line = next(line for line in summary.splitlines() if line.startswith(f"| data.batch_size={batch}"))
-        assert f"| 2 | {statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f} |" in line
+        low, high = stats.t.interval(0.95, len(accs) - 1, loc=statistics.fmean(accs), scale=stats.sem(accs))
+        assert f"| 2 | {statistics.fmean(accs):.4f} ± {(high - low) / 2:.4f} |" in line
     assert summary.count("★") == 2  # once in the table, once in the legend
-    assert "seed-to-seed spread" in summary
+    assert "95% interval (Welch)" in summary
     assert (tmp_path / "sweep_data.batch_size.png").stat().st_size > 0
     assert "Sweep report:" in result.stdout
 
@@ -67,20 +71,45 @@ def fake_sweep(tmp_path, accs):
     (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text("- data.batch_size=16\n- seed=0\n")
 
 
+def welch_interval(a, b):
+    """The 95% interval of mean(a) - mean(b), as scipy computes it (an independent path)."""
+    return stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+
+
 def test_report_says_when_the_lead_is_within_noise(tmp_path):
-    fake_sweep(tmp_path, {32: [0.980, 0.990, 0.985], 64: [0.984, 0.982, 0.983]})
+    accs = {32: [0.980, 0.990, 0.985], 64: [0.984, 0.982, 0.983]}
+    fake_sweep(tmp_path, accs)
     rows = write_report(tmp_path)
     assert [r["status"] for r in rows] == ["ok"] * 6 + ["failed"]
     assert "killed" in rows[-1]["reason"] and rows[-1]["overrides"] == "data.batch_size=16 seed=0"
     summary = (tmp_path / "summary.md").read_text()
-    assert "**data.batch_size=32**" in summary and "within the seed-to-seed spread" in summary
+    low, high = welch_interval(accs[32], accs[64])
+    assert "**data.batch_size=32**" in summary
+    assert f"| data.batch_size=64 | +0.0020 | [{low:+.4f}, {high:+.4f}] | no | about " in summary
+    assert "Not distinguishable from the best with 3 seeds: data.batch_size=64" in summary
+    csv_row = next(r for r in summary_rows(tmp_path) if r["overrides"] == "data.batch_size=64 seed=0")
+    assert csv_row["distinguishable_from_best"] == "False"
+    assert float(csv_row["best_minus_this_ci95_low"]) == pytest.approx(low)
 
 
 def test_report_says_when_the_lead_exceeds_noise(tmp_path):
-    fake_sweep(tmp_path, {32: [0.990, 0.991, 0.992], 64: [0.980, 0.981, 0.982]})
+    accs = {32: [0.990, 0.991, 0.992], 64: [0.980, 0.981, 0.982]}
+    fake_sweep(tmp_path, accs)
     write_report(tmp_path)
     summary = (tmp_path / "summary.md").read_text()
-    assert "Lead: 0.0100" in summary and "It exceeds the seed-to-seed spread (0.0014)" in summary
+    low, high = welch_interval(accs[32], accs[64])
+    assert f"| data.batch_size=64 | +0.0100 | [{low:+.4f}, {high:+.4f}] | yes |  |" in summary
+    assert "distinguishable from every other configuration" in summary
+
+
+def test_seeds_to_tell_apart_is_the_fewest_at_which_welch_separates_them():
+    a, b = estimate([0.980, 0.990, 0.985]), estimate([0.984, 0.982, 0.983])
+    n = seeds_to_separate(a, b)
+
+    def p_value(seeds):
+        return stats.ttest_ind_from_stats(a.mean, a.sd, seeds, b.mean, b.sd, seeds, equal_var=False).pvalue
+    assert p_value(n) < 0.05 <= p_value(n - 1)
+    assert seeds_to_separate(a, estimate([0.985, 0.985, 0.985 + 1e-12])) is None  # no real difference: past 1000
 
 
 def test_interrupted_jobs_are_reported_apart_from_failed_ones(tmp_path):

@@ -3,9 +3,10 @@ it also works on a directory copied back from a cluster).
 
     python -m mnist_cnn.report outputs/multirun/<date>_<time>
 
-Writes summary.csv (a row per job), summary.md (configurations with mean +- std over seeds, the
-best by validation accuracy and whether its lead is larger than the seed-to-seed spread) and one
-plot per swept hyperparameter. Test figures are reported, never used to choose.
+Writes summary.csv (a row per job, with its configuration's figures), summary.md (configurations with
+their mean and 95% interval over seeds, the best by validation accuracy, and its difference from each
+other configuration with Welch's 95% interval: distinguishable or not, and if not, roughly how many
+seeds would tell) and one plot per swept hyperparameter. Test figures are reported, never used to choose.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,9 +26,14 @@ from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from mnist_cnn.atomic import write_atomically  # noqa: E402
+from mnist_cnn.intervals import Difference, Estimate, estimate, seeds_to_separate, welch  # noqa: E402
 
 COLUMNS = ["job", "overrides", "status", "reason", "best_val_acc", "best_val_loss", "test_acc", "test_loss",
            "epochs", "fit_seconds", "train_samples_per_second"]
+# The configuration's figures, repeated on each of its jobs' rows (empty for the best's own difference)
+CONFIG_COLUMNS = ["configuration", "config_val_acc_mean", "config_val_acc_ci95_low", "config_val_acc_ci95_high",
+                  "best_minus_this", "best_minus_this_ci95_low", "best_minus_this_ci95_high",
+                  "distinguishable_from_best", "seeds_to_tell"]
 METRICS = ["best_val_acc", "test_acc", "best_val_loss", "test_loss", "fit_seconds", "train_samples_per_second"]
 
 
@@ -63,60 +67,76 @@ def swept_values(rows: list[dict]) -> dict[str, set[str]]:
     return {k: v for k, v in values.items() if len(v) > 1 and k != "seed"}
 
 
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
-
-
 def group(rows: list[dict], label) -> dict[str, dict]:
-    """{label: {'n': seeds that finished, metric: (mean, std)}} over the jobs that finished."""
+    """{label: {'n': seeds that finished, metric: Estimate}} over the jobs that finished."""
     groups = defaultdict(list)
     for row in rows:
         if row["status"] == "ok":
             groups[label(row)].append(row)
-    return {name: {"n": len(members), **{m: mean_std([r[m] for r in members if r[m] is not None])
+    return {name: {"n": len(members), **{m: estimate([r[m] for r in members if r[m] is not None])
                                          for m in METRICS if any(r[m] is not None for r in members)}}
             for name, members in groups.items()}
 
 
-def fmt(pair, digits=4) -> str:
-    mean, std = pair
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+def fmt(e: Estimate, digits=4) -> str:
+    return f"{e.mean:.{digits}f}" + (f" ± {e.half_width:.{digits}f}" if e.half_width is not None else "")
 
 
-def verdict(configs: dict[str, dict]) -> str:
-    ranked = sorted(configs, key=lambda c: configs[c]["best_val_acc"][0], reverse=True)
-    if not ranked:
-        return "No job finished."
-    best = configs[ranked[0]]
-    text = f"Best by mean validation accuracy: **{ranked[0]}** ({fmt(best['best_val_acc'])}, {best['n']} seed(s))."
-    if len(ranked) == 1:
-        return text
-    second = configs[ranked[1]]
-    lead = best["best_val_acc"][0] - second["best_val_acc"][0]
-    text += f" Runner-up: {ranked[1]} ({fmt(second['best_val_acc'])}). Lead: {lead:.4f}."
-    stds = (best["best_val_acc"][1], second["best_val_acc"][1])
-    if None in stds:
-        return text + " With one seed per configuration the seed-to-seed spread is unknown: repeat with seed=0,1,2."
-    spread = math.hypot(*stds)  # the standard deviation of a difference of two single runs
-    if lead > spread:
-        return text + f" It exceeds the seed-to-seed spread ({spread:.4f}): the difference is larger than noise."
-    return text + (f" It is within the seed-to-seed spread ({spread:.4f}): these settings are not distinguishable"
-                   " with this many seeds.")
+def ranked(configs: dict[str, dict]) -> list[str]:
+    return sorted(configs, key=lambda c: configs[c]["best_val_acc"].mean, reverse=True)
+
+
+def comparisons(configs: dict[str, dict]) -> dict[str, tuple[Difference, int | None]]:
+    """For every configuration but the best: the best's lead in val_acc over it (Welch), and where that
+    is not distinguishable, the seeds per configuration that would likely tell them apart."""
+    order = ranked(configs)
+    best = configs[order[0]]["best_val_acc"]
+    return {name: (welch(best, configs[name]["best_val_acc"]), seeds_to_separate(best, configs[name]["best_val_acc"]))
+            for name in order[1:]}
+
+
+def verdict(configs: dict[str, dict]) -> list[str]:
+    order = ranked(configs)
+    if not order:
+        return ["No job finished."]
+    best = configs[order[0]]
+    lines = [f"Best by mean validation accuracy: **{order[0]}** ({fmt(best['best_val_acc'])}, {best['n']} seed(s))."]
+    if len(order) == 1:
+        return lines
+    if best["best_val_acc"].sd is None:
+        return lines + ["With one seed per configuration the seed-to-seed spread is unknown: repeat with seed=0,1,2."]
+    lines += ["", "| best minus | val_acc difference | 95% interval (Welch) | distinguishable | seeds per configuration to tell |",
+              "| --- | --- | --- | --- | --- |"]
+    differences = comparisons(configs)
+    for name, (d, seeds) in differences.items():
+        if d.low is None:
+            lines.append(f"| {name} | {d.value:+.4f} | one seed: unknown | | |")
+            continue
+        tell = "" if d.distinguishable else (f"about {seeds}" if seeds else "more than 1000")
+        lines.append(f"| {name} | {d.value:+.4f} | [{d.low:+.4f}, {d.high:+.4f}] | "
+                     f"{'yes' if d.distinguishable else 'no'} | {tell} |")
+    close = [name for name, (d, _) in differences.items() if d.distinguishable is False]
+    if close:
+        lines += ["", f"Not distinguishable from the best with {best['n']} seeds: {', '.join(close)}: their 95% "
+                  "intervals of the difference include zero."]
+    else:
+        lines += ["", "The best is distinguishable from every other configuration: each interval excludes zero."]
+    return lines
 
 
 def summary_markdown(rows: list[dict], configs: dict[str, dict]) -> str:
-    ranked = sorted(configs, key=lambda c: configs[c]["best_val_acc"][0], reverse=True)
+    order = ranked(configs)
     counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "failed", "interrupted"))
-    lines = ["# Sweep summary", "", f"{len(rows)} jobs: {counts}. Mean ± standard deviation over seeds; the best "
+    lines = ["# Sweep summary", "", f"{len(rows)} jobs: {counts}. Mean ± the half-width of its 95% interval over seeds (Student's t); the best "
              "configuration is chosen by validation accuracy alone (★); test accuracy is reported, never used to choose.",
              "", "| configuration | seeds | val_acc | test_acc | val_loss | fit s | train samples/s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name in ranked:
+    for name in order:
         c = configs[name]
-        mark = " ★" if name == ranked[0] else ""
+        mark = " ★" if name == order[0] else ""
         lines.append(f"| {name}{mark} | {c['n']} | {fmt(c['best_val_acc'])} | {fmt(c['test_acc'])} | "
                      f"{fmt(c['best_val_loss'])} | {fmt(c['fit_seconds'], 1)} | {fmt(c['train_samples_per_second'], 0)} |")
-    lines += ["", verdict(configs), ""]
+    lines += ["", *verdict(configs), ""]
     for status, title in (("failed", "Failed jobs"), ("interrupted", "Interrupted jobs (stopped by a signal; each resumes)")):
         jobs = [r for r in rows if r["status"] == status]
         if jobs:
@@ -125,7 +145,7 @@ def summary_markdown(rows: list[dict], configs: dict[str, dict]) -> str:
 
 
 def plot(rows: list[dict], key: str, path: Path) -> None:
-    """Mean ± std of validation and test accuracy against one swept hyperparameter."""
+    """Mean and 95% interval of validation and test accuracy against one swept hyperparameter."""
     def value_of(row):
         return next(o.partition("=")[2] for o in row["overrides"].split() if o.startswith(f"{key}="))
 
@@ -134,16 +154,16 @@ def plot(rows: list[dict], key: str, path: Path) -> None:
     xs = sorted(stats, key=float if numeric else str)
     fig, ax = plt.subplots(figsize=(6, 4))
     for metric, label in (("best_val_acc", "validation"), ("test_acc", "test")):
-        means = [stats[x][metric][0] for x in xs]
-        stds = [stats[x][metric][1] or 0.0 for x in xs]
+        means = [stats[x][metric].mean for x in xs]
+        halves = [stats[x][metric].half_width or 0.0 for x in xs]
         positions = [float(x) for x in xs] if numeric else list(range(len(xs)))
-        ax.errorbar(positions, means, yerr=stds, marker="o", capsize=4, label=f"{label} accuracy")
+        ax.errorbar(positions, means, yerr=halves, marker="o", capsize=4, label=f"{label} accuracy")
     if numeric and key.endswith("batch_size"):
         ax.set_xscale("log", base=2)
     if not numeric:
         ax.set_xticks(range(len(xs)), xs)
     ax.set_xlabel(key)
-    ax.set_ylabel("accuracy (mean ± std over seeds)")
+    ax.set_ylabel("accuracy (mean; bars: 95% interval over seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
     buffer = io.BytesIO()
@@ -163,11 +183,6 @@ def _is_number(text: str) -> bool:
 def write_report(sweep_dir: str | Path) -> list[dict]:
     sweep_dir = Path(sweep_dir)
     rows = read_jobs(sweep_dir)
-    with io.StringIO() as buffer:
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomically(sweep_dir / "summary.csv", buffer.getvalue())
     swept = swept_values(rows)
 
     def configuration(row: dict) -> str:
@@ -175,6 +190,21 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
         return " ".join(o for o in row["overrides"].split() if o.partition("=")[0] in swept) or "(all jobs)"
 
     configs = group(rows, configuration)
+    differences = comparisons(configs) if configs else {}
+    for row in rows:
+        row["configuration"] = configuration(row)
+        val = configs.get(row["configuration"], {}).get("best_val_acc")
+        d, seeds = differences.get(row["configuration"], (None, None))
+        low_high = (val.mean - val.half_width, val.mean + val.half_width) if val and val.half_width else (None, None)
+        row.update(config_val_acc_mean=val.mean if val else None, config_val_acc_ci95_low=low_high[0],
+                   config_val_acc_ci95_high=low_high[1], best_minus_this=d.value if d else None,
+                   best_minus_this_ci95_low=d.low if d else None, best_minus_this_ci95_high=d.high if d else None,
+                   distinguishable_from_best=d.distinguishable if d else None, seeds_to_tell=seeds)
+    with io.StringIO() as buffer:
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS + CONFIG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(sweep_dir / "summary.csv", buffer.getvalue())
     write_atomically(sweep_dir / "summary.md", summary_markdown(rows, configs))
     for key in swept:
         plot(rows, key, sweep_dir / f"sweep_{key.replace('/', '_')}.png")
