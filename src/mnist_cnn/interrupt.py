@@ -62,8 +62,8 @@ class Interruptible:
 
 
 class AtStepEnd:
-    """During training a signal is only noted; the checkpoint callback asks `pending` after each
-    step and epoch, saves, and raises Interrupted. Under submitit (SLURM) its SIGUSR2 handler (time
+    """During training a signal is only noted (`signum`); the checkpoint callback looks at it after
+    each step and epoch, saves, and calls `stop`, which raises Interrupted. Under submitit (SLURM) its SIGUSR2 handler (time
     limit or preemption: requeue) is chained the same way, after the save."""
 
     def __init__(self) -> None:

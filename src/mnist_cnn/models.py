@@ -104,11 +104,13 @@ class MNISTClassifier(L.LightningModule):
         # (scripts/benchmark.py --overhead, 2-core VM, 2026-11-25). So the step's loss is logged when the
         # logger would write it, and the epoch's metrics once, at its last batch: they have accumulated
         # every batch, and Lightning computes and resets them at the epoch end.
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        log_now = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        last = batch_idx + 1 == self.trainer.num_training_batches
+        if log_now or last:  # the device-side flag is read here only: one host-device sync at most
+            self.stop_if_loss_was_not_finite()
+        if log_now:
             self.log("train_loss_step", loss, prog_bar=True)
-            self.stop_if_loss_was_not_finite()
-        if batch_idx + 1 == self.trainer.num_training_batches:
-            self.stop_if_loss_was_not_finite()
+        if last:
             self.log("train_loss_epoch", self.train_loss_sum / self.train_samples, on_step=False, on_epoch=True)
             self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss

@@ -90,12 +90,14 @@ def comparisons(configs: dict[str, dict]) -> dict[str, tuple[Difference, int | N
     """For every configuration but the best: the best's lead in val_acc over it (Welch), and where that
     is not distinguishable, the seeds per configuration that would likely tell them apart."""
     order = ranked(configs)
-    best = configs[order[0]]["best_val_acc"]
-    return {name: (welch(best, configs[name]["best_val_acc"]), seeds_to_separate(best, configs[name]["best_val_acc"]))
-            for name in order[1:]}
+    best, out = configs[order[0]]["best_val_acc"] if order else None, {}
+    for name in order[1:]:
+        d = welch(best, configs[name]["best_val_acc"])
+        out[name] = (d, None if d.distinguishable else seeds_to_separate(best, configs[name]["best_val_acc"]))
+    return out
 
 
-def verdict(configs: dict[str, dict]) -> list[str]:
+def verdict(configs: dict[str, dict], differences: dict[str, tuple[Difference, int | None]]) -> list[str]:
     order = ranked(configs)
     if not order:
         return ["No job finished."]
@@ -107,7 +109,6 @@ def verdict(configs: dict[str, dict]) -> list[str]:
         return lines + ["With one seed per configuration the seed-to-seed spread is unknown: repeat with seed=0,1,2."]
     lines += ["", "| best minus | val_acc difference | 95% interval (Welch) | distinguishable | seeds per configuration to tell |",
               "| --- | --- | --- | --- | --- |"]
-    differences = comparisons(configs)
     for name, (d, seeds) in differences.items():
         if d.low is None:
             lines.append(f"| {name} | {d.value:+.4f} | one seed: unknown | | |")
@@ -124,7 +125,7 @@ def verdict(configs: dict[str, dict]) -> list[str]:
     return lines
 
 
-def summary_markdown(rows: list[dict], configs: dict[str, dict]) -> str:
+def summary_markdown(rows: list[dict], configs: dict[str, dict], differences: dict) -> str:
     order = ranked(configs)
     counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "failed", "interrupted"))
     lines = ["# Sweep summary", "", f"{len(rows)} jobs: {counts}. Mean ± the half-width of its 95% interval over seeds (Student's t); the best "
@@ -136,7 +137,7 @@ def summary_markdown(rows: list[dict], configs: dict[str, dict]) -> str:
         mark = " ★" if name == order[0] else ""
         lines.append(f"| {name}{mark} | {c['n']} | {fmt(c['best_val_acc'])} | {fmt(c['test_acc'])} | "
                      f"{fmt(c['best_val_loss'])} | {fmt(c['fit_seconds'], 1)} | {fmt(c['train_samples_per_second'], 0)} |")
-    lines += ["", *verdict(configs), ""]
+    lines += ["", *verdict(configs, differences), ""]
     for status, title in (("failed", "Failed jobs"), ("interrupted", "Interrupted jobs (stopped by a signal; each resumes)")):
         jobs = [r for r in rows if r["status"] == status]
         if jobs:
@@ -190,7 +191,7 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
         return " ".join(o for o in row["overrides"].split() if o.partition("=")[0] in swept) or "(all jobs)"
 
     configs = group(rows, configuration)
-    differences = comparisons(configs) if configs else {}
+    differences = comparisons(configs)
     for row in rows:
         row["configuration"] = configuration(row)
         val = configs.get(row["configuration"], {}).get("best_val_acc")
@@ -205,7 +206,7 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
         write_atomically(sweep_dir / "summary.csv", buffer.getvalue())
-    write_atomically(sweep_dir / "summary.md", summary_markdown(rows, configs))
+    write_atomically(sweep_dir / "summary.md", summary_markdown(rows, configs, differences))
     for key in swept:
         plot(rows, key, sweep_dir / f"sweep_{key.replace('/', '_')}.png")
     return rows
