@@ -21,8 +21,8 @@ def export_cli(*args):
 
 @pytest.fixture(scope="module")
 def test_set(mnist_dir, trained_run):
-    model, mode = load_model(trained_run / "checkpoints" / "last.ckpt")
-    x = normalize(MNIST(mnist_dir, train=False).data, mode)
+    model, data = load_model(trained_run / "checkpoints" / "last.ckpt")
+    x = normalize(MNIST(mnist_dir, train=False).data, data["normalize"])
     with torch.no_grad():
         expected = torch.cat([model(batch).softmax(dim=1) for batch in x.split(1000)]).numpy()
     return x.numpy(), expected

@@ -6,7 +6,8 @@ from torch.nn import functional as F
 
 import lightning as L
 
-from mnist_cnn.models import ELU, BaselineCNN, EluCNN, ProseCNN, wants_channels_last
+from mnist_cnn.artifacts import misclassified_figure
+from mnist_cnn.models import ELU, MISTAKES_KEPT, BaselineCNN, EluCNN, ProseCNN, wants_channels_last
 
 SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933}
 
@@ -150,3 +151,35 @@ def test_a_finite_run_passes_the_guard():
     for loss in (1.0, 0.5, 1e30):
         model.watch_loss(torch.tensor(loss))
     model.stop_if_loss_was_not_finite()  # no error
+
+
+def test_the_most_confident_mistakes_are_kept_across_batches():
+    """Top-k per batch on the device, merged: the same as sorting all wrong answers at once."""
+    model = BaselineCNN()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(700, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (700,), generator=generator)
+    logits = torch.randn(700, 10, generator=generator) * 3
+    model.on_test_epoch_start()
+    for start in range(0, 700, 64):
+        model.keep_mistakes(x[start : start + 64], y[start : start + 64], logits[start : start + 64])
+    found = model.mistakes_found()
+
+    probability, predicted = logits.softmax(dim=1).max(dim=1)
+    wrong = (predicted != y).nonzero().flatten()
+    expected = wrong[probability[wrong].argsort(descending=True)][:MISTAKES_KEPT]
+    assert len(wrong) > MISTAKES_KEPT and len(found["true"]) == MISTAKES_KEPT
+    assert found["true"] == y[expected].tolist() and found["predicted"] == predicted[expected].tolist()
+    assert found["probability"] == pytest.approx(probability[expected].tolist())
+    assert torch.equal(found["images"], x[expected, 0])
+
+
+def test_a_test_set_answered_right_has_no_mistakes_to_show():
+    model = BaselineCNN()
+    model.on_test_epoch_start()
+    y = torch.arange(10)
+    model.keep_mistakes(torch.zeros(10, 1, 28, 28), y, F.one_hot(y, 10).float() * 5)
+    found = model.mistakes_found()
+    assert found["true"] == found["predicted"] == found["probability"] == [] and found["images"].shape == (0, 28, 28)
+    figure = misclassified_figure(found, [str(d) for d in range(10)])
+    assert "0 shown" in figure._suptitle.get_text()

@@ -45,9 +45,9 @@ def test_predictions_on_rendered_real_digits_agree_with_the_model(tmp_path, trai
     result = predict_cli(f"ckpt={ckpt}", f"inputs=[{folder}]", "output=json")
     assert result.returncode == 0, result.stderr
     predicted = [r["digit"] for r in json.loads(result.stdout)]
-    model, mode = load_model(ckpt)
+    model, data = load_model(ckpt)
     with torch.no_grad():
-        reference = model(normalize(digits, mode)).argmax(dim=1).tolist()
+        reference = model(normalize(digits, data["normalize"])).argmax(dim=1).tolist()
     agreement = sum(p == r for p, r in zip(predicted, reference, strict=True)) / 200
     assert agreement >= 0.98, agreement
 

@@ -11,7 +11,7 @@ from mnist_cnn.mnist_files import OFFICIAL_SHA256
 from conftest import FEW_BATCHES, needs_cuda, run_train
 
 RUN_FILES = ["metrics.json", "model_summary.txt", "samples.png", "confusion_matrix.png", "confusion_matrix.csv",
-             "classification_report.txt", "classification_report.json", "learning_curves.png"]
+             "classification_report.txt", "classification_report.json", "learning_curves.png", "misclassified.png"]
 
 
 def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
@@ -51,7 +51,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
     tags = events.Tags()
     assert {"train_loss_step", "train_loss_epoch", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"} <= set(tags["scalars"])
-    assert {"samples", "confusion_matrix", "learning_curves"} <= set(tags["images"])
+    assert {"samples", "confusion_matrix", "learning_curves", "misclassified"} <= set(tags["images"])
     assert "_hparams_/session_start_info" in tags["tensors"] or "hp/test_acc" in tags["scalars"]
 
 

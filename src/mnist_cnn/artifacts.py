@@ -54,10 +54,32 @@ def learning_curves_figure(history: list[dict]):
     return fig
 
 
-def confusion_figure(model):
+def confusion_figure(model, classes: list[str]):
     matrix = torch.tensor(model.test_report["confusion_matrix"])
-    fig, ax = model.test_confusion.plot(val=matrix, labels=[str(c) for c in range(10)])
+    fig, ax = model.test_confusion.plot(val=matrix, labels=classes)
+    fig.set_size_inches(7, 7)  # four-digit counts overlap at torchmetrics' default size
+    if max(len(c) for c in classes) > 2:  # Fashion-MNIST's names would overlap
+        ax.tick_params(axis="x", labelrotation=45)
     ax.set_title("test set confusion matrix")
+    return fig
+
+
+def misclassified_figure(mistakes: dict, classes: list[str]):
+    """The tested checkpoint's wrong answers, most confident first, 10 to a row."""
+    count = len(mistakes["true"])
+    rows = max(1, -(-count // 10))
+    fig, axes = plt.subplots(rows, 10, figsize=(13, 1.6 * rows + 0.6), dpi=100, squeeze=False,
+                             layout="constrained")
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= count:
+            continue
+        ax.imshow(mistakes["images"][i].numpy(), cmap="gray")
+        title = f"{classes[mistakes['true'][i]]} → {classes[mistakes['predicted'][i]]} ({mistakes['probability'][i]:.2f})"
+        ax.set_title(title.replace(" → ", " →\n") if len(title) > 20 else title, fontsize=8)
+    if count == 0:
+        fig.text(0.5, 0.5, "no test image was misclassified", ha="center")
+    fig.suptitle(f"misclassified test images, most confident first ({count} shown): true → predicted (probability)")
     return fig
 
 
@@ -99,13 +121,14 @@ def write_model_summary(out: Path, model) -> None:
     write_atomically(out / "model_summary.txt", model_summary_text(model))
 
 
-def write_test_report(out: Path, model) -> None:
-    report = model.test_report
+def write_test_report(out: Path, model, classes: list[str]) -> None:
+    report = dict(model.test_report)
+    report["per_class"] = {classes[int(c)]: scores for c, scores in report["per_class"].items()}
     with io.StringIO() as buffer:
         writer = csv.writer(buffer)
-        writer.writerow(["true\\predicted", *range(10)])
-        for digit, row in enumerate(report["confusion_matrix"]):
-            writer.writerow([digit, *row])
+        writer.writerow(["true\\predicted", *classes])
+        for name, row in zip(classes, report["confusion_matrix"]):
+            writer.writerow([name, *row])
         write_atomically(out / "confusion_matrix.csv", buffer.getvalue())
     write_json(out / "classification_report.json", report)
     write_atomically(out / "classification_report.txt", classification_report_text(report))
@@ -118,8 +141,9 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], metric
     if history:
         figures["learning_curves"] = learning_curves_figure(history)
     if model.test_report is not None:
-        write_test_report(out, model)
-        figures["confusion_matrix"] = confusion_figure(model)
+        write_test_report(out, model, datamodule.classes)
+        figures["confusion_matrix"] = confusion_figure(model, datamodule.classes)
+        figures["misclassified"] = misclassified_figure(model.test_mistakes, datamodule.classes)
     tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     for name, fig in figures.items():
         if tensorboard is not None:

@@ -17,8 +17,9 @@ from mnist_cnn.interrupt import AtStepEnd
 from mnist_cnn.models import MODELS, MNISTClassifier
 
 
-def load_model(path: str | Path) -> tuple[MNISTClassifier, str]:
-    """The model in eval mode, and the normalisation its training data had ('standard' or 'unit').
+def load_model(path: str | Path) -> tuple[MNISTClassifier, dict]:
+    """The model in eval mode, and what its training data was: {"dataset": mnist or fashion_mnist,
+    "normalize": standard or unit}, from the data module's hyperparameters in the checkpoint.
 
     torch.load(weights_only=True) admits tensors and plain containers only, so a crafted checkpoint
     cannot run code; the model is rebuilt from its class name and plain hyperparameters."""
@@ -36,8 +37,8 @@ def load_model(path: str | Path) -> tuple[MNISTClassifier, str]:
     # compile is a training-speed switch; predict and export want the plain layers
     model = MODELS[marker["model"]](**{**checkpoint["hyper_parameters"], "compile": False})
     model.load_state_dict(checkpoint["state_dict"])
-    normalize = (checkpoint.get("datamodule_hyper_parameters") or {}).get("normalize", "standard")
-    return model.eval(), normalize
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    return model.eval(), {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard")}
 
 
 CUDA_SECONDS_BETWEEN_SAVES = 60.0

@@ -22,7 +22,7 @@ from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from mnist_cnn.cli import UserError
-from mnist_cnn.data import NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
+from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
 
 OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
                           if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
@@ -60,12 +60,13 @@ LIMIT = dict(allowed="null, a number of batches (an integer >= 0) or a fraction 
 class DataConfig:
     """mnist_cnn.data.MNISTDataModule"""
     _target_: str = key("the data module class")
-    data_dir: Optional[str] = key("folder that holds MNIST/raw/; null: $MNIST_CNN_DATA, else ~/.cache/mnist_cnn")
+    dataset: str = key("mnist or fashion_mnist (data=fashion_mnist)", choices=tuple(DATASETS))
+    data_dir: Optional[str] = key("folder that holds MNIST/raw/ (FashionMNIST/raw/); null: $MNIST_CNN_DATA, else ~/.cache/mnist_cnn")
     batch_size: int = key("training batch size (Keras's batch_size)", ge=1)
     eval_batch_size: Optional[int] = key("validation and test batch size; null: batch_size on CPU, 6000 on CUDA", ge=1)
     validation_split: float = key("fraction of the 60,000 training images held out for validation", gt=0, lt=1)
     split: str = key("random (seeded) or tail (Keras: the last fraction, before shuffling)", choices=SPLITS)
-    normalize: str = key("standard (mean 0.1307, std 0.3081) or unit (x / 255, as the seed)", choices=NORMALIZE)
+    normalize: str = key("standard (the dataset's mean and std) or unit (x / 255, as the seed)", choices=NORMALIZE)
     seed: int = key("seeds the split and the batch order", ge=0, le=SEED_MAX)
 
 

@@ -1,22 +1,42 @@
-"""MNIST as a LightningDataModule: verified files, one normalised tensor per split, held on the
-training device and sliced into batches there."""
+"""MNIST (or Fashion-MNIST) as a LightningDataModule: verified files, one normalised tensor per split,
+held on the training device and sliced into batches there."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+from dataclasses import dataclass
 from typing import Callable
 
 import lightning as L
 import torch
-from torchvision.datasets import MNIST
+from torchvision.datasets import MNIST, FashionMNIST
 
-from mnist_cnn.mnist_files import ensure_mnist
+from mnist_cnn.mnist_files import ensure_fashion_mnist, ensure_mnist
 
 log = logging.getLogger(__name__)
 
-MEAN, STD = 0.1307, 0.3081  # over the 60,000 training images
+
+@dataclass(frozen=True)
+class Dataset:
+    """What differs between the datasets: torchvision's class, the files' source chain, the mean and
+    standard deviation of the 60,000 training images' pixels (x / 255), and the class names."""
+
+    title: str
+    cls: type
+    ensure: Callable[[str], dict]
+    mean: float
+    std: float
+    classes: list[str]
+
+
+DATASETS = {
+    "mnist": Dataset("MNIST", MNIST, ensure_mnist, 0.1307, 0.3081, [str(d) for d in range(10)]),
+    "fashion_mnist": Dataset("Fashion-MNIST", FashionMNIST, ensure_fashion_mnist, 0.2860, 0.3530,
+                             list(FashionMNIST.classes)),
+}
+MEAN, STD = DATASETS["mnist"].mean, DATASETS["mnist"].std
 TRAIN_IMAGES = 60_000
 NORMALIZE = ("standard", "unit")
 SPLITS = ("random", "tail")
@@ -30,11 +50,11 @@ def default_data_dir() -> str:
     return os.environ.get("MNIST_CNN_DATA") or os.path.expanduser("~/.cache/mnist_cnn")
 
 
-def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:
+def normalize(images: torch.Tensor, mode: str, dataset: str = "mnist") -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), the whole tensor at once."""
     x = images.unsqueeze(1).float().div_(255)
     if mode == "standard":
-        return x.sub_(MEAN).div_(STD)
+        return x.sub_(DATASETS[dataset].mean).div_(DATASETS[dataset].std)
     if mode == "unit":  # the seed's x / 255
         return x
     raise ValueError(f"normalize={mode!r}: allowed values are {', '.join(NORMALIZE)}")
@@ -126,11 +146,18 @@ class ResumableBatches(TensorBatches):
 
 
 class MNISTDataModule(L.LightningDataModule):
+    """dataset: mnist or fashion_mnist (same sizes and layout; its own files, constants and class names).
+    Its hyperparameters go into every checkpoint, so predict knows the dataset and normalisation."""
+
     def __init__(self, data_dir: str | None = None, batch_size: int = 256, eval_batch_size: int | None = None,
                  validation_split: float = 0.3, split: str = "random", normalize: str = "standard",
-                 seed: int = 0):
+                 seed: int = 0, dataset: str = "mnist"):
         super().__init__()
         self.save_hyperparameters()
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset={dataset!r}: allowed values are {', '.join(DATASETS)}")
+        self.dataset = dataset
+        self.classes = DATASETS[dataset].classes
         self.data_dir = os.path.expanduser(data_dir or default_data_dir())
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -140,22 +167,23 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if not self.file_sha256:  # fit and test each call this; verify once
-            self.file_sha256 = ensure_mnist(self.data_dir)
+            self.file_sha256 = DATASETS[self.dataset].ensure(self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "x_train"):
             return
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        train = MNIST(self.data_dir, train=True)
-        test = MNIST(self.data_dir, train=False)
+        cls, title = DATASETS[self.dataset].cls, DATASETS[self.dataset].title
+        train, test = cls(self.data_dir, train=True), cls(self.data_dir, train=False)
         self.samples = train.data[:200].clone()
-        x = normalize(train.data, self.normalize)
+        x = normalize(train.data, self.normalize, self.dataset)
         train_idx, val_idx = split_indices(len(x), self.validation_split, self.split, self.seed)
         self.x_train, self.y_train = x[train_idx].to(device), train.targets[train_idx].to(device)
         self.x_val, self.y_val = x[val_idx].to(device), train.targets[val_idx].to(device)
-        self.x_test, self.y_test = normalize(test.data, self.normalize).to(device), test.targets.to(device)
-        log.info("MNIST: %d train samples, %d validation samples, %d test samples (on %s)",
-                 len(self.x_train), len(self.x_val), len(self.x_test), device)
+        self.x_test = normalize(test.data, self.normalize, self.dataset).to(device)
+        self.y_test = test.targets.to(device)
+        log.info("%s: %d train samples, %d validation samples, %d test samples (on %s)",
+                 title, len(self.x_train), len(self.x_val), len(self.x_test), device)
 
     def _batches(self, x, y, batch_size, cls=TensorBatches, **kwargs) -> TensorBatches:
         trainer = self.trainer

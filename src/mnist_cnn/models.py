@@ -11,6 +11,7 @@ from torch.nn import functional as F
 import lightning as L
 
 NUM_CLASSES = 10
+MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
 
 
 class ELU(nn.Module):
@@ -80,6 +81,7 @@ class MNISTClassifier(L.LightningModule):
             for average in ("none", "macro", "weighted")
         })
         self.test_report: dict | None = None
+        self.test_mistakes: dict | None = None
 
     def build(self) -> nn.Sequential:
         raise NotImplementedError
@@ -155,9 +157,33 @@ class MNISTClassifier(L.LightningModule):
         self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log("val_acc", self.val_acc, prog_bar=True)
 
+    def on_test_epoch_start(self) -> None:
+        self.mistakes = None
+
+    def keep_mistakes(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
+        """The most confident wrong predictions so far, at most MISTAKES_KEPT. Fixed-size top-k on the
+        device, with right answers scored -1, so that no step waits for the host to count mistakes."""
+        probability, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
+        score = torch.where(predicted != y, probability, torch.full_like(probability, -1.0))
+        batch = (score, x, y, predicted)
+        kept = batch if self.mistakes is None else tuple(torch.cat(p) for p in zip(self.mistakes, batch))
+        top = kept[0].topk(min(MISTAKES_KEPT, len(kept[0]))).indices
+        self.mistakes = tuple(t.index_select(0, top) for t in kept)
+
+    def mistakes_found(self) -> dict:
+        score, x, y, predicted = self.mistakes
+        if self._trainer is not None and self.trainer.world_size > 1:  # each rank tested its own share
+            score, x, y, predicted = (t.flatten(0, 1) for t in self.all_gather((score, x, y, predicted)))
+        top = score.topk(min(MISTAKES_KEPT, len(score))).indices
+        top = top[score[top] >= 0].cpu()
+        score, x, y, predicted = (t.cpu()[top] for t in (score, x, y, predicted))
+        return {"images": x[:, 0].float(), "true": y.tolist(), "predicted": predicted.tolist(),
+                "probability": score.tolist()}
+
     def test_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
+        self.keep_mistakes(x, y, logits)
         self.test_acc.update(logits, y)
         self.test_confusion.update(logits, y)
         self.test_per_class.update(logits, y)
@@ -185,6 +211,7 @@ class MNISTClassifier(L.LightningModule):
         }
         self.test_confusion.reset()
         self.test_per_class.reset()
+        self.test_mistakes = self.mistakes_found()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Mark the checkpoint as ours, with the class that rebuilds it (see mnist_cnn.checkpoints),

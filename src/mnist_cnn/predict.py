@@ -1,11 +1,12 @@
-"""Read digits in real images with a trained checkpoint.
+"""Read digits (or, with a Fashion-MNIST checkpoint, clothes) in real images with a trained checkpoint.
 
     mnist-predict ckpt=outputs/runs/<run>/checkpoints/last.ckpt inputs=[seven.png,scans/]
     mnist-predict ckpt=... inputs=[seven.png] output=json
 
-Each image is prepared the way MNIST itself was made: grayscale, inverted when the digit is dark on
-a light background, the digit fitted into 20x20 keeping its aspect ratio, then placed in 28x28 with
-its centre of mass at the centre; then the checkpoint's own normalisation.
+Each image is prepared the way the checkpoint's dataset was made: grayscale, inverted when the
+object is dark on a light background; for MNIST the digit fitted into 20x20 keeping its aspect
+ratio, then placed in 28x28 with its centre of mass at the centre; for Fashion-MNIST the object
+fitted into 28x28 and centred. Then the checkpoint's own normalisation.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from mnist_cnn.checkpoints import load_model
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, run_hydra
 from mnist_cnn.config import check_ranges
-from mnist_cnn.data import normalize
+from mnist_cnn.data import DATASETS, normalize
 
 PROG = "mnist-predict"
 FORMATS = {"PNG", "JPEG", "BMP"}
@@ -73,24 +74,31 @@ def read_gray(path: Path, max_pixels: int) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
-def mnist_like(gray: np.ndarray, path: Path | str = "image") -> np.ndarray:
-    """uint8 28x28, white digit on black, fitted into 20x20 and centred by centre of mass."""
+# How each dataset placed its objects: MNIST in a 20x20 box centred by centre of mass (LeCun et al.);
+# Fashion-MNIST's longest edge resized to 28, centred (Xiao et al., 2017, section 2).
+PLACEMENT = {"mnist": {"box": 20, "by_mass": True}, "fashion_mnist": {"box": 28, "by_mass": False}}
+
+
+def mnist_like(gray: np.ndarray, path: Path | str = "image", box: int = 20, by_mass: bool = True) -> np.ndarray:
+    """uint8 28x28, white object on black, fitted into box x box and centred (by centre of mass)."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if border.mean() > 127:  # dark digit on light paper; MNIST is light on dark
         gray, border = 255 - gray, 255 - border
     gray = np.clip(gray - np.median(border), 0, None)  # the paper becomes 0
     if gray.max() <= 0:
-        raise UserError(f"{path}: no digit found (the image is blank)")
+        raise UserError(f"{path}: no {'digit' if by_mass else 'object'} found (the image is blank)")
     ink = gray > 0.2 * gray.max()
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     digit = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    scale = 20 / max(digit.shape)
+    scale = box / max(digit.shape)
     size = (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale)))
     fitted = Image.fromarray(digit / digit.max() * 255).resize(size, Image.Resampling.LANCZOS)
     fitted = np.clip(np.asarray(fitted, dtype=np.float32), 0, 255)
     canvas = np.zeros((28, 28), dtype=np.float32)
     top, left = (28 - fitted.shape[0]) // 2, (28 - fitted.shape[1]) // 2
     canvas[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+    if not by_mass:
+        return np.rint(canvas).astype(np.uint8)
     mass = canvas.sum()
     cy = (canvas.sum(axis=1) * np.arange(28)).sum() / mass
     cx = (canvas.sum(axis=0) * np.arange(28)).sum() / mass
@@ -101,29 +109,34 @@ def mnist_like(gray: np.ndarray, path: Path | str = "image") -> np.ndarray:
     return np.rint(canvas).astype(np.uint8)
 
 
-def predict(model, images: torch.Tensor, mode: str) -> torch.Tensor:
-    """Softmax probabilities for uint8 (N, 28, 28) images."""
+def predict(model, images: torch.Tensor, data: dict) -> torch.Tensor:
+    """Softmax probabilities for uint8 (N, 28, 28) images; data: what load_model says of the checkpoint."""
     with torch.no_grad():
-        return model(normalize(images, mode)).softmax(dim=1)
+        return model(normalize(images, data["normalize"], data["dataset"])).softmax(dim=1)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def run(cfg: DictConfig) -> None:
     try:
         check_ranges(cfg)
-        model, mode = load_model(cfg.ckpt)
+        model, data = load_model(cfg.ckpt)
         files = image_files(list(cfg.inputs))
-        images = torch.from_numpy(np.stack([mnist_like(read_gray(f, cfg.max_pixels), f) for f in files]))
+        placement = PLACEMENT[data["dataset"]]
+        images = torch.from_numpy(np.stack([mnist_like(read_gray(f, cfg.max_pixels), f, **placement) for f in files]))
     except (UserError, OmegaConfBaseException) as exc:  # exiting here keeps Hydra from adding lines
         exit_with(PROG, exc)
-    probabilities = predict(model, images, mode)
-    results = [{"file": str(f), "digit": int(p.argmax()), "probability": round(float(p.max()), 6),
-                "probabilities": [round(float(v), 6) for v in p]} for f, p in zip(files, probabilities)]
+    probabilities = predict(model, images, data)
+    classes = DATASETS[data["dataset"]].classes
+    # MNIST results keep their "digit" key; every result names its class
+    key = "digit" if data["dataset"] == "mnist" else "class"
+    results = [{"file": str(f), key: int(p.argmax()), "label": classes[int(p.argmax())],
+                "probability": round(float(p.max()), 6), "probabilities": [round(float(v), 6) for v in p]}
+               for f, p in zip(files, probabilities)]
     if cfg.output == "json":
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{r['file']}: {r['digit']} (probability {r['probability']:.4f})")
+            print(f"{r['file']}: {r['label']} (probability {r['probability']:.4f})")
 
 
 def main() -> None:
