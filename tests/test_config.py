@@ -121,6 +121,8 @@ CROSS_KEY = [
     (["model=resnet"], "model=resnet"),
     (["data.batchsize=64"], "data.batchsize"),
     (["resume=/nonexistent/run"], "resume=/nonexistent/run"),
+    (["read_epochs=[1,3,5,10]"], "read_epochs"),  # the seed's run has 3 epochs
+    (["read_epochs=[1]", "~callbacks.checkpoint"], "read_epochs"),
 ]
 
 

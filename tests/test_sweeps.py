@@ -17,6 +17,35 @@ TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_
         "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv")
 
 
+def job_metrics(job_dir):
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def test_an_epochs_grid_read_from_one_run_equals_separate_runs(tmp_path, mnist_dir):
+    """read_epochs against one run per length, figure for figure. The checkpoint callback picks the
+    *lowest* validation accuracy here, so that later readings must test an earlier epoch's weights."""
+    common = ("trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+              "callbacks.progress_bar.refresh_rate=0", "logger=csv", "callbacks.checkpoint.mode=min", "seed=0")
+    env = {"MNIST_CNN_DATA": mnist_dir}
+    read = run_train("-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}", env=env)
+    assert read.returncode == 0, read.stderr[-3000:]
+    separate = run_train("-m", "trainer.max_epochs=1,3", *common, f"hydra.sweep.dir={tmp_path / 'separate'}", env=env)
+    assert separate.returncode == 0, separate.stderr[-3000:]
+
+    readings = job_metrics(tmp_path / "read" / "0")["read_at_epochs"]
+    figures = ["epochs", "best_epoch", "best_val_acc", "best_val_loss", "test_acc", "test_loss"]
+    for job, k in enumerate((1, 3)):
+        assert readings[str(k)] == {f: job_metrics(tmp_path / "separate" / str(job))[f] for f in figures}
+    assert readings["3"]["best_epoch"] < 3  # an earlier epoch's weights, kept and tested
+
+    rows = summary_rows(tmp_path / "read")  # the report: a trainer.max_epochs=k row per reading, said so
+    assert [(r["job"], r["read_from"]) for r in rows] == [("0@1", "job 0, epoch 1 of 3"), ("0@3", "job 0, epoch 3 of 3")]
+    assert [r["overrides"].split()[-1] for r in rows] == ["trainer.max_epochs=1", "trainer.max_epochs=3"]
+    assert not any("read_epochs" in r["overrides"] for r in rows)
+    assert [float(r["test_acc"]) for r in rows] == [readings["1"]["test_acc"], readings["3"]["test_acc"]]
+    assert "were not run separately; each was read from one 3-epoch run" in (tmp_path / "read" / "summary.md").read_text()
+
+
 def summary_rows(sweep_dir):
     return list(csv.DictReader((sweep_dir / "summary.csv").open()))
 

@@ -209,6 +209,8 @@ class TrainConfig:
     seed: int = key("seeds the split, the initialisation and the batch order", ge=0, le=SEED_MAX)
     test: bool = key("test the best checkpoint once, after fitting")
     resume: Optional[str] = key("a run directory to continue from its newest checkpoint")
+    read_epochs: Optional[List[int]] = key("also report what a run stopped after each of these epochs would have "
+                                           "(an epochs grid from one run; each 1..trainer.max_epochs)", None, ge=1)
     data: Any = None
     model: Any = None
     trainer: Any = None
@@ -304,6 +306,12 @@ def check_train(cfg: DictConfig) -> None:
             raise ConfigError(f"model.optimizer.{name}={value} is not an argument of torch.optim.{optimizer.name} "
                               f"(it takes {', '.join(p for p in accepted if p != 'params')}); "
                               f"unset it with model.optimizer.{name}=null")
+    for epoch in cfg.get("read_epochs") or []:
+        if not 1 <= epoch <= trainer.max_epochs:
+            raise ConfigError(f"read_epochs={list(cfg.read_epochs)}: {epoch} is not an epoch of this run "
+                              f"(allowed: 1 to trainer.max_epochs={trainer.max_epochs})")
+    if cfg.get("read_epochs") and cfg.callbacks.get("checkpoint") is None:
+        raise ConfigError("read_epochs needs callbacks.checkpoint: each reading is the checkpoint it keeps as best")
     check_accelerator(trainer.accelerator, trainer.devices)
     check_folder("data.data_dir", data.data_dir or default_data_dir())
 

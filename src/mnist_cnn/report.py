@@ -29,7 +29,7 @@ from mnist_cnn.atomic import write_atomically  # noqa: E402
 from mnist_cnn.intervals import Difference, Estimate, estimate, seeds_to_separate, welch  # noqa: E402
 
 COLUMNS = ["job", "overrides", "status", "reason", "best_val_acc", "best_val_loss", "test_acc", "test_loss",
-           "epochs", "fit_seconds", "train_samples_per_second"]
+           "epochs", "fit_seconds", "train_samples_per_second", "read_from"]
 # The configuration's figures, repeated on each of its jobs' rows (empty for the best's own difference)
 CONFIG_COLUMNS = ["configuration", "config_val_acc_mean", "config_val_acc_ci95_low", "config_val_acc_ci95_high",
                   "best_minus_this", "best_minus_this_ci95_low", "best_minus_this_ci95_high",
@@ -53,9 +53,20 @@ def read_jobs(sweep_dir: Path) -> list[dict]:
         reason = metrics.get("reason", "")
         if metrics.get("status") == "interrupted":
             reason = f"{metrics['signal']} at step {metrics['step']}; resume: {metrics['resume_command']}"
-        rows.append({"job": job.name, "overrides": " ".join(overrides or []), "status": metrics.get("status", "failed"),
-                     "reason": reason, **{k: metrics.get(k) for k in COLUMNS[4:]}})
+        row = {"job": job.name, "overrides": " ".join(overrides or []), "status": metrics.get("status", "failed"),
+               "reason": reason, **{k: metrics.get(k) for k in COLUMNS[4:]}}
+        rows += readings(row, metrics) if metrics.get("read_at_epochs") else [row]
     return rows
+
+
+def readings(row: dict, metrics: dict) -> list[dict]:
+    """A run with read_epochs stands for one k-epoch run per reading: a row each, as
+    trainer.max_epochs=k, saying it was read (mnist_cnn.epoch_readings). No fit time of its own."""
+    others = [o for o in row["overrides"].split() if not o.startswith(("trainer.max_epochs=", "read_epochs="))]
+    return [{**row, **{k: figures.get(k) for k in COLUMNS[4:]}, "job": f"{row['job']}@{k}",
+             "overrides": " ".join([*others, f"trainer.max_epochs={k}"]),
+             "read_from": f"job {row['job']}, epoch {k} of {metrics['epochs']}"}
+            for k, figures in metrics["read_at_epochs"].items()]
 
 
 def swept_values(rows: list[dict]) -> dict[str, set[str]]:
@@ -78,7 +89,9 @@ def group(rows: list[dict], label) -> dict[str, dict]:
             for name, members in groups.items()}
 
 
-def fmt(e: Estimate, digits=4) -> str:
+def fmt(e: Estimate | None, digits=4) -> str:
+    if e is None:  # not measured: a reading's fit time, a run without test
+        return "—"
     return f"{e.mean:.{digits}f}" + (f" ± {e.half_width:.{digits}f}" if e.half_width is not None else "")
 
 
@@ -135,8 +148,16 @@ def summary_markdown(rows: list[dict], configs: dict[str, dict], differences: di
     for name in order:
         c = configs[name]
         mark = " ★" if name == order[0] else ""
-        lines.append(f"| {name}{mark} | {c['n']} | {fmt(c['best_val_acc'])} | {fmt(c['test_acc'])} | "
-                     f"{fmt(c['best_val_loss'])} | {fmt(c['fit_seconds'], 1)} | {fmt(c['train_samples_per_second'], 0)} |")
+        lines.append(f"| {name}{mark} | {c['n']} | {fmt(c.get('best_val_acc'))} | {fmt(c.get('test_acc'))} | "
+                     f"{fmt(c.get('best_val_loss'))} | {fmt(c.get('fit_seconds'), 1)} | {fmt(c.get('train_samples_per_second'), 0)} |")
+    read = [r for r in rows if r["read_from"]]
+    if read:
+        lengths = sorted({r["read_from"].rpartition(" of ")[2] for r in read})
+        lines += ["", f"How it was made: these {len(read)} jobs were not run separately; each was read from one "
+                  f"{' or '.join(lengths)}-epoch run per seed (read_epochs): at epoch k, the checkpoint that a k-epoch run "
+                  "would have kept as best, tested. Nothing in a run depends on its length, so this gives exactly "
+                  "what separate runs give (mnist_cnn.epoch_readings; tests/test_sweeps.py compares them figure for "
+                  "figure). Readings have no fit time of their own (—)."]
     lines += ["", *verdict(configs, differences), ""]
     for status, title in (("failed", "Failed jobs"), ("interrupted", "Interrupted jobs (stopped by a signal; each resumes)")):
         jobs = [r for r in rows if r["status"] == status]

@@ -30,6 +30,7 @@ from mnist_cnn import artifacts
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra
 from mnist_cnn.config import ConfigError, check_train
+from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.history import History
 from mnist_cnn.interrupt import Interrupted, Interruptible
 from mnist_cnn.mnist_files import MNISTUnavailable
@@ -85,7 +86,8 @@ def provenance() -> dict:
 
 def fit_and_test(cfg: DictConfig) -> dict:
     out = Path(HydraConfig.get().runtime.output_dir)
-    datamodule, model, trainer, history = build(cfg)
+    readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
+    datamodule, model, trainer, history = build(cfg, (readings,) if readings else ())
     code = provenance()  # now, before training: the checkout may change while a long run goes on
 
     # A multirun job that finds checkpoints in its own folder was requeued (SLURM: time limit, preemption).
@@ -100,11 +102,12 @@ def fit_and_test(cfg: DictConfig) -> dict:
     # would cut its list back to the epochs the best checkpoint had seen.
     epochs = list(history.epochs)
 
+    read = read_epochs(trainer, model, datamodule, readings, epochs, cfg.test) if readings else None
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)[0] if cfg.test else {}
 
-    best = max(epochs, key=lambda e: e["val_acc"] if e["val_acc"] is not None else -1.0, default={})
+    best = tested_epoch(epochs, checkpoint)
     train_seconds = sum(e["train_seconds"] for e in epochs)
     metrics = {
         "status": "ok",
@@ -125,6 +128,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
         "data_sha256": datamodule.file_sha256,
         "provenance": code,
         "history": epochs,
+        # read_epochs: {k: what a k-epoch run would report}, read from this run (see mnist_cnn.epoch_readings)
+        **({"read_at_epochs": read} if read is not None else {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:
@@ -133,6 +138,14 @@ def fit_and_test(cfg: DictConfig) -> dict:
             print(f"Test loss: {test['test_loss']:.4f}\nTest accuracy: {test['test_acc']:.4f}")
         print(f"Run directory: {out}")
     return metrics
+
+
+def tested_epoch(epochs: list[dict], checkpoint) -> dict:
+    """The history entry of the epoch whose checkpoint is tested: by the checkpoint callback's monitor
+    and mode (val_acc, max, by default), the first of equals, as ModelCheckpoint keeps the first."""
+    monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint is not None and checkpoint.monitor else ("val_acc", "max")
+    scored = [e for e in epochs if e.get(monitor) is not None]
+    return (min if mode == "min" else max)(scored, key=lambda e: e[monitor], default={})
 
 
 def record(cfg: DictConfig, status: str, **fields) -> None:
