@@ -1,0 +1,38 @@
+"""notebooks/lab.ipynb: the lab's six parts, run top to bottom with this package on a few batches;
+kept in git without outputs."""
+
+import nbformat
+from nbclient import NotebookClient
+
+from conftest import ROOT
+
+NOTEBOOK = ROOT / "notebooks" / "lab.ipynb"
+PARTS = ["I) Data reading and splitting", "II) Data visualisation", "III) Model architecture", "IV) Fitting",
+         "V) Model evaluation", "VI) New Model Architecture & Evaluation"]
+
+
+def test_the_notebook_holds_the_six_parts_in_order_and_no_outputs():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    headings = [line[3:] for cell in notebook.cells if cell.cell_type == "markdown"
+                for line in cell.source.splitlines() if line.startswith("## ")]
+    assert headings == PARTS
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+
+
+def test_the_notebook_runs_on_a_few_batches(tmp_path, mnist_dir):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    parameters.source = f"FEW_BATCHES = 3\nDATA_DIR = {mnist_dir!r}"
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on any cell's error
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "60000 train samples" in text and "10000 test samples" in text
+    assert "Total params: 1,199,882" in text and "Total params: 329,962" in text
+    assert "Epoch 3: loss" in text and "Test accuracy:" in text and "New Model Error:" in text
+    assert "weighted avg" in text
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert figures == 5  # samples, learning curves, confusion matrix, misclassified images, the ELU confusion matrix
