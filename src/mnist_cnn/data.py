@@ -156,8 +156,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         if dataset not in DATASETS:
             raise ValueError(f"dataset={dataset!r}: allowed values are {', '.join(DATASETS)}")
-        self.dataset = dataset
-        self.classes = DATASETS[dataset].classes
+        self.dataset, self.spec = dataset, DATASETS[dataset]
+        self.classes = self.spec.classes
         self.data_dir = os.path.expanduser(data_dir or default_data_dir())
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -167,14 +167,13 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if not self.file_sha256:  # fit and test each call this; verify once
-            self.file_sha256 = DATASETS[self.dataset].ensure(self.data_dir)
+            self.file_sha256 = self.spec.ensure(self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "x_train"):
             return
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        cls, title = DATASETS[self.dataset].cls, DATASETS[self.dataset].title
-        train, test = cls(self.data_dir, train=True), cls(self.data_dir, train=False)
+        train, test = self.spec.cls(self.data_dir, train=True), self.spec.cls(self.data_dir, train=False)
         self.samples = train.data[:200].clone()
         x = normalize(train.data, self.normalize, self.dataset)
         train_idx, val_idx = split_indices(len(x), self.validation_split, self.split, self.seed)
@@ -183,7 +182,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.x_test = normalize(test.data, self.normalize, self.dataset).to(device)
         self.y_test = test.targets.to(device)
         log.info("%s: %d train samples, %d validation samples, %d test samples (on %s)",
-                 title, len(self.x_train), len(self.x_val), len(self.x_test), device)
+                 self.spec.title, len(self.x_train), len(self.x_val), len(self.x_test), device)
 
     def _batches(self, x, y, batch_size, cls=TensorBatches, **kwargs) -> TensorBatches:
         trainer = self.trainer
