@@ -66,6 +66,21 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir):
     assert final_metrics(killed) == final_metrics(tmp_path / "whole")
 
 
+def test_a_resumed_run_still_reads_the_epochs_it_had_passed(tmp_path, mnist_dir):
+    """read_epochs keeps its copies of best weights in the checkpoint. The checkpoint callback keeps the
+    *lowest* val_acc here, an early epoch: the 3-epoch reading, made after the resume, must test weights
+    copied before it."""
+    small, env = (*SMALL[1:], "callbacks.checkpoint.mode=min"), {"MNIST_CNN_DATA": mnist_dir}
+    first = run_train(*small, "trainer.max_epochs=2", "read_epochs=[1,2]", f"hydra.run.dir={tmp_path}", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = json.loads((tmp_path / "metrics.json").read_text())["read_at_epochs"]
+    resumed = run_train(*small, "trainer.max_epochs=3", "read_epochs=[1,2,3]", f"resume={tmp_path}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = json.loads((tmp_path / "metrics.json").read_text())["read_at_epochs"]
+    assert after["1"] == before["1"] and after["2"] == before["2"]
+    assert after["3"] == {**before["2"], "epochs": 3}  # epoch 3 was not the lowest: the best is from before
+
+
 def test_resume_of_a_missing_directory_is_refused(tmp_path):
     result = run_train(f"resume={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2

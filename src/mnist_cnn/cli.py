@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
 import sys
 from typing import Callable
 
@@ -32,6 +33,10 @@ def one_line(exc: BaseException) -> str:
         return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
+    dropped = re.match(r"Error resolving interpolation '(\$\{.*?\})'", str(exc))
+    if dropped:  # the defaults list's one interpolation: experiment_data, chosen by ${experiment}_${data}
+        return (f"~experiment and ~data are not allowed: experiment_data is chosen by {dropped[1]}; "
+                f"choose an option instead (experiment=seed_baseline is the default)")
     cause = exc.__cause__
     if isinstance(cause, ValidationError) and cause.full_key:
         expected = next((words for clue, words in EXPECTED.items() if clue in str(cause)), None)
@@ -59,6 +64,16 @@ def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
         hydra_main()
     except (HydraException, OmegaConfBaseException) as exc:
         exit_with(prog, exc)
+    except ValueError as exc:  # Hydra refuses `group=null` with a ValueError that names no group
+        nulled = [arg[:-len("=null")] for arg in sys.argv[1:] if arg.endswith("=null") and "." not in arg]
+        if not nulled or not str(exc).startswith("Config group override must be"):
+            raise
+        folder = resources.files("mnist_cnn.conf").joinpath(nulled[0])  # hydra/... groups have plugins' options too
+        ours = folder.is_dir() and "/" not in nulled[0]
+        options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if ours else []
+        print(f"{prog}: error: {nulled[0]}=null is not allowed: a config group takes one of its options"
+              + (f": expected one of {', '.join(options)}" if options else ""), file=sys.stderr)
+        sys.exit(2)
     except OSError as exc:  # what the job catches never gets here: this is Hydra's own run folder
         if not exc.filename:
             raise
