@@ -197,10 +197,15 @@ def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnis
 
 
 def test_ddp_fit_with_two_cpu_processes(tmp_path, mnist_dir):
-    result = run_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY,
+    result = run_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY, "data.eval_batch_size=40",
                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["history"][0]["train_samples"] == 2 * 2 * 256  # 2 batches on each of 2 ranks
+    # each rank tested its own 40 images; misclassified.png shows the mistakes of both
+    confusion = json.loads((tmp_path / "classification_report.json").read_text())["confusion_matrix"]
+    mistakes = sum(map(sum, confusion)) - sum(row[i] for i, row in enumerate(confusion))
+    assert sum(map(sum, confusion)) == 80 and mistakes > 40, confusion
+    assert metrics["misclassified_shown"] == mistakes
     assert metrics["config"]["trainer"]["strategy"] == "ddp"
     assert (tmp_path / "train_ddp_process_1.log").exists()

@@ -120,6 +120,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
         "best_val_loss": best.get("val_loss"),
         "best_epoch": best.get("epoch"),
         "best_checkpoint": best_path,
+        "misclassified_shown": len(model.test_mistakes["true"]) if test else None,  # misclassified.png's count
         "epochs": len(epochs),
         "fit_seconds": fit_seconds,
         "train_samples_per_second": sum(e["train_samples"] for e in epochs) / train_seconds if train_seconds else None,
