@@ -123,6 +123,9 @@ CROSS_KEY = [
     (["resume=/nonexistent/run"], "resume=/nonexistent/run"),
     (["read_epochs=[1,3,5,10]"], "read_epochs"),  # the seed's run has 3 epochs
     (["read_epochs=[1]", "~callbacks.checkpoint"], "read_epochs"),
+    (["model=null"], "model=null"),  # Hydra's own refusal names no group
+    (["experiment=null"], "seed_baseline, seed_elu"),
+    (["~experiment"], "~experiment"),  # experiment_data is chosen by ${experiment}_${data}
 ]
 
 
@@ -207,6 +210,35 @@ def test_seed_elu_is_the_seeds_last_fit(tmp_path):
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (200, 10, 0.3)
     assert {k: v for k, v in cfg.model.optimizer.items() if v is not None} == {
         "name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
+
+
+def run_settings(tmp_path, *overrides) -> dict:
+    cfg = OmegaConf.to_container(composed(tmp_path, *overrides))
+    del cfg["hydra"]
+    return cfg
+
+
+def test_seed_elu_on_fashion_mnist_is_the_same_run_trained_longer(tmp_path):
+    lab = run_settings(tmp_path, "experiment=seed_elu", "data=fashion_mnist", "~experiment_data")
+    assert lab["trainer"]["max_epochs"] == 10
+    for order in (["data=fashion_mnist", "experiment=seed_elu"], ["experiment=seed_elu", "data=fashion_mnist"]):
+        cfg = run_settings(tmp_path, *order)
+        assert cfg["trainer"].pop("max_epochs") == 40
+        assert cfg == {**lab, "trainer": {k: v for k, v in lab["trainer"].items() if k != "max_epochs"}}
+    assert run_settings(tmp_path, "data=fashion_mnist", "experiment=seed_elu", "trainer.max_epochs=10") == lab
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment_data").glob("*.yaml")))
+def test_every_experiment_data_config_applies_to_a_real_pair(tmp_path, name):
+    """Chosen by ${experiment}_${data} and optional: a misnamed file would silently never apply."""
+    pairs = {f"{e}_{d}": (e, d) for e in GROUPS["experiment"] for d in GROUPS["data"]}
+    assert name in pairs, f"experiment_data/{name}.yaml names no experiment_data pair: {sorted(pairs)}"
+    experiment, data = pairs[name]
+    cfg = composed(tmp_path, f"experiment={experiment}", f"data={data}")
+    config.check_train(cfg)
+    assert cfg.hydra.runtime.choices.experiment_data == name
+    without = run_settings(tmp_path, f"experiment={experiment}", f"data={data}", "~experiment_data")
+    assert run_settings(tmp_path, f"experiment={experiment}", f"data={data}") != without
 
 
 def test_an_optimizer_switch_that_unsets_the_old_arguments_is_accepted(tmp_path):
