@@ -126,6 +126,7 @@ CROSS_KEY = [
     (["model=null"], "model=null"),  # Hydra's own refusal names no group
     (["experiment=null"], "seed_baseline, seed_elu"),
     (["~experiment"], "~experiment"),  # experiment_data is chosen by ${experiment}_${data}
+    (["experiment_data=seed_elu_fashion"], "experiment_data=seed_elu_fashion"),  # optional: Hydra would skip it
 ]
 
 

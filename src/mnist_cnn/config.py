@@ -17,6 +17,8 @@ from typing import Any, List, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -314,6 +316,19 @@ def check_train(cfg: DictConfig) -> None:
         raise ConfigError("read_epochs needs callbacks.checkpoint: each reading is the checkpoint it keeps as best")
     check_accelerator(trainer.accelerator, trainer.devices)
     check_folder("data.data_dir", data.data_dir or default_data_dir())
+    check_experiment_data()
+
+
+def check_experiment_data() -> None:
+    """experiment_data is optional, so that an <experiment>_<data> pair may have no file; Hydra then
+    skips even an option typed by hand, which must not pass unnoticed."""
+    if not GlobalHydra.instance().is_initialized():
+        return  # composed outside an app (the tests' compose API): no repository to look in
+    chosen = HydraConfig.get().runtime.choices.get("experiment_data")
+    options = GlobalHydra.instance().config_loader().get_group_options("experiment_data")
+    if f"experiment_data={chosen}" in HydraConfig.get().overrides.task and chosen not in options:
+        raise ConfigError(f"experiment_data={chosen} is not a known option: expected one of {', '.join(options)} "
+                          "(it is chosen for you, as <experiment>_<data>, where such a file exists)")
 
 
 def check_accelerator(accelerator: str, devices: Any) -> None:
