@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from importlib import resources
 import sys
+from importlib import resources
 from typing import Callable
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
