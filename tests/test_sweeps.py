@@ -204,8 +204,9 @@ def test_ddp_fit_with_two_cpu_processes(tmp_path, mnist_dir):
     assert metrics["history"][0]["train_samples"] == 2 * 2 * 256  # 2 batches on each of 2 ranks
     # each rank tested its own 40 images; misclassified.png shows the mistakes of both
     confusion = json.loads((tmp_path / "classification_report.json").read_text())["confusion_matrix"]
-    mistakes = sum(map(sum, confusion)) - sum(row[i] for i, row in enumerate(confusion))
-    assert sum(map(sum, confusion)) == 80 and mistakes > 40, confusion
+    tested = sum(map(sum, confusion))
+    mistakes = tested - sum(row[i] for i, row in enumerate(confusion))
+    assert tested == 80 and mistakes > 40, confusion
     assert metrics["misclassified_shown"] == mistakes
     assert metrics["config"]["trainer"]["strategy"] == "ddp"
     assert (tmp_path / "train_ddp_process_1.log").exists()
