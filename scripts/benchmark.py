@@ -211,7 +211,7 @@ def project_trainer(name, precision, device, args, out_dir, *overrides, callback
         cfg = compose("train", return_hydra_config=True, overrides=[
             f"experiment={experiment}", f"trainer.precision={PRECISIONS[precision]}",
             f"trainer.accelerator={device.type.replace('cuda', 'gpu')}", f"data.data_dir={args.data_dir}",
-            "callbacks.progress_bar.refresh_rate=0", "~callbacks.model_summary", "trainer.num_sanity_val_steps=0",
+            "callbacks.progress_bar.refresh_rate=0", "trainer.num_sanity_val_steps=0",
             f"hydra.runtime.output_dir={out_dir}", *overrides])
     HydraConfig.instance().set_config(cfg)
     timer = BatchClock(device)

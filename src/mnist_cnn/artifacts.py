@@ -134,6 +134,16 @@ def write_test_report(out: Path, model, classes: list[str]) -> None:
     write_atomically(out / "classification_report.txt", classification_report_text(report))
 
 
+def distinguishing(metrics: dict) -> dict:
+    """The settings that tell runs apart in TensorBoard's HParams table."""
+    config = metrics["config"]
+    data, trainer, optimizer = config["data"], config["trainer"], config["model"]["optimizer"]
+    return {"model": metrics["model"], "dataset": data["dataset"], "batch_size": data["batch_size"],
+            "validation_split": data["validation_split"], "max_epochs": trainer["max_epochs"],
+            "optimizer": optimizer["name"], "lr": optimizer["lr"], "precision": metrics["precision"],
+            "seed": config["seed"]}
+
+
 def write_run(out: Path, trainer, model, datamodule, history: list[dict], metrics: dict) -> None:
     """Every report file of the run, and the figures and final metrics in TensorBoard."""
     write_model_summary(out, model)
@@ -152,9 +162,7 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], metric
     if tensorboard is not None:
         final = {f"hp/{k}": metrics[k] for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
                  if metrics.get(k) is not None}
-        # Lightning flattens the nested config into data.batch_size, model.optimizer.lr, ...
-        hparams = {k: metrics["config"][k] for k in ("seed", "data", "model", "trainer")}
-        tensorboard.log_hyperparams(hparams, metrics=final)
-        tensorboard.experiment.flush()
+        tensorboard.log_hyperparams(distinguishing(metrics), metrics=final)
+        tensorboard.experiment.close()  # the run's one event file, complete
     write_json(out / "metrics.json", metrics)
 

@@ -150,6 +150,7 @@ class TrainerConfig:
     num_sanity_val_steps: int = key("validation batches run before training", ge=-1)
     fast_dev_run: Any = key("one batch of each (true) or n batches", allowed="true, false or an integer >= 0",
                             test=lambda v: isinstance(v, bool) or (isinstance(v, int) and v >= 0))
+    enable_model_summary: bool = key("Lightning's layer table on the console (model_summary.txt has it anyway)")
 
 
 @dataclass
@@ -175,12 +176,6 @@ class ProgressBarConfig:
 
 
 @dataclass
-class ModelSummaryConfig:
-    _target_: str = key("the model summary class")
-    max_depth: int = key("layers shown to this depth (-1: all)", ge=-1)
-
-
-@dataclass
 class LearningRateConfig:
     _target_: str = key("the learning-rate monitor class")
     logging_interval: Optional[str] = key("when the learning rate is logged", choices=("epoch", "step", None))
@@ -188,12 +183,11 @@ class LearningRateConfig:
 
 @dataclass
 class TensorBoardConfig:
-    """lightning.pytorch.loggers.TensorBoardLogger"""
+    """mnist_cnn.logger.RunLogger (Lightning's TensorBoardLogger)"""
     _target_: str = key("the logger class")
     save_dir: str = key("the folder the logger writes under")
     name: str = key("its subfolder")
-    version: str = key("its version subfolder ('' for none)")
-    default_hp_metric: bool = key("Lightning's placeholder hp_metric")
+    version: Optional[str] = key("the run's name in TensorBoard; null: its experiment and overrides")
 
 
 @dataclass
@@ -242,7 +236,7 @@ SCHEMAS = {
     "schema/data/mnist": DataConfig, "schema/model/baseline": BaselineConfig, "schema/model/elu": EluConfig,
     "schema/model/prose_cnn": ProseConfig, "schema/trainer/default": TrainerConfig,
     "schema/callbacks/checkpoint": CheckpointConfig, "schema/callbacks/progress_bar": ProgressBarConfig,
-    "schema/callbacks/model_summary": ModelSummaryConfig, "schema/callbacks/learning_rate": LearningRateConfig,
+    "schema/callbacks/learning_rate": LearningRateConfig,
     "schema/logger/tensorboard": TensorBoardConfig, "schema/logger/csv": CSVConfig,
 }
 for path, node in SCHEMAS.items():

@@ -1,4 +1,5 @@
-"""A Keras-style History: one record per epoch, with the time spent training (validation excluded)."""
+"""A Keras-style History: one record per epoch, with the time spent training (validation excluded),
+and, as Keras's fit prints it, one line per epoch on the console."""
 
 from __future__ import annotations
 
@@ -48,3 +49,17 @@ class History(L.Callback):
             "train_seconds": total - self._val_seconds,
             "val_seconds": self._val_seconds,
         })
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            self.say(trainer, epoch_line(self.epochs[-1], trainer.max_epochs))
+
+    @staticmethod
+    def say(trainer, line: str) -> None:
+        """Printed through the progress bar where there is one, so that its line is not broken."""
+        bar = trainer.progress_bar_callback
+        bar.print(line) if bar is not None and bar.is_enabled else print(line)
+
+
+def epoch_line(e: dict, max_epochs: int) -> str:
+    figures = [f"{name} {e[key]:.4f}" for name, key in (("val_acc", "val_acc"), ("val_loss", "val_loss"),
+                                                        ("train_acc", "train_acc")) if e.get(key) is not None]
+    return f"Epoch {e['epoch']}/{max_epochs}: {', '.join(figures)} ({e['train_seconds'] + e['val_seconds']:.0f} s)"

@@ -127,11 +127,11 @@ def ensure_files(root: str | os.PathLike, name: str, folder: str, official: dict
                     fetch(Path(root).expanduser(), raw)
                 except Exception as exc:  # every failure is reported below, with the next source tried
                     tried.append(" ".join(f"{source}: {type(exc).__name__}: {exc}".split()))
-                    log.info("%s from %s failed: %s", name, source, tried[-1])
+                    log.debug("%s from %s failed: %s", name, source, tried[-1])
                     continue
             missing = missing_files(raw, official)
             if not missing:
-                log.info("%s files verified in %s (source: %s)", name, raw, source)
+                (log.debug if fetch is None else log.info)("%s files verified in %s (source: %s)", name, raw, source)
                 return dict(official)
             if fetch is not None:
                 tried.append(f"{source}: still missing or wrong: {', '.join(missing)}")

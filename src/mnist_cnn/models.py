@@ -111,10 +111,11 @@ class MNISTClassifier(L.LightningModule):
         if log_now or last:  # the device-side flag is read here only: one host-device sync at most
             self.stop_if_loss_was_not_finite()
         if log_now:
-            self.log("train_loss_step", loss, prog_bar=True)
+            self.log("train_loss_step", loss, prog_bar=True, batch_size=len(y))
         if last:
-            self.log("train_loss_epoch", self.train_loss_sum / self.train_samples, on_step=False, on_epoch=True)
-            self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+            self.log("train_loss_epoch", self.train_loss_sum / self.train_samples, on_step=False, on_epoch=True,
+                     batch_size=len(y))
+            self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -143,19 +144,12 @@ class MNISTClassifier(L.LightningModule):
             raise FloatingPointError(f"training loss is {loss} at step {step} "
                                      f"(epoch {step // per_epoch + 1}, batch {step % per_epoch})")
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        """The data module's batches are already on the training device; Lightning's generic move walks
-        the batch anyway (0.18 ms a step at batch 8 on CPU)."""
-        if all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         self.val_acc.update(logits, y)
-        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
-        self.log("val_acc", self.val_acc, prog_bar=True)
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True, batch_size=len(y))
+        self.log("val_acc", self.val_acc, prog_bar=True, batch_size=len(y))
 
     def on_test_epoch_start(self) -> None:
         self.mistakes = None
@@ -187,8 +181,8 @@ class MNISTClassifier(L.LightningModule):
         self.test_acc.update(logits, y)
         self.test_confusion.update(logits, y)
         self.test_per_class.update(logits, y)
-        self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True)
-        self.log("test_acc", self.test_acc)
+        self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=len(y))
+        self.log("test_acc", self.test_acc, batch_size=len(y))
 
     def on_test_epoch_end(self) -> None:
         """The seed's classification report, kept for the run's report files."""

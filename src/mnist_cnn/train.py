@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -58,7 +60,10 @@ def built(group: str, node: DictConfig, **kwargs):
 
 def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     """The data module, model, trainer and history of a run, as its config says."""
-    L.seed_everything(cfg.seed, workers=True)
+    # Lightning's CombinedLoader builds torch's deprecated LeafSpec on every loader: a library pairing's
+    # notice that tells a user nothing.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = built("data", cfg.data)
     model = built("model", cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
     history = History()
@@ -95,6 +100,9 @@ def fit_and_test(cfg: DictConfig) -> dict:
     resume_from = newest_checkpoint(cfg.resume or out) if cfg.resume or requeued else None
     if cfg.resume or requeued:
         log.info("resuming from %s", resume_from or "nothing: no checkpoint yet, starting afresh")
+    if trainer.is_global_zero:
+        log.info("Model: %s, %s parameters; %s, precision %s", type(model).__name__,
+                 f"{sum(p.numel() for p in model.parameters()):,}", device_words(trainer), trainer.precision)
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - start
@@ -105,7 +113,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     read = read_epochs(trainer, model, datamodule, readings, epochs, cfg.test) if readings else None
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)[0] if cfg.test else {}
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0] if cfg.test else {}
 
     best = tested_epoch(epochs, checkpoint)
     train_seconds = sum(e["train_seconds"] for e in epochs)
@@ -136,9 +144,18 @@ def fit_and_test(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         artifacts.write_run(out, trainer, model, datamodule, epochs, metrics)
         if test:
-            print(f"Test loss: {test['test_loss']:.4f}\nTest accuracy: {test['test_acc']:.4f}")
-        print(f"Run directory: {out}")
+            tested = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
+            log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", test["test_acc"], test["test_loss"], tested,
+                     checkpoint.monitor if checkpoint is not None else "none")
+        log.info("Run directory: %s", out)
     return metrics
+
+
+def device_words(trainer) -> str:
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}" + (f" x {trainer.world_size}" if trainer.world_size > 1 else "")
+    return f"CPU, {torch.get_num_threads()} threads" + (f" x {trainer.world_size} processes" if trainer.world_size > 1 else "")
 
 
 def tested_epoch(epochs: list[dict], checkpoint) -> dict:

@@ -1,0 +1,61 @@
+"""TensorBoard set up for comparing runs: `tensorboard --logdir outputs`.
+
+Lightning's TensorBoardLogger, with three changes:
+- each run is named by what distinguishes it, `<experiment>/<override>/<override>...`
+  (e.g. `seed_baseline/data.batch_size=64/seed=1`), under the run's own folder;
+- tags grouped by what they measure (`accuracy/train`, `accuracy/val`, `loss/...`), with a Custom
+  Scalars layout that draws train and validation on one chart, as Keras's TensorBoard callback does;
+- one event file per run: Lightning closes its writer after fit and after test, and the next write
+  opens another file; here the run closes it once, after its last figure (mnist_cnn.artifacts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+TAGS = {"train_loss_step": "loss/train_step", "train_loss_epoch": "loss/train", "val_loss": "loss/val",
+        "test_loss": "loss/test", "train_acc": "accuracy/train", "val_acc": "accuracy/val", "test_acc": "accuracy/test"}
+LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["accuracy/train", "accuracy/val"]],
+                                   "loss": ["Multiline", ["loss/train", "loss/val"]]}}
+# Overrides that do not change what a run computes, or that only locate it, stay out of its name.
+UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger")
+
+
+def run_name() -> str:
+    """`<experiment>/<override>/...` from the run's Hydra overrides; "run" outside a Hydra app."""
+    if not HydraConfig.initialized():
+        return "run"
+    hydra = HydraConfig.get()
+    overrides = [o.lstrip("+~").replace("/", "_") for o in hydra.overrides.task if not o.lstrip("+~").startswith(UNNAMED)]
+    return "/".join([hydra.runtime.choices.get("experiment") or "run", *overrides])
+
+
+class RunLogger(TensorBoardLogger):
+    """version null: the run's name (run_name); a resumed run keeps the one it started with."""
+
+    def __init__(self, save_dir: str, name: str = "tensorboard", version: str | None = None, **kwargs):
+        if version is None:
+            existing = sorted(p.parent for p in Path(save_dir, name).rglob("events.out.tfevents.*"))
+            version = str(existing[0].relative_to(Path(save_dir, name))) if existing else run_name()
+        super().__init__(save_dir, name=name, version=version, default_hp_metric=False, **kwargs)
+
+    @property
+    def experiment(self):
+        new = self._experiment is None
+        writer = super().experiment
+        if new and writer is not None:
+            writer.add_custom_scalars(LAYOUT)
+        return writer
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        renamed = {("lr" if k.startswith("lr-") else TAGS.get(k, k)): v for k, v in metrics.items() if k != "epoch"}
+        super().log_metrics(renamed, step)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.save()  # flushed, not closed: the run's test and figures go into the same file
