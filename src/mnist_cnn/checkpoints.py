@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -92,6 +93,12 @@ class RunCheckpoint(ModelCheckpoint):
             return time.monotonic() - self.saved_at >= seconds
         return bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        with warnings.catch_warnings():
+            if trainer.ckpt_path:  # a resumed run continues in its own folder, which holds its checkpoints
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
+
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
         self.saved_at = time.monotonic()
@@ -119,10 +126,7 @@ class RunCheckpoint(ModelCheckpoint):
             self.signals.stop(trainer.global_step, trainer.current_epoch + 1)
 
 
-def newest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint a resumed run continues from: the most recently written one in run_dir."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"resume={run_dir}: no such run directory")
-    found = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a resumed run continues from: the most recently written one in its checkpoint folder."""
+    found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns) if folder.is_dir() else []
     return found[-1] if found else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -28,7 +29,9 @@ def one_line(exc: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages, cut to the line that names key and value."""
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
         group, _, option = exc.missing_cfg_file.rpartition("/")
-        return f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}"
+        near = difflib.get_close_matches(option, exc.options, n=1, cutoff=0.6)
+        return (f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}"
+                + (f"; did you mean {group}={near[0]}?" if near else ""))
     if isinstance(exc, OverrideParseException):
         return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
     if isinstance(exc, OSError) and exc.filename:
@@ -43,10 +46,11 @@ def one_line(exc: BaseException) -> str:
         if expected:
             value = "null" if cause.value is None else cause.value
             return f"{cause.full_key}={value} is not allowed: expected {expected}"
-    if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause):
-        key = getattr(cause, "full_key", None) or str(cause).splitlines()[0]
-        parent = key.rpartition(".")[0] or "the top level"
-        return f"{key} is not a known key (check its spelling under {parent}; add new keys with +{key}=...)"
+    refused = re.match(r"Could not override '([^']+)'", str(exc))  # a key the chosen option does not have
+    if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause) or refused:
+        key = refused[1] if refused else getattr(cause, "full_key", None) or str(cause).splitlines()[0]
+        from mnist_cnn.config import declared_keys, did_you_mean  # config needs this module first
+        return f"{key} is not a key of this config{did_you_mean(key, declared_keys())}"
     text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
     return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))
 

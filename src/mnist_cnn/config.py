@@ -8,10 +8,14 @@ sets kept in each field's metadata are checked by `check_ranges` after compositi
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
+import tempfile
 import typing
+from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, is_dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -19,12 +23,15 @@ import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from mnist_cnn.cli import UserError
 from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
+from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
 
 OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
                           if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
@@ -244,6 +251,72 @@ for path, node in SCHEMAS.items():
     ConfigStore.instance().store(group=group, name=name, node=node)
 
 
+GROUPS = ("data", "model", "trainer", "logger", "callbacks")  # TrainConfig's nodes, each from its config group
+
+
+def declared_keys() -> list[str]:
+    """Every key mnist-train's schema declares, dotted (model.* for every model together)."""
+    keys = set()
+
+    def walk(schema, prefix: str) -> None:
+        for f in fields(schema):
+            default = f.default_factory() if f.default_factory is not NO_DEFAULT else None
+            if is_dataclass(default):
+                walk(type(default), f"{prefix}{f.name}.")
+            elif not (prefix == "" and f.name in GROUPS):
+                keys.add(prefix + f.name)
+
+    for path, schema in SCHEMAS.items():
+        group, *option = path.split("/")[1:]
+        if group in ("predict", "export"):
+            continue
+        prefix = "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
+        walk(schema, prefix)
+    return sorted(keys)
+
+
+def closest(word: str, candidates: list[str]) -> list[str]:
+    """Up to three candidates that `word` may be a slip for: the same last part (lr -> model.optimizer.lr),
+    or a close spelling of the whole or of the last part (max_epoch, epochs -> trainer.max_epochs)."""
+    leaf = word.rpartition(".")[2]
+    by_leaf: dict[str, list[str]] = {}
+    for c in candidates:
+        by_leaf.setdefault(c.rpartition(".")[2], []).append(c)
+    found = [c for c in candidates if c.rpartition(".")[2] == leaf]
+    found += difflib.get_close_matches(word, candidates, n=3, cutoff=0.75)
+    found += [c for near in difflib.get_close_matches(leaf, list(by_leaf), n=3, cutoff=0.75) for c in by_leaf[near]]
+    return list(dict.fromkeys(c for c in found if c != word))[:3]
+
+
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    near = closest(word, candidates)
+    return f"; did you mean {' or '.join(near)}?" if near else ""
+
+
+def group_options(group: str) -> list[str]:
+    folder = resources.files("mnist_cnn.conf").joinpath(group)
+    return sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if folder.is_dir() else []
+
+
+def check_overrides(args: list[str]) -> None:
+    """mnist-train's command-line overrides name declared keys and groups, with or without +: a slip
+    (`+epochs=5`, `trainer.max_epoch=1`) is refused naming the closest keys, before Hydra would add it
+    to the config and run anyway. Hydra's own keys (hydra.*) are Hydra's to check."""
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return  # Hydra reports the parse error itself, in one line (mnist_cnn.cli.one_line)
+    keys = declared_keys()
+    groups = [p.name for p in resources.files("mnist_cnn.conf").iterdir() if p.is_dir() and p.name != "__pycache__"]
+    for o in parsed:
+        name = o.key_or_group
+        if name in groups or name.split("/")[0] in groups or name == "hydra" or name.startswith("hydra."):
+            continue
+        if name not in keys and not any(k.startswith(f"{name}.") for k in keys):
+            raise ConfigError(f"{name} is not a known key{did_you_mean(name, keys + ([] if '.' in name else groups))}")
+
+
 def allowed(rule: dict, integer: bool = False) -> str:
     """What a rule allows, in words."""
     if "allowed" in rule:
@@ -309,8 +382,8 @@ def check_train(cfg: DictConfig) -> None:
     if cfg.get("read_epochs") and cfg.callbacks.get("checkpoint") is None:
         raise ConfigError("read_epochs needs callbacks.checkpoint: each reading is the checkpoint it keeps as best")
     check_accelerator(trainer.accelerator, trainer.devices)
-    check_folder("data.data_dir", data.data_dir or default_data_dir())
     check_experiment_data()
+    check_data_folder(data.data_dir, data.dataset)
 
 
 def check_experiment_data() -> None:
@@ -341,11 +414,28 @@ def check_accelerator(accelerator: str, devices: Any) -> None:
             raise ConfigError("trainer.accelerator=tpu: no TPU here; use trainer.accelerator=auto")
 
 
-def check_folder(name: str, folder: str) -> None:
+def check_data_folder(data_dir: str | None, dataset: str) -> None:
+    """The dataset's four files are there (read-only is fine), or their folder can be made and written:
+    found now, before a Trainer is built, rather than when the first download is written."""
+    spec = DATASETS[dataset]
+    raw = raw_dir(data_dir or default_data_dir(), spec.cls.__name__)
+    if all((raw / name).is_file() for name in OFFICIAL_SHA256):
+        return  # checked byte for byte when the data module loads them
+    check_folder("data.data_dir", str(raw), given=data_dir or default_data_dir())
+    existing = next(p for p in (raw, *raw.parents) if p.exists())
+    try:  # os.access says yes to root everywhere; a real file says what the filesystem allows
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise ConfigError(f"data.data_dir={data_dir or default_data_dir()}: {spec.title} must be fetched into {raw}, "
+                          f"which cannot be written ({exc.strerror})") from None
+
+
+def check_folder(name: str, folder: str, given: str | None = None) -> None:
     """A folder that exists and is writable, or could be created: checked without creating anything."""
     path = Path(folder).expanduser().absolute()
     existing = next(p for p in (path, *path.parents) if p.exists())
+    shown = folder if given is None else given
     if not existing.is_dir():
-        raise ConfigError(f"{name}={folder}: cannot be a folder, {existing} is a file")
+        raise ConfigError(f"{name}={shown}: cannot be a folder, {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{name}={folder}: cannot be written, {existing} is not writable")
+        raise ConfigError(f"{name}={shown}: cannot be written, {existing} is not writable")

@@ -1,7 +1,7 @@
 """TensorBoard set up for comparing runs: `tensorboard --logdir outputs`.
 
 Lightning's TensorBoardLogger, with three changes:
-- each run is named by what distinguishes it, `<experiment>/<override>/<override>...`
+- each run is named by what distinguishes it, `<experiment or model>/<override>/<override>...`
   (e.g. `seed_baseline/data.batch_size=64/seed=1`), under the run's own folder;
 - tags grouped by what they measure (`accuracy/train`, `accuracy/val`, `loss/...`), with a Custom
   Scalars layout that draws train and validation on one chart, as Keras's TensorBoard callback does;
@@ -26,12 +26,13 @@ UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.prog
 
 
 def run_name() -> str:
-    """`<experiment>/<override>/...` from the run's Hydra overrides; "run" outside a Hydra app."""
+    """`<experiment or model>/<override>/...` from the run's Hydra overrides; "run" outside a Hydra app."""
     if not HydraConfig.initialized():
         return "run"
     hydra = HydraConfig.get()
     overrides = [o.lstrip("+~").replace("/", "_") for o in hydra.overrides.task if not o.lstrip("+~").startswith(UNNAMED)]
-    return "/".join([hydra.runtime.choices.get("experiment") or "run", *overrides])
+    choices = hydra.runtime.choices
+    return "/".join([choices.get("experiment") or choices.get("model") or "run", *overrides])
 
 
 class RunLogger(TensorBoardLogger):

@@ -118,6 +118,9 @@ def ensure_files(root: str | os.PathLike, name: str, folder: str, official: dict
     first fetches, the others wait for its lock and then find the files in place, so none of them
     sees another's half-written file and moves it aside."""
     raw = raw_dir(root, folder)
+    if all((raw / n).is_file() and sha256_of(raw / n) == h for n, h in official.items()):
+        log.debug("%s files verified in %s (source: files already in place)", name, raw)
+        return dict(official)  # nothing to write: a read-only folder (shared, or baked into an image) works
     raw.mkdir(parents=True, exist_ok=True)
     with FileLock(raw / ".fetch.lock"):
         tried = []

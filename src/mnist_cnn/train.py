@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import platform
 import shlex
@@ -29,14 +30,16 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn import artifacts
+from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra
-from mnist_cnn.config import ConfigError, check_train
+from mnist_cnn.config import ConfigError, check_overrides, check_train
 from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.history import History
 from mnist_cnn.interrupt import Interrupted, Interruptible
 from mnist_cnn.mnist_files import MNISTUnavailable
 from mnist_cnn.report import SweepReport
+from mnist_cnn.resume import Finished, resume_overrides
 
 log = logging.getLogger(__name__)
 PROG = "mnist-train"
@@ -96,8 +99,9 @@ def fit_and_test(cfg: DictConfig) -> dict:
     code = provenance()  # now, before training: the checkout may change while a long run goes on
 
     # A multirun job that finds checkpoints in its own folder was requeued (SLURM: time limit, preemption).
-    requeued = HydraConfig.get().mode == RunMode.MULTIRUN and (out / "checkpoints").is_dir()
-    resume_from = newest_checkpoint(cfg.resume or out) if cfg.resume or requeued else None
+    checkpoints = checkpoint_dir(cfg)
+    requeued = HydraConfig.get().mode == RunMode.MULTIRUN and checkpoints is not None and checkpoints.is_dir()
+    resume_from = newest_checkpoint(checkpoints) if (cfg.resume or requeued) and checkpoints is not None else None
     if cfg.resume or requeued:
         log.info("resuming from %s", resume_from or "nothing: no checkpoint yet, starting afresh")
     if trainer.is_global_zero:
@@ -143,12 +147,29 @@ def fit_and_test(cfg: DictConfig) -> dict:
     }
     if trainer.is_global_zero:
         artifacts.write_run(out, trainer, model, datamodule, epochs, metrics)
+        if cfg.resume:
+            save_resumed_config(out, cfg)
         if test:
             tested = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
             log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", test["test_acc"], test["test_loss"], tested,
                      checkpoint.monitor if checkpoint is not None else "none")
         log.info("Run directory: %s", out)
     return metrics
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path | None:
+    """Where the run's checkpoints are: the checkpoint callback's dirpath, the one source for resume,
+    requeue and the interruption record. None without a checkpoint callback."""
+    checkpoint = (cfg.callbacks or {}).get("checkpoint")
+    return Path(checkpoint.dirpath) if checkpoint is not None and checkpoint.get("dirpath") else None
+
+
+def save_resumed_config(out: Path, cfg: DictConfig) -> None:
+    """What Hydra writes into .hydra/ at a job's start, written only once a resume has succeeded, so that
+    a failed one leaves the run's record as it was; the next resume replays these overrides."""
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    write_atomically(out / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(overrides))
+    write_atomically(out / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
 
 
 def device_words(trainer) -> str:
@@ -170,11 +191,21 @@ def record(cfg: DictConfig, status: str, **fields) -> None:
     """metrics.json of a run that did not finish: why, for the user and the sweep report."""
     hydra_cfg = HydraConfig.get()
     path = Path(hydra_cfg.runtime.output_dir) / "metrics.json"
+    if cfg.resume and status == "failed" and finished(path):
+        log.warning("the resume failed; %s still describes the finished run", path)
+        return
     try:
         artifacts.write_json(path, {"status": status, **fields, "overrides": list(hydra_cfg.overrides.task),
                                     "config": OmegaConf.to_container(cfg, resolve=False)})
     except OSError as exc:  # a full disk, say: the error that brought us here is the one to report
         log.warning("could not write %s: %s", path, exc.strerror)
+
+
+def finished(metrics_file: Path) -> bool:
+    try:
+        return json.loads(metrics_file.read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
 
 
 def resume_command(run_dir: str) -> str:
@@ -186,10 +217,11 @@ def resume_command(run_dir: str) -> str:
 
 def record_interruption(cfg: DictConfig, exc: Interrupted) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
-    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    folder = checkpoint_dir(cfg)
+    last = folder / "last.ckpt" if folder is not None else None
     command = resume_command(run_dir)
     record(cfg, "interrupted", signal=exc.name, step=exc.step, epoch=exc.epoch,
-           checkpoint=str(last) if last.exists() else None, resume_command=command)
+           checkpoint=str(last) if last is not None and last.exists() else None, resume_command=command)
     saved = "; last.ckpt written" if exc.step is not None else ""
     print(f"{PROG}: {exc}{saved}. Resume with:\n  {command}", file=sys.stderr)
 
@@ -231,16 +263,32 @@ def run(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    # A resumed run continues in its own directory, unless told otherwise.
-    resume = next((a.partition("=")[2] for a in sys.argv[1:] if a.startswith("resume=")), None)
-    if resume and not Path(resume).is_dir():  # checked before Hydra makes it the run folder
-        exit_with(PROG, ConfigError(f"resume={resume}: no such run directory"))
-    if resume and not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
-        sys.argv.append(f"hydra.run.dir={resume}")
+    args = sys.argv[1:]
+    try:
+        check_overrides(args)
+        resume = next((a.partition("=")[2] for a in args if a.startswith("resume=")), None)
+        if resume:
+            sys.argv[1:] = resume_arguments(resume, args)
+    except Finished as exc:
+        print(f"{PROG}: {exc}")
+        sys.exit(0)
+    except ConfigError as exc:
+        exit_with(PROG, exc)
     run_hydra(PROG, run)
     if SweepReport.failures:
         print(f"{PROG}: {SweepReport.failures[-1]}", file=sys.stderr)
         sys.exit(1)
+
+
+def resume_arguments(resume: str, args: list[str]) -> list[str]:
+    """A resumed run continues in its own directory with its own saved overrides (mnist_cnn.resume), and
+    Hydra leaves its .hydra/ as it is until the resume has succeeded (save_resumed_config)."""
+    flags = [a for a in args if a.startswith("-")]
+    if {"-m", "--multirun"} & set(flags):
+        raise ConfigError(f"resume={resume}: a resume continues one run; leave out -m")
+    overrides = resume_overrides(resume, [a for a in args if not a.startswith("-")])
+    run_dir = next((a for a in args if a.startswith("hydra.run.dir=")), f"hydra.run.dir={resume}")
+    return [*flags, *overrides, f"resume={resume}", run_dir, "hydra.output_subdir=null"]
 
 
 if __name__ == "__main__":
