@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 import warnings
 from pathlib import Path
@@ -24,22 +25,40 @@ def load_model(path: str | Path) -> tuple[MNISTClassifier, dict]:
 
     torch.load(weights_only=True) admits tensors and plain containers only, so a crafted checkpoint
     cannot run code; the model is rebuilt from its class name and plain hyperparameters."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ckpt={path}: no such file")
+    path = run_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
-        raise UserError(f"ckpt={path}: refused, not a checkpoint that loads as plain weights ({type(exc).__name__}: {reason})")
+        raise UserError(f"{path}: refused, not a checkpoint that loads as plain weights ({type(exc).__name__}: {reason})")
     marker = checkpoint.get("mnist_cnn") if isinstance(checkpoint, dict) else None
     if not isinstance(marker, dict) or marker.get("model") not in MODELS:
-        raise UserError(f"ckpt={path}: not an mnist-cnn checkpoint (expected one written by mnist-train)")
+        raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train)")
     # compile is a training-speed switch; predict and export want the plain layers
     model = MODELS[marker["model"]](**{**checkpoint["hyper_parameters"], "compile": False})
     model.load_state_dict(checkpoint["state_dict"])
     data = checkpoint.get("datamodule_hyper_parameters") or {}
     return model.eval(), {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard")}
+
+
+def run_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given; for a run directory, the checkpoint its test used (metrics.json's
+    best_checkpoint), else the newest one under it, a best one before last.ckpt."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(f"{path}: no such checkpoint file or run directory")
+    try:
+        best = Path(json.loads((path / "metrics.json").read_text()).get("best_checkpoint") or "")
+    except (OSError, ValueError):
+        best = Path()
+    if best.name and best.is_file():
+        return best
+    found = sorted(path.rglob("*.ckpt"), key=lambda p: (not p.name.startswith("last"), p.stat().st_mtime_ns))
+    if not found:
+        raise UserError(f"{path}: a folder with no checkpoint (*.ckpt) in it")
+    return found[-1]
 
 
 CUDA_SECONDS_BETWEEN_SAVES = 60.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import os
 import re
@@ -53,6 +54,21 @@ def one_line(exc: BaseException) -> str:
         return f"{key} is not a key of this config{did_you_mean(key, declared_keys())}"
     text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
     return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line (argparse prints its whole usage first)."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)  # argparse turns a ValueError into "invalid positive_int value"
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 def exit_with(prog: str, exc: BaseException, status: int = 2) -> None:

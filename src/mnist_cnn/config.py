@@ -221,25 +221,8 @@ class TrainConfig:
     callbacks: Any = None
 
 
-@dataclass
-class PredictConfig:
-    """mnist-predict"""
-    ckpt: str = key("a checkpoint written by mnist-train")
-    inputs: List[str] = key("image files and folders of images")
-    output: str = key("text or json", choices=("text", "json"))
-    max_pixels: int = key("larger images are refused before decoding", ge=1)
-
-
-@dataclass
-class ExportConfig:
-    """mnist-export"""
-    ckpt: str = key("a checkpoint written by mnist-train")
-    format: str = key("onnx or torchscript", choices=("onnx", "torchscript"))
-    output: Optional[str] = key("the file written; null: beside the checkpoint, .onnx or .pt")
-
-
 SCHEMAS = {
-    "schema/train": TrainConfig, "schema/predict": PredictConfig, "schema/export": ExportConfig,
+    "schema/train": TrainConfig,
     "schema/data/mnist": DataConfig, "schema/model/baseline": BaselineConfig, "schema/model/elu": EluConfig,
     "schema/model/prose_cnn": ProseConfig, "schema/trainer/default": TrainerConfig,
     "schema/callbacks/checkpoint": CheckpointConfig, "schema/callbacks/progress_bar": ProgressBarConfig,
@@ -268,8 +251,6 @@ def declared_keys() -> list[str]:
 
     for path, schema in SCHEMAS.items():
         group, *option = path.split("/")[1:]
-        if group in ("predict", "export"):
-            continue
         prefix = "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
         walk(schema, prefix)
     return sorted(keys)

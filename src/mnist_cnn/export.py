@@ -1,7 +1,7 @@
 """Export a trained checkpoint for serving outside this project.
 
-    mnist-export ckpt=outputs/runs/<run>/checkpoints/last.ckpt format=onnx [output=model.onnx]
-    mnist-export ckpt=... format=torchscript
+    mnist-export outputs/runs/<run> model.onnx       # a run directory: the checkpoint it tested
+    mnist-export path/to/last.ckpt model.pt          # TorchScript, by the suffix (or --format torchscript)
 
 The exported graph takes normalised images (N, 1, 28, 28), as mnist_cnn.data.normalize makes them,
 and returns softmax probabilities (N, 10), as predict does.
@@ -13,16 +13,12 @@ import io
 import tempfile
 from pathlib import Path
 
-import hydra
 import torch
-from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from mnist_cnn.atomic import write_atomically
-from mnist_cnn.checkpoints import load_model
-from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, run_hydra
-from mnist_cnn.config import check_ranges
+from mnist_cnn.checkpoints import load_model, run_checkpoint
+from mnist_cnn.cli import Parser, UserError, exit_with
 
 PROG = "mnist-export"
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -50,24 +46,35 @@ def export(model, fmt: str, out: Path) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
-def run(cfg: DictConfig) -> None:
+def parser() -> Parser:
+    p = Parser(prog=PROG, description="Export a trained checkpoint as ONNX or TorchScript: normalised images "
+               "(N, 1, 28, 28) in, softmax probabilities (N, 10) out.")
+    p.add_argument("ckpt", metavar="CKPT", help="a checkpoint written by mnist-train, or a run directory (the "
+                   "checkpoint its test used)")
+    p.add_argument("output", metavar="OUTPUT", nargs="?", help="the file to write (default: beside the checkpoint)")
+    p.add_argument("--format", choices=tuple(SUFFIXES), help="default: by OUTPUT's suffix (.onnx, .pt), else onnx")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    by_suffix = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
     try:
-        check_ranges(cfg)
-        model, _ = load_model(cfg.ckpt)
-        out = Path(cfg.output) if cfg.output else Path(cfg.ckpt).with_suffix(SUFFIXES[cfg.format])
+        if args.format is None and args.output and Path(args.output).suffix not in by_suffix:
+            raise UserError(f"{args.output}: the format cannot be told from the suffix {Path(args.output).suffix!r} "
+                            "(.onnx or .pt); add --format onnx or --format torchscript")
+        fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
+        checkpoint = run_checkpoint(args.ckpt)
+        model, _ = load_model(checkpoint)
+        out = Path(args.output) if args.output else checkpoint.with_suffix(SUFFIXES[fmt])
         if not out.parent.is_dir():
-            raise UserError(f"output={out}: folder {out.parent} does not exist")
-    except (UserError, OmegaConfBaseException) as exc:  # exiting here keeps Hydra from adding lines
+            raise UserError(f"{out}: folder {out.parent} does not exist")
+    except UserError as exc:
         exit_with(PROG, exc)
     try:
-        print(f"wrote {export(model, cfg.format, out)}")
+        print(f"wrote {export(model, fmt, out)}")
     except OSError as exc:  # a full disk, say
         exit_with(PROG, exc, status=1)
-
-
-def main() -> None:
-    run_hydra(PROG, run)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Read digits (or, with a Fashion-MNIST checkpoint, clothes) in real images with a trained checkpoint.
 
-    mnist-predict ckpt=outputs/runs/<run>/checkpoints/last.ckpt inputs=[seven.png,scans/]
-    mnist-predict ckpt=... inputs=[seven.png] output=json
+    mnist-predict outputs/runs/<run> seven.png scans/      # a run directory: the checkpoint it tested
+    mnist-predict path/to/epoch=9-step=20.ckpt seven.png --json
 
 Each image is prepared the way the checkpoint's dataset was made: grayscale, inverted when the
 object is dark on a light background; for MNIST the digit fitted into 20x20 keeping its aspect
@@ -12,19 +12,16 @@ fitted into 28x28 and centred. Then the checkpoint's own normalisation.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 from PIL import Image, UnidentifiedImageError
 
 from mnist_cnn.checkpoints import load_model
-from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, run_hydra
-from mnist_cnn.config import check_ranges
+from mnist_cnn.cli import Parser, UserError, exit_with, positive_int
 from mnist_cnn.data import DATASETS, normalize
 
 PROG = "mnist-predict"
@@ -32,20 +29,22 @@ FORMATS = {"PNG", "JPEG", "BMP"}
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
-def image_files(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expand to the images directly inside them, sorted."""
-    files = []
+def image_files(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files as given; folders expand to the images directly inside them, sorted. And a line for each
+    input that gave no image."""
+    files, problems = [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+            files += found
+            if not found:
+                problems.append(f"{path}: no PNG, JPEG or BMP images in this folder")
         elif path.is_file():
             files.append(path)
         else:
-            raise UserError(f"inputs: {path}: no such file or folder")
-    if not files:
-        raise UserError(f"inputs={list(inputs)}: no PNG, JPEG or BMP images found")
-    return files
+            problems.append(f"{path}: no such file or folder")
+    return files, problems
 
 
 def read_gray(path: Path, max_pixels: int) -> np.ndarray:
@@ -60,7 +59,7 @@ def read_gray(path: Path, max_pixels: int) -> np.ndarray:
                 raise UserError(f"{path}: {image.format} images are not accepted (allowed: PNG, JPEG, BMP)")
             width, height = image.size
             if width * height > max_pixels:  # checked from the header, before decoding anything
-                raise UserError(f"{path}: {width}x{height} pixels is over the limit of {max_pixels} (max_pixels)")
+                raise UserError(f"{path}: {width}x{height} pixels is over the limit of {max_pixels} (--max-pixels)")
             image.load()
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image (allowed: PNG, JPEG, BMP)") from None
@@ -115,32 +114,51 @@ def predict(model, images: torch.Tensor, data: dict) -> torch.Tensor:
         return model(normalize(images, data["normalize"], data["dataset"])).softmax(dim=1)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-def run(cfg: DictConfig) -> None:
+def parser() -> Parser:
+    p = Parser(prog=PROG, description="Read digits (or clothes, with a Fashion-MNIST checkpoint) in image files. "
+               "Each image is prepared as the checkpoint's dataset was made (see mnist_cnn.predict).")
+    p.add_argument("ckpt", metavar="CKPT", help="a checkpoint written by mnist-train, or a run directory (the "
+                   "checkpoint its test used)")
+    p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG or BMP files, and folders of them")
+    p.add_argument("--json", action="store_true", help="print JSON with every class's probability")
+    p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
+                   help="refuse larger images before decoding them (decompression bombs; default %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Every readable image is predicted; each one that is not gets its own line on stderr, and the exit
+    status is 1 if there was any."""
+    args = parser().parse_args(argv)
     try:
-        check_ranges(cfg)
-        model, data = load_model(cfg.ckpt)
-        files = image_files(list(cfg.inputs))
-        placement = PLACEMENT[data["dataset"]]
-        images = torch.from_numpy(np.stack([mnist_like(read_gray(f, cfg.max_pixels), f, **placement) for f in files]))
-    except (UserError, OmegaConfBaseException) as exc:  # exiting here keeps Hydra from adding lines
+        model, data = load_model(args.ckpt)
+    except UserError as exc:
         exit_with(PROG, exc)
-    probabilities = predict(model, images, data)
-    classes = DATASETS[data["dataset"]].classes
-    # MNIST results keep their "digit" key; every result names its class
-    key = "digit" if data["dataset"] == "mnist" else "class"
-    results = [{"file": str(f), key: int(p.argmax()), "label": classes[int(p.argmax())],
-                "probability": round(float(p.max()), 6), "probabilities": [round(float(v), 6) for v in p]}
-               for f, p in zip(files, probabilities)]
-    if cfg.output == "json":
+    files, problems = image_files(args.inputs)
+    placement, read, images = PLACEMENT[data["dataset"]], [], []
+    for f in files:
+        try:
+            images.append(mnist_like(read_gray(f, args.max_pixels), f, **placement))
+            read.append(f)
+        except UserError as exc:
+            problems.append(str(exc))
+    results = []
+    if images:
+        probabilities = predict(model, torch.from_numpy(np.stack(images)), data)
+        classes = DATASETS[data["dataset"]].classes
+        key = "digit" if data["dataset"] == "mnist" else "class"  # MNIST results keep their "digit" key
+        results = [{"file": str(f), key: int(p.argmax()), "label": classes[int(p.argmax())],
+                    "probability": round(float(p.max()), 6), "probabilities": [round(float(v), 6) for v in p]}
+                   for f, p in zip(read, probabilities)]
+    if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             print(f"{r['file']}: {r['label']} (probability {r['probability']:.4f})")
-
-
-def main() -> None:
-    run_hydra(PROG, run)
+    for problem in problems:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+    if problems:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

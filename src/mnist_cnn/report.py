@@ -1,9 +1,10 @@
 """The sweep report: one table over a multirun's jobs, read only from their metrics.json files (so
 it also works on a directory copied back from a cluster).
 
-    python -m mnist_cnn.report outputs/multirun/<date>_<time>
+    mnist-report outputs/multirun/<date>_<time>        # a sweep: writes its report files
+    mnist-report outputs/runs/*                        # single runs: a table comparing them, printed
 
-Writes summary.csv (a row per job, with its configuration's figures), summary.md (configurations with
+For a sweep, writes summary.csv (a row per job, with its configuration's figures), summary.md (configurations with
 their mean and 95% interval over seeds, the best by validation accuracy, and its difference from each
 other configuration with Welch's 95% interval: distinguishable or not, and if not, roughly how many
 seeds would tell) and one plot per swept hyperparameter. Test figures are reported, never used to choose.
@@ -26,6 +27,7 @@ from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from mnist_cnn.atomic import write_atomically  # noqa: E402
+from mnist_cnn.cli import Parser  # noqa: E402
 from mnist_cnn.intervals import Difference, Estimate, estimate, seeds_to_separate, welch  # noqa: E402
 
 COLUMNS = ["job", "overrides", "status", "reason", "best_val_acc", "best_val_loss", "test_acc", "test_loss",
@@ -42,11 +44,7 @@ def read_jobs(sweep_dir: Path) -> list[dict]:
     rows = []
     job_dirs = {p.parent for p in sweep_dir.glob("*/metrics.json")} | {p.parent for p in sweep_dir.glob("*/.hydra")}
     for job in sorted(job_dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)):
-        metrics_file = job / "metrics.json"
-        if metrics_file.exists():
-            metrics = json.loads(metrics_file.read_text())
-        else:
-            metrics = {"status": "failed", "reason": "no metrics.json: killed, or still running"}
+        metrics = read_metrics(job)
         overrides = metrics.get("overrides")
         if overrides is None and (job / ".hydra" / "overrides.yaml").exists():
             overrides = list(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
@@ -57,6 +55,20 @@ def read_jobs(sweep_dir: Path) -> list[dict]:
                "reason": reason, **{k: metrics.get(k) for k in COLUMNS[4:]}}
         rows += readings(row, metrics) if metrics.get("read_at_epochs") else [row]
     return rows
+
+
+def read_metrics(run: Path) -> dict:
+    """A run's metrics.json; one that is missing or damaged is a failed run, named, never a traceback."""
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        if not isinstance(metrics, dict):
+            raise ValueError("not a JSON object")
+        return metrics
+    except FileNotFoundError:
+        return {"status": "failed", "reason": "no metrics.json: killed, or still running"}
+    except (OSError, ValueError) as exc:
+        print(f"mnist-report: skipped {run / 'metrics.json'}: damaged ({exc})", file=sys.stderr)
+        return {"status": "failed", "reason": f"metrics.json damaged: {exc}"}
 
 
 def readings(row: dict, metrics: dict) -> list[dict]:
@@ -250,19 +262,45 @@ class SweepReport(Callback):
             SweepReport.failures.append(f"{len(failed)} of {len(rows)} jobs failed; see {sweep_dir / 'summary.csv'}")
 
 
+def runs_table(runs: list[Path]) -> str:
+    """Single runs side by side: what each was and what it scored."""
+    lines = ["| run | model | overrides | epochs | best val_acc | test_acc | fit s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run in runs:
+        m = read_metrics(run)
+        if m.get("status") != "ok":
+            lines.append(f"| {run} | {m.get('model', '')} | {' '.join(m.get('overrides') or [])} | {m.get('status')}: "
+                         f"{m.get('reason') or m.get('signal', '')} | | | |")
+            continue
+        figures = [f"{m[k]:.4f}" if m.get(k) is not None else "—" for k in ("best_val_acc", "test_acc")]
+        lines.append(f"| {run} | {m['model']} | {' '.join(m['overrides'])} | {m['epochs']} | {figures[0]} | "
+                     f"{figures[1]} | {m['fit_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not Path(args[0]).is_dir():
-        print(f"mnist-report: error: {' '.join(args) or 'nothing'}: not a multirun directory "
-              "(usage: mnist-report <multirun directory>)", file=sys.stderr)
-        sys.exit(2)
-    try:
-        rows = write_report(args[0])
-    except OSError as exc:  # a full disk, a read-only copy of the sweep
-        print(f"mnist-report: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        sys.exit(1)
-    print((Path(args[0]) / "summary.md").read_text())
-    sys.exit(1 if any(r["status"] != "ok" for r in rows) else 0)
+    parser = Parser(prog="mnist-report", description="A multirun directory: write its report (summary.md, "
+                    "summary.csv, plots) and print it. Single run directories: print a table comparing them.")
+    parser.add_argument("dirs", metavar="DIR", nargs="+", help="a multirun directory, or run directories")
+    args = parser.parse_args(argv)
+    dirs = [Path(d) for d in args.dirs]
+    missing = [d for d in dirs if not d.is_dir()]
+    if missing:
+        parser.error(f"{missing[0]}: no such directory")
+    runs = [d for d in dirs if (d / "metrics.json").exists() or (d / ".hydra").is_dir()]
+    if len(dirs) == 1 and not runs:
+        if not any(dirs[0].glob("*/metrics.json")) and not any(dirs[0].glob("*/.hydra")):
+            parser.error(f"{dirs[0]}: neither a multirun directory (jobs with metrics.json) nor a run directory")
+        try:
+            rows = write_report(dirs[0])
+        except OSError as exc:  # a full disk, a read-only copy of the sweep
+            print(f"mnist-report: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            sys.exit(1)
+        print((dirs[0] / "summary.md").read_text())
+        sys.exit(1 if any(r["status"] != "ok" for r in rows) else 0)
+    others = [d for d in dirs if d not in runs]
+    if others:
+        parser.error(f"{others[0]}: not a run directory (no metrics.json); give one multirun directory, or run directories")
+    print(runs_table(runs))
 
 
 if __name__ == "__main__":
