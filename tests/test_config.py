@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -124,7 +125,11 @@ CROSS_KEY = [
     (["read_epochs=[1,3,5,10]"], "read_epochs"),  # the seed's run has 3 epochs
     (["read_epochs=[1]", "~callbacks.checkpoint"], "read_epochs"),
     (["model=null"], "model=null"),  # Hydra's own refusal names no group
-    (["experiment=null"], "seed_baseline, seed_elu"),
+    (["+epochs=5"], "epochs is not a known key; did you mean trainer.max_epochs?"),  # + adds no undeclared key
+    (["trainer.max_epoch=1"], "did you mean trainer.max_epochs?"),
+    (["model.lr=0.1"], "model.lr is not a known key; did you mean model.optimizer.lr?"),
+    (["model=elu2"], "did you mean model=elu?"),
+    (["data.data_dir=/proc/no-such-place"], "data.data_dir=/proc/no-such-place: MNIST must be fetched into"),
     (["~experiment"], "~experiment"),  # experiment_data is chosen by ${experiment}_${data}
     (["experiment_data=seed_elu_fashion"], "experiment_data=seed_elu_fashion"),  # optional: Hydra would skip it
 ]
@@ -181,28 +186,52 @@ def test_as_a_user_sees_it(tmp_path, override, expected):
     assert len(lines) <= 3 and lines[-1].startswith(expected) and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("module, overrides, expected", [
-    (export, ["ckpt=x.ckpt", "format=tflite"], "format=tflite is not allowed: expected one of onnx, torchscript"),
-    (predict, ["ckpt=x.ckpt", "inputs=[a.png]", "output=xml"], "output=xml is not allowed: expected one of text, json"),
-    (predict, ["ckpt=x.ckpt", "inputs=[a.png]", "max_pixels=0"], "max_pixels=0 is not allowed: expected an integer >= 1"),
-    (predict, ["ckpt=x.ckpt", "inputs=[a.png]", "max_pixels=abc"], "max_pixels=abc is not allowed: expected an integer"),
-    (predict, ["ckpt=x.ckpt", "inputs=a.png"], "inputs=a.png is not allowed: expected a list, such as [128,50]"),
+@pytest.mark.parametrize("module, args, expected", [
+    (export, ["x.ckpt", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
+    (export, ["x.ckpt", "m.tflite"], "m.tflite: the format cannot be told from the suffix '.tflite'"),
+    (predict, ["x.ckpt", "a.png", "--max-pixels", "0"], "argument --max-pixels: invalid positive_int value: '0'"),
+    (predict, ["x.ckpt", "a.png", "--output", "xml"], "unrecognized arguments: --output xml"),
+    (predict, [], "the following arguments are required: CKPT, IMAGE_OR_FOLDER"),
 ])
-def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, module, overrides, expected):
+def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, module, args, expected):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [module.PROG, *overrides])
     with pytest.raises(SystemExit) as exit_info:
-        module.main()
+        module.main(args)
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2
-    assert err.strip() == f"{module.PROG}: error: {expected}" and not out
-    assert list(tmp_path.iterdir()) == []
+    assert err.strip().startswith(f"{module.PROG}: error: {expected}") and len(err.strip().splitlines()) == 1, err
+    assert not out and list(tmp_path.iterdir()) == []
 
 
 def test_plain_run_is_the_seeds_first_fit(tmp_path):
     cfg = composed(tmp_path)
     assert cfg.model._target_.endswith("BaselineCNN")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (256, 3, 0.3)
+
+
+def test_the_lab_first_run_by_name_is_the_plain_run(tmp_path):
+    assert run_settings(tmp_path, "experiment=seed_baseline") == run_settings(tmp_path)
+
+
+def test_a_users_group_file_takes_effect(tmp_path):
+    """README's --config-dir recipe: a trainer file of the user's own sets the epochs, since no experiment
+    is selected unless named; an experiment named beside it wins for the keys it sets."""
+    mine = tmp_path / "my_configs" / "trainer"
+    mine.mkdir(parents=True)
+    (mine / "long.yaml").write_text("defaults:\n  - default\n\nmax_epochs: 10\n")
+    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert OmegaConf.create(result.stdout).trainer.max_epochs == 10
+    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=seed_elu", "--cfg", "job")
+    assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # seed_elu sets 10 as well: its own
+    (mine / "long.yaml").write_text("defaults:\n  - default\n\nmax_epochs: 7\n")
+    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=seed_elu", "--cfg", "job")
+    assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # the named experiment's value
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")))
+def test_a_sweep_is_a_multirun_without_dash_m(tmp_path, sweep):
+    assert composed(tmp_path, f"sweep={sweep}").hydra.mode == RunMode.MULTIRUN
 
 
 def test_seed_elu_is_the_seeds_last_fit(tmp_path):

@@ -37,11 +37,9 @@ def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path,
     run(venv / "bin" / "mnist-train", *FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "hydra.run.dir=run",
         cwd=work, env=env)
     Image.fromarray(MNIST(mnist_dir, train=False).data[0].numpy()).save(work / "seven.png")
-    predicted = run(venv / "bin" / "mnist-predict", "ckpt=run/checkpoints/last.ckpt", "inputs=[seven.png]",
-                    "output=json", cwd=work, env=env).stdout
+    predicted = run(venv / "bin" / "mnist-predict", "run", "seven.png", "--json", cwd=work, env=env).stdout
     assert '"digit":' in predicted
-    run(venv / "bin" / "mnist-export", "ckpt=run/checkpoints/last.ckpt", "format=onnx", "output=model.onnx",
-        cwd=work, env=env)
+    run(venv / "bin" / "mnist-export", "run/checkpoints/last.ckpt", "model.onnx", cwd=work, env=env)
     assert sorted(p.name for p in work.iterdir()) == ["model.onnx", "run", "seven.png"]  # nothing else written
     probabilities = np.asarray(json.loads(predicted)[0]["probabilities"])
     assert abs(probabilities.sum() - 1) < 1e-3

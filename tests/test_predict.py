@@ -2,6 +2,8 @@
 
 import json
 import os
+import pathlib
+import shutil
 import struct
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from mnist_cnn import predict
-from mnist_cnn.checkpoints import load_model
+from mnist_cnn.checkpoints import load_model, run_checkpoint
 from mnist_cnn.data import normalize
 
 from conftest import ROOT
@@ -42,7 +44,7 @@ def test_predictions_on_rendered_real_digits_agree_with_the_model(tmp_path, trai
         if i % 5 == 0:
             image = image.convert("RGB")
         image.save(folder / f"{i:03d}.png")
-    result = predict_cli(f"ckpt={ckpt}", f"inputs=[{folder}]", "output=json")
+    result = predict_cli(str(ckpt), str(folder), "--json")
     assert result.returncode == 0, result.stderr
     predicted = [r["digit"] for r in json.loads(result.stdout)]
     model, data = load_model(ckpt)
@@ -54,9 +56,37 @@ def test_predictions_on_rendered_real_digits_agree_with_the_model(tmp_path, trai
 
 def test_text_output_names_each_file(tmp_path, trained_run, mnist_dir):
     Image.fromarray(MNIST(mnist_dir, train=False).data[0].numpy()).save(tmp_path / "seven.bmp")
-    result = predict_cli(f"ckpt={trained_run / 'checkpoints' / 'last.ckpt'}", f"inputs=[{tmp_path / 'seven.bmp'}]")
+    result = predict_cli(str(trained_run / "checkpoints" / "last.ckpt"), str(tmp_path / "seven.bmp"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{tmp_path / 'seven.bmp'}: 7 (probability ")
+
+
+def test_plain_paths_a_run_directory_and_a_folder_with_one_blank_image(tmp_path, trained_run, mnist_dir, capsys):
+    """As users type it: Lightning's checkpoint names hold '=', paths may hold spaces; a run directory
+    stands for the checkpoint its test used; one bad image does not stop the others."""
+    named = tmp_path / "my runs" / "epoch=0-step=100.ckpt"
+    named.parent.mkdir()
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", named)
+    folder = tmp_path / "scans, 2026"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(MNIST(mnist_dir, train=False).data[i].numpy()).save(folder / f"{i} digit=x.png")
+    Image.new("L", (60, 60), 255).save(folder / "3 blank.png")
+    for ckpt in (named, trained_run):
+        with pytest.raises(SystemExit) as exit_info:
+            predict.main([str(ckpt), str(folder), "--json"])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 1
+        assert [r["file"] for r in json.loads(out)] == [str(folder / f"{i} digit=x.png") for i in range(3)]
+        assert err.strip() == f"mnist-predict: error: {folder / '3 blank.png'}: no digit found (the image is blank)"
+    best = json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"]
+    assert run_checkpoint(trained_run) == pathlib.Path(best)
+
+
+def test_help_describes_predicts_own_options():
+    result = predict_cli("--help")
+    assert result.returncode == 0 and "IMAGE_OR_FOLDER" in result.stdout and "--json" in result.stdout
+    assert "model=" not in result.stdout and "Hydra" not in result.stdout
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -85,34 +115,33 @@ def bad_inputs(tmp_path, trained_run):
     Image.new("L", (8, 8)).save(tmp_path / "tiny.gif")
     torch.save({"state_dict": {}, "epoch": 1}, tmp_path / "other.ckpt")
     torch.save({"evil": Payload(tmp_path / "pwned")}, tmp_path / "evil.ckpt")
-    return {
-        "missing file": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'absent.png'}]"], "absent.png: no such file or folder"),
-        "non-image": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'notes.png'}]"], "notes.png: not an image"),
-        "empty file": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'empty.png'}]"], "empty.png: empty file"),
-        "pixel limit": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'big.png'}]"], "6000x6000 pixels is over the limit of 25000000"),
-        "decompression bomb": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'bomb.png'}]"], "bomb.png: refused, decompression bomb"),
-        "blank image": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'blank.png'}]"], "no digit found"),
-        "other format": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'tiny.gif'}]"], "GIF images are not accepted"),
-        "missing checkpoint": ([f"ckpt={tmp_path / 'none.ckpt'}", f"inputs=[{tmp_path}]"], "none.ckpt: no such file"),
-        "foreign checkpoint": ([f"ckpt={tmp_path / 'other.ckpt'}", f"inputs=[{tmp_path}]"], "not an mnist-cnn checkpoint"),
-        "malicious checkpoint": ([f"ckpt={tmp_path / 'evil.ckpt'}", f"inputs=[{tmp_path}]"], "refused"),
-        "bad output": ([f"ckpt={ckpt}", f"inputs=[{tmp_path / 'blank.png'}]", "output=xml"], "output=xml is not allowed: expected one of text, json"),
-        "no inputs key": ([f"ckpt={ckpt}"], "Missing mandatory value: inputs"),
+    return {  # case: (arguments, exit status, the line said)
+        "missing file": ([ckpt, tmp_path / "absent.png"], 1, "absent.png: no such file or folder"),
+        "non-image": ([ckpt, tmp_path / "notes.png"], 1, "notes.png: not an image"),
+        "empty file": ([ckpt, tmp_path / "empty.png"], 1, "empty.png: empty file"),
+        "pixel limit": ([ckpt, tmp_path / "big.png"], 1, "6000x6000 pixels is over the limit of 25000000"),
+        "decompression bomb": ([ckpt, tmp_path / "bomb.png"], 1, "bomb.png: refused, decompression bomb"),
+        "blank image": ([ckpt, tmp_path / "blank.png"], 1, "no digit found"),
+        "other format": ([ckpt, tmp_path / "tiny.gif"], 1, "GIF images are not accepted"),
+        "missing checkpoint": ([tmp_path / "none.ckpt", tmp_path], 2, "none.ckpt: no such checkpoint file or run directory"),
+        "foreign checkpoint": ([tmp_path / "other.ckpt", tmp_path], 2, "not an mnist-cnn checkpoint"),
+        "malicious checkpoint": ([tmp_path / "evil.ckpt", tmp_path], 2, "refused"),
+        "bad option": ([ckpt, tmp_path / "blank.png", "--max-pixels", "0"], 2, "argument --max-pixels: invalid"),
+        "no images given": ([ckpt], 2, "the following arguments are required: IMAGE_OR_FOLDER"),
     }
 
 
 CASES = ["missing file", "non-image", "empty file", "pixel limit", "decompression bomb", "blank image", "other format",
-         "missing checkpoint", "foreign checkpoint", "malicious checkpoint", "bad output", "no inputs key"]
+         "missing checkpoint", "foreign checkpoint", "malicious checkpoint", "bad option", "no images given"]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_refused_in_one_line(tmp_path, trained_run, case, monkeypatch, capsys):
-    args, expected = bad_inputs(tmp_path, trained_run)[case]
-    monkeypatch.setattr(sys, "argv", ["mnist-predict", *args])  # in-process: the suite's time, not the CLI's
-    with pytest.raises(SystemExit) as exit_info:
-        predict.main()
+    args, status, expected = bad_inputs(tmp_path, trained_run)[case]
+    with pytest.raises(SystemExit) as exit_info:  # in-process: the suite's time, not the CLI's
+        predict.main([str(a) for a in args])
     out, err = capsys.readouterr()
-    assert exit_info.value.code == 2, err
+    assert exit_info.value.code == status, err
     err = err.strip()
     assert err.startswith("mnist-predict: error: ") and "\n" not in err, err
     assert expected in err

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -14,10 +15,32 @@ RUN_FILES = ["metrics.json", "model_summary.txt", "samples.png", "confusion_matr
              "classification_report.txt", "classification_report.json", "learning_curves.png", "misclassified.png"]
 
 
+PROGRESS = re.compile(r"(Sanity Checking|Training|Validation|Testing|Epoch \d+)\b.*(it/s|s/it|\?it)")
+
+
+def console_lines(result) -> list[str]:
+    """What a run printed, progress bars aside (tqdm redraws with carriage returns)."""
+    text = (result.stdout + result.stderr).replace("\r", "\n").replace("\x1b[A", "")
+    return [line for line in text.splitlines() if line.strip() and not PROGRESS.search(line)]
+
+
 def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
-    result = run_train(*FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    # the progress bar on, as a user sees it
+    result = run_train(*FEW_BATCHES[:-1], f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Test accuracy:" in result.stdout
+    lines = console_lines(result)
+    assert len(lines) <= 15, lines
+    said = "\n".join(lines)
+    for chatter in ("Tip", "GPU available", "TPU available", "Skipping", "transfer_batch_to_device", "LeafSpec",
+                    "Restoring states", "Seed set", "| Name", "Warning", "warn"):
+        assert chatter not in said, (chatter, lines)
+    test_lines = [line for line in lines if "Test accuracy" in line or "test_acc" in line]
+    test_acc = json.loads((tmp_path / "metrics.json").read_text())["test_acc"]
+    assert len(test_lines) == 1 and test_lines[0].startswith(f"Test accuracy {test_acc:.4f}, loss "), test_lines
+    assert lines[-1] == f"Run directory: {tmp_path}"
+    assert [line.split(":")[0] for line in lines if line.startswith("Epoch ")] == ["Epoch 1/2", "Epoch 2/2"]
+    assert any(line.startswith("Data: MNIST, 42,000 train, 18,000 validation, 10,000 test images") for line in lines)
+    assert any(line.startswith("Model: BaselineCNN, 1,199,882 parameters; CPU") for line in lines)
     for name in RUN_FILES:
         assert (tmp_path / name).stat().st_size > 0, name
 
@@ -48,11 +71,16 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert "last.ckpt" in checkpoints and len(checkpoints) == 2
     assert metrics["best_checkpoint"].endswith(".ckpt")
 
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
+    (event_file,) = (tmp_path / "tensorboard").rglob("events.out.tfevents.*")  # one file for fit, test and figures
+    assert event_file.parent == tmp_path / "tensorboard" / "baseline" / "/".join(FEW_BATCHES[:-1])  # model, overrides
+    events = EventAccumulator(str(event_file), size_guidance={"images": 0, "tensors": 0}).Reload()
     tags = events.Tags()
-    assert {"train_loss_step", "train_loss_epoch", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"} <= set(tags["scalars"])
+    assert {"loss/train_step", "loss/train", "accuracy/train", "loss/val", "accuracy/val", "loss/test", "accuracy/test",
+            "lr", "hp/test_acc", "hp/best_val_acc"} <= set(tags["scalars"])
+    assert "epoch" not in tags["scalars"]
     assert {"samples", "confusion_matrix", "learning_curves", "misclassified"} <= set(tags["images"])
-    assert "_hparams_/session_start_info" in tags["tensors"] or "hp/test_acc" in tags["scalars"]
+    assert "custom_scalars__config__" in tags["tensors"]  # train and validation accuracy on one chart
+    assert [e.value for e in events.Scalars("accuracy/val")] == pytest.approx([h["val_acc"] for h in metrics["history"]])
 
 
 @pytest.mark.parametrize("model, parameters", [("elu", 329_962), ("prose_cnn", 59_933)])

@@ -22,6 +22,23 @@ EXPECTED = {"to Integer": "an integer", "to Float": "a number", "valid bool": "t
             "to String": "a string"}
 
 
+# Hydra's command-line flags that take the next argument as their value
+VALUED_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--cfg", "-c", "--package",
+                "-p", "--experimental-rerun"}
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the overrides) of a command line."""
+    flags, overrides, taking = [], [], False
+    for a in args:
+        if taking or a.startswith("-"):
+            flags.append(a)
+            taking = not taking and a in VALUED_FLAGS
+        else:
+            overrides.append(a)
+    return flags, overrides
+
+
 class UserError(ValueError):
     """Bad input: a config value, a file, a checkpoint. Its message is the one line the user sees."""
 
@@ -40,7 +57,7 @@ def one_line(exc: BaseException) -> str:
     dropped = re.match(r"Error resolving interpolation '(\$\{.*?\})'", str(exc))
     if dropped:  # the defaults list's one interpolation: experiment_data, chosen by ${experiment}_${data}
         return (f"~experiment and ~data are not allowed: experiment_data is chosen by {dropped[1]}; "
-                f"choose an option instead (experiment=seed_baseline is the default)")
+                f"leave the option out instead (no experiment is the default)")
     cause = exc.__cause__
     if isinstance(cause, ValidationError) and cause.full_key:
         expected = next((words for clue, words in EXPECTED.items() if clue in str(cause)), None)

@@ -29,7 +29,7 @@ from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_ST
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from mnist_cnn.cli import UserError
+from mnist_cnn.cli import UserError, split_args
 from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
 
@@ -283,7 +283,7 @@ def check_overrides(args: list[str]) -> None:
     """mnist-train's command-line overrides name declared keys and groups, with or without +: a slip
     (`+epochs=5`, `trainer.max_epoch=1`) is refused naming the closest keys, before Hydra would add it
     to the config and run anyway. Hydra's own keys (hydra.*) are Hydra's to check."""
-    overrides = [a for a in args if not a.startswith("-")]
+    overrides = split_args(args)[1]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:

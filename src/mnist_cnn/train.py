@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn import artifacts
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
-from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra
+from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra, split_args
 from mnist_cnn.config import ConfigError, check_overrides, check_train
 from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.history import History
@@ -283,10 +283,10 @@ def main() -> None:
 def resume_arguments(resume: str, args: list[str]) -> list[str]:
     """A resumed run continues in its own directory with its own saved overrides (mnist_cnn.resume), and
     Hydra leaves its .hydra/ as it is until the resume has succeeded (save_resumed_config)."""
-    flags = [a for a in args if a.startswith("-")]
+    flags, given = split_args(args)
     if {"-m", "--multirun"} & set(flags):
         raise ConfigError(f"resume={resume}: a resume continues one run; leave out -m")
-    overrides = resume_overrides(resume, [a for a in args if not a.startswith("-")])
+    overrides = resume_overrides(resume, given)
     run_dir = next((a for a in args if a.startswith("hydra.run.dir=")), f"hydra.run.dir={resume}")
     return [*flags, *overrides, f"resume={resume}", run_dir, "hydra.output_subdir=null"]
 
