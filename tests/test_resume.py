@@ -60,10 +60,62 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir):
     step = torch.load(last, weights_only=True)["global_step"]
     assert step % 8 != 0, f"killed at step {step}: not mid-epoch"
 
-    resumed = run_train(*SMALL, f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})
+    resumed = run_train(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in (killed / "train.log").read_text()
     assert final_metrics(killed) == final_metrics(tmp_path / "whole")
+
+
+def snapshot(run_dir) -> dict:
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, mnist_dir):
+    run_dir = tmp_path_factory.mktemp("finished")
+    result = run_train(*SMALL, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.parametrize("overrides, said", [
+    (["model=baseline"], "model=baseline: the run in {run} was made with model=prose_cnn; a resume keeps it"),
+    (["data.batch_size=32"], "data.batch_size=32: the run in {run} has data.batch_size=64;"),
+    (["model.optimizer.lr=0.5"], "model.optimizer.lr=0.5: the run in {run} has model.optimizer.lr=0.01;"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0: the run in {run} was set to 1 epochs; a resume may extend it"),
+    (["seed=1,2", "-m"], "a resume continues one run; leave out -m"),
+    ([], None),  # finished: said so, nothing to do
+])
+def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished_run, mnist_dir, overrides, said):
+    before = snapshot(finished_run)
+    result = run_train(*overrides, f"resume={finished_run}", env={"MNIST_CNN_DATA": mnist_dir})
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    if said is None:
+        assert result.returncode == 0 and lines == [
+            f"mnist-train: {finished_run} is finished (1 of 1 epochs, test accuracy "
+            f"{json.loads((finished_run / 'metrics.json').read_text())['test_acc']:.4f}); to train it longer, "
+            "add trainer.max_epochs=<more than 1>"]
+    else:
+        assert result.returncode == 2 and len(lines) == 1, lines
+        assert lines[0].startswith("mnist-train: error: ") and said.format(run=finished_run) in lines[0], lines
+    assert snapshot(finished_run) == before
+
+
+def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tmp_path, mnist_dir):
+    """Its checkpoint folder elsewhere (callbacks.checkpoint.dirpath): resume finds it there."""
+    run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
+    elsewhere = f"callbacks.checkpoint.dirpath={tmp_path / 'ckpts'}"
+    first = run_train(*SMALL, "trainer.max_epochs=2", elsewhere, f"hydra.run.dir={run_dir}", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    two = json.loads((run_dir / "metrics.json").read_text())
+    extended = run_train("trainer.max_epochs=3", f"resume={run_dir}", env=env)
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    three = json.loads((run_dir / "metrics.json").read_text())
+    assert [h["epoch"] for h in three["history"]] == [1, 2, 3] and three["history"][:2] == two["history"]
+    whole = run_train(*SMALL, f"hydra.run.dir={tmp_path / 'whole'}", env=env)  # 3 epochs in one go
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert final_metrics(run_dir) == final_metrics(tmp_path / "whole")
+    assert "trainer.max_epochs=3" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # the next resume's base
 
 
 def test_a_resumed_run_still_reads_the_epochs_it_had_passed(tmp_path, mnist_dir):

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from mnist_cnn.intervals import estimate, seeds_to_separate
-from mnist_cnn.report import read_jobs, write_report
+from mnist_cnn.report import main, read_jobs, write_report
 
 from conftest import run_train
 
@@ -164,7 +164,35 @@ def test_report_from_the_command_line(tmp_path):
     assert "# Sweep summary" in result.stdout and len(read_jobs(tmp_path)) == 5
     missing = subprocess.run([sys.executable, "-m", "mnist_cnn.report", str(tmp_path / "nope")],
                              capture_output=True, text=True)
-    assert missing.returncode == 2 and "usage:" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
+    assert missing.stderr.startswith(f"mnist-report: error: {tmp_path / 'nope'}: no such directory (see mnist-report --help)")
+    helped = subprocess.run([sys.executable, "-m", "mnist_cnn.report", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "multirun directory" in helped.stdout
+
+
+def test_report_compares_single_runs_and_names_a_damaged_metrics_file(tmp_path, capsys):
+    for name, acc in (("a", 0.98), ("b", 0.99)):
+        write_job(tmp_path / name, [f"seed={name}"], model="BaselineCNN", best_val_acc=acc, test_acc=acc - 0.001,
+                  epochs=3, fit_seconds=12.0)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "metrics.json").write_text('{"status": "ok", "test_acc": 0.9')  # cut off
+    before = sorted(tmp_path.rglob("*"))
+    main([str(tmp_path / name) for name in "abc"])
+    out, err = capsys.readouterr()
+    rows = [line for line in out.splitlines() if line.startswith(f"| {tmp_path}")]
+    assert rows[0].split(" | ")[1:6] == ["BaselineCNN", "seed=a", "3", "0.9800", "0.9790"]
+    assert rows[1].split(" | ")[4] == "0.9900" and "metrics.json damaged" in rows[2]
+    assert err.strip() == f"mnist-report: skipped {tmp_path / 'c' / 'metrics.json'}: damaged " \
+                          "(Expecting ',' delimiter: line 1 column 33 (char 32))"
+    assert sorted(tmp_path.rglob("*")) == before  # a comparison writes nothing
+
+
+def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_path, capsys):
+    fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
+    (tmp_path / "1" / "metrics.json").write_text("{")
+    rows = write_report(tmp_path)
+    assert rows[1]["status"] == "failed" and rows[1]["reason"].startswith("metrics.json damaged")
+    assert "mnist-report: skipped" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])

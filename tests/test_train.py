@@ -1,8 +1,13 @@
 """The real entry point on real MNIST (fetched through the project's chain), a few batches at a time."""
 
+import contextlib
 import csv
 import json
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -139,3 +144,39 @@ def test_metrics_keep_every_epoch_when_the_tested_checkpoint_is_an_earlier_one(t
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """The folder made read-only as a shared dataset is: a read-only bind mount where we are root (root
+    writes through permission bits), else the permission bits."""
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot make a read-only folder here: {mounted.stderr.strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+    else:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+
+
+def test_a_read_only_data_folder_that_holds_the_files_is_used(tmp_path, mnist_dir):
+    data = tmp_path / "data"
+    shutil.copytree(Path(mnist_dir) / "MNIST" / "raw", data / "MNIST" / "raw", ignore=shutil.ignore_patterns(".*", "*.bad-*"))
+    with read_only(data):
+        with pytest.raises(OSError):
+            (data / "MNIST" / "raw" / "probe").write_text("")
+        result = run_train(*FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", f"data.data_dir={data}",
+                           f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (data / "MNIST" / "raw").iterdir()) == sorted(OFFICIAL_SHA256)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["data_sha256"] == OFFICIAL_SHA256

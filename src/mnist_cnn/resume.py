@@ -54,7 +54,8 @@ def resume_overrides(run_dir: str, given: list[str]) -> list[str]:
     choices = OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.runtime.choices \
         if (run / ".hydra" / "hydra.yaml").is_file() else {}
     given = [o for o in given if not o.startswith(NOT_SAVED)]
-    for o in parse(given):
+    last = {name_of(o): o for o in parse(given)}  # of a key given twice, Hydra keeps the last
+    for o in last.values():
         check_change(o, config, choices, run_dir)
     replaced = {name_of(o) for o in parse(given)}
     merged = [s for s, o in zip(saved, parse(saved)) if name_of(o) not in replaced] + given
@@ -92,7 +93,8 @@ def check_not_finished(run: Path, config, merged: list[Override], run_dir: str) 
         return  # killed before it wrote one, or it was being written: the checkpoints tell
     if metrics.get("status") != "ok":
         return
-    epochs = next((o.value() for o in merged if o.key_or_group == "trainer.max_epochs"), config.trainer.max_epochs)
+    given = [o.value() for o in merged if o.key_or_group == "trainer.max_epochs"]
+    epochs = given[-1] if given else config.trainer.max_epochs  # the last of repeated overrides is the one Hydra keeps
     if metrics.get("epochs", 0) >= epochs:
         test = f", test accuracy {metrics['test_acc']:.4f}" if metrics.get("test_acc") is not None else ""
         raise Finished(f"{run_dir} is finished ({metrics['epochs']} of {epochs} epochs{test}); to train it longer, "
