@@ -19,8 +19,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 TAGS = {"train_loss_step": "loss/train_step", "train_loss_epoch": "loss/train", "val_loss": "loss/val",
         "test_loss": "loss/test", "train_acc": "accuracy/train", "val_acc": "accuracy/val", "test_acc": "accuracy/test"}
-LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["accuracy/train", "accuracy/val"]],
-                                   "loss": ["Multiline", ["loss/train", "loss/val"]]}}
+# Custom Scalars takes regular expressions: anchored, so that loss/train does not also draw loss/train_step
+LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["^accuracy/train$", "^accuracy/val$"]],
+                                   "loss": ["Multiline", ["^loss/train$", "^loss/val$"]]}}
 # Overrides that do not change what a run computes, or that only locate it, stay out of its name.
 UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger")
 

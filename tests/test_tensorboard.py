@@ -1,0 +1,84 @@
+"""TensorBoard over a 3-job multirun, as a user opens it: `tensorboard --logdir`, in headless Chromium.
+
+The screenshot goes to tmp_path; with MNIST_CNN_SCREENSHOTS=<folder> it is kept there too (docs/ has the
+one README shows)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import run_train
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
+if not os.path.exists(CHROMIUM):
+    pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_chart(tmp_path, mnist_dir):
+    sweep = tmp_path / "sweep"
+    result = run_train("-m", "data.batch_size=32,64,128", "trainer.max_epochs=3", "trainer.limit_train_batches=5",
+                       "trainer.limit_val_batches=2", "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0",
+                       f"hydra.sweep.dir={sweep}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    port = free_port()
+    board = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1",
+                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                runs = json.loads(urllib.request.urlopen(f"{url}/data/runs", timeout=2).read())
+                if len(runs) == 3:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "TensorBoard did not list the 3 runs within 60 s"
+            time.sleep(0.3)
+        for job, batch in enumerate((32, 64, 128)):
+            assert f"{job}/tensorboard/baseline/data.batch_size={batch}/trainer.max_epochs=3/" in "\n".join(runs)
+
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 820})
+            page.goto(f"{url}/#custom_scalars", timeout=60_000)
+            page.get_by_text("train and validation").wait_for(timeout=60_000)
+            # accuracy and loss, each 3 runs x (train, val)
+            playwright.expect(page.get_by_text("Matches (6)")).to_have_count(2, timeout=60_000)
+            # Polymer's shadow DOM: locators see into it, inner_text does not
+            for title in ("accuracy", "loss"):
+                assert page.get_by_text(title, exact=True).count() >= 1
+            for job, batch in enumerate((32, 64, 128)):
+                assert page.get_by_text(f"{job}/tensorboard/baseline/data.batch_size={batch}/").count() >= 1
+            shot = tmp_path / "tensorboard.png"
+            deadline = time.monotonic() + 60
+            while page.locator("path.line").count() < 12:  # 2 charts x 3 runs x (train, val), drawn
+                assert time.monotonic() < deadline, "the charts drew no lines within 60 s"
+                page.wait_for_timeout(500)
+            page.wait_for_timeout(1000)  # the last lines' transitions
+            page.screenshot(path=str(shot))
+            browser.close()
+    finally:
+        board.terminate()
+        board.wait(timeout=30)
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
+    if keep:
+        shutil.copy(shot, os.path.join(keep, "tensorboard.png"))
