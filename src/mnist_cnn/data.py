@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,6 +17,9 @@ from torchvision.datasets import MNIST, FashionMNIST
 from mnist_cnn.mnist_files import ensure_fashion_mnist, ensure_mnist
 
 log = logging.getLogger(__name__)
+# Lightning's CombinedLoader wraps every loader, these batches included, in torch's LeafSpec, which torch 2.14
+# deprecates: a notice between two libraries that tells a user nothing.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 
 @dataclass(frozen=True)

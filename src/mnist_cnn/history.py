@@ -60,6 +60,8 @@ class History(L.Callback):
 
 
 def epoch_line(e: dict, max_epochs: int) -> str:
-    figures = [f"{name} {e[key]:.4f}" for name, key in (("val_acc", "val_acc"), ("val_loss", "val_loss"),
-                                                        ("train_acc", "train_acc")) if e.get(key) is not None]
+    """Keras's order: loss, acc, val_loss, val_acc; then the epoch's time."""
+    figures = [f"{name} {e[key]:.4f}" for name, key in (("loss", "train_loss"), ("acc", "train_acc"),
+                                                        ("val_loss", "val_loss"), ("val_acc", "val_acc"))
+               if e.get(key) is not None]
     return f"Epoch {e['epoch']}/{max_epochs}: {', '.join(figures)} ({e['train_seconds'] + e['val_seconds']:.0f} s)"

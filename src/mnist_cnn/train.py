@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import hydra
@@ -63,9 +62,6 @@ def built(group: str, node: DictConfig, **kwargs):
 
 def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     """The data module, model, trainer and history of a run, as its config says."""
-    # Lightning's CombinedLoader builds torch's deprecated LeafSpec on every loader: a library pairing's
-    # notice that tells a user nothing.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = built("data", cfg.data)
     model = built("model", cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
