@@ -106,8 +106,6 @@ def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian, monkeypatc
     image[6:8, 4:24] = 255  # the bar of class 2
     Image.fromarray(image).save(tmp_path / "bar.png")
     capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["mnist-predict", f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
-                                      f"inputs=[{tmp_path / 'bar.png'}]", "output=json"])
-    predict.main()
+    predict.main([str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "bar.png"), "--json"])
     (result,) = json.loads(capsys.readouterr().out)
     assert result["label"] == CLASSES[result["class"]] and "digit" not in result
