@@ -67,7 +67,7 @@ def one_line(exc: BaseException) -> str:
     refused = re.match(r"Could not override '([^']+)'", str(exc))  # a key the chosen option does not have
     if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause) or refused:
         key = refused[1] if refused else getattr(cause, "full_key", None) or str(cause).splitlines()[0]
-        from mnist_cnn.config import declared_keys, did_you_mean  # config needs this module first
+        from mnist_cnn.overrides import declared_keys, did_you_mean  # they need this module first
         return f"{key} is not a key of this config{did_you_mean(key, declared_keys())}"
     text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
     return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))

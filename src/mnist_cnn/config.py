@@ -8,14 +8,11 @@ sets kept in each field's metadata are checked by `check_ranges` after compositi
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import tempfile
 import typing
-from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, is_dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -23,13 +20,11 @@ import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from mnist_cnn.cli import UserError, split_args
+from mnist_cnn.cli import UserError
 from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
 
@@ -232,70 +227,6 @@ SCHEMAS = {
 for path, node in SCHEMAS.items():
     group, _, name = path.rpartition("/")
     ConfigStore.instance().store(group=group, name=name, node=node)
-
-
-GROUPS = ("data", "model", "trainer", "logger", "callbacks")  # TrainConfig's nodes, each from its config group
-
-
-def declared_keys() -> list[str]:
-    """Every key mnist-train's schema declares, dotted (model.* for every model together)."""
-    keys = set()
-
-    def walk(schema, prefix: str) -> None:
-        for f in fields(schema):
-            default = f.default_factory() if f.default_factory is not NO_DEFAULT else None
-            if is_dataclass(default):
-                walk(type(default), f"{prefix}{f.name}.")
-            elif not (prefix == "" and f.name in GROUPS):
-                keys.add(prefix + f.name)
-
-    for path, schema in SCHEMAS.items():
-        group, *option = path.split("/")[1:]
-        prefix = "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
-        walk(schema, prefix)
-    return sorted(keys)
-
-
-def closest(word: str, candidates: list[str]) -> list[str]:
-    """Up to three candidates that `word` may be a slip for: the same last part (lr -> model.optimizer.lr),
-    or a close spelling of the whole or of the last part (max_epoch, epochs -> trainer.max_epochs)."""
-    leaf = word.rpartition(".")[2]
-    by_leaf: dict[str, list[str]] = {}
-    for c in candidates:
-        by_leaf.setdefault(c.rpartition(".")[2], []).append(c)
-    found = [c for c in candidates if c.rpartition(".")[2] == leaf]
-    found += difflib.get_close_matches(word, candidates, n=3, cutoff=0.75)
-    found += [c for near in difflib.get_close_matches(leaf, list(by_leaf), n=3, cutoff=0.75) for c in by_leaf[near]]
-    return list(dict.fromkeys(c for c in found if c != word))[:3]
-
-
-def did_you_mean(word: str, candidates: list[str]) -> str:
-    near = closest(word, candidates)
-    return f"; did you mean {' or '.join(near)}?" if near else ""
-
-
-def group_options(group: str) -> list[str]:
-    folder = resources.files("mnist_cnn.conf").joinpath(group)
-    return sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if folder.is_dir() else []
-
-
-def check_overrides(args: list[str]) -> None:
-    """mnist-train's command-line overrides name declared keys and groups, with or without +: a slip
-    (`+epochs=5`, `trainer.max_epoch=1`) is refused naming the closest keys, before Hydra would add it
-    to the config and run anyway. Hydra's own keys (hydra.*) are Hydra's to check."""
-    overrides = split_args(args)[1]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException:
-        return  # Hydra reports the parse error itself, in one line (mnist_cnn.cli.one_line)
-    keys = declared_keys()
-    groups = [p.name for p in resources.files("mnist_cnn.conf").iterdir() if p.is_dir() and p.name != "__pycache__"]
-    for o in parsed:
-        name = o.key_or_group
-        if name in groups or name.split("/")[0] in groups or name == "hydra" or name.startswith("hydra."):
-            continue
-        if name not in keys and not any(k.startswith(f"{name}.") for k in keys):
-            raise ConfigError(f"{name} is not a known key{did_you_mean(name, keys + ([] if '.' in name else groups))}")
 
 
 def allowed(rule: dict, integer: bool = False) -> str:

@@ -1,8 +1,9 @@
 """Train one of the seed's CNNs on MNIST, then test the best checkpoint on the official test set.
 
-    python train.py                                  # the seed's first run (experiment=seed_baseline)
+    python train.py                                  # the seed's first run (the groups' defaults)
     python train.py experiment=seed_elu trainer.accelerator=gpu
     python train.py -m data.batch_size=16,32,64      # one job per value, each from scratch
+    python train.py resume=outputs/runs/<run>        # continue a run with its own overrides
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from mnist_cnn import artifacts
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra, split_args
-from mnist_cnn.config import ConfigError, check_overrides, check_train
+from mnist_cnn.config import ConfigError, check_train
 from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.history import History
 from mnist_cnn.interrupt import Interrupted, Interruptible
 from mnist_cnn.mnist_files import MNISTUnavailable
+from mnist_cnn.overrides import check_overrides
 from mnist_cnn.report import SweepReport
 from mnist_cnn.resume import Finished, resume_overrides
 
