@@ -73,6 +73,9 @@ def one_line(exc: BaseException) -> str:
     return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))
 
 
+CKPT_HELP = "a checkpoint written by mnist-train, or a run directory (the checkpoint its test used)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a mistake said in one line (argparse prints its whole usage first)."""
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import load_model, run_checkpoint
-from mnist_cnn.cli import Parser, UserError, exit_with
+from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with
 
 PROG = "mnist-export"
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -49,8 +49,7 @@ def export(model, fmt: str, out: Path) -> Path:
 def parser() -> Parser:
     p = Parser(prog=PROG, description="Export a trained checkpoint as ONNX or TorchScript: normalised images "
                "(N, 1, 28, 28) in, softmax probabilities (N, 10) out.")
-    p.add_argument("ckpt", metavar="CKPT", help="a checkpoint written by mnist-train, or a run directory (the "
-                   "checkpoint its test used)")
+    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("output", metavar="OUTPUT", nargs="?", help="the file to write (default: beside the checkpoint)")
     p.add_argument("--format", choices=tuple(SUFFIXES), help="default: by OUTPUT's suffix (.onnx, .pt), else onnx")
     return p

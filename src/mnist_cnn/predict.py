@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mnist_cnn.checkpoints import load_model
-from mnist_cnn.cli import Parser, UserError, exit_with, positive_int
+from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with, positive_int
 from mnist_cnn.data import DATASETS, normalize
 
 PROG = "mnist-predict"
@@ -117,8 +117,7 @@ def predict(model, images: torch.Tensor, data: dict) -> torch.Tensor:
 def parser() -> Parser:
     p = Parser(prog=PROG, description="Read digits (or clothes, with a Fashion-MNIST checkpoint) in image files. "
                "Each image is prepared as the checkpoint's dataset was made (see mnist_cnn.predict).")
-    p.add_argument("ckpt", metavar="CKPT", help="a checkpoint written by mnist-train, or a run directory (the "
-                   "checkpoint its test used)")
+    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG or BMP files, and folders of them")
     p.add_argument("--json", action="store_true", help="print JSON with every class's probability")
     p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
