@@ -86,6 +86,22 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert {"samples", "confusion_matrix", "learning_curves", "misclassified"} <= set(tags["images"])
     assert "custom_scalars__config__" in tags["tensors"]  # train and validation accuracy on one chart
     assert [e.value for e in events.Scalars("accuracy/val")] == pytest.approx([h["val_acc"] for h in metrics["history"]])
+    assert session_hparams(event_file) == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": 256,
+                                           "validation_split": 0.3, "max_epochs": 2, "optimizer": "Adadelta",
+                                           "lr": 1.0, "precision": "32-true", "seed": 42}
+
+
+def session_hparams(event_file) -> dict:
+    """The HParams table's columns for this run, as TensorBoard's hparams plugin reads them."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for event in EventFileLoader(str(event_file)).Load():
+        for value in event.summary.value:
+            if value.tag == "_hparams_/session_start_info":
+                info = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
+                return {k: getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+    return {}
 
 
 @pytest.mark.parametrize("model, parameters", [("elu", 329_962), ("prose_cnn", 59_933)])
