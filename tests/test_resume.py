@@ -291,3 +291,26 @@ def test_periodic_checkpoints_go_by_time_on_cuda_and_by_steps_elsewhere(monkeypa
     assert not by_time.periodic_save_due(trainer("cpu", 300))
     clock[0] += 1
     assert by_time.periodic_save_due(trainer("cpu", 301))
+
+
+def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mnist_dir):
+    """The run's saved overrides follow an extension that was interrupted: `resume=<dir>` alone goes on
+    to the new trainer.max_epochs, not back to the old one."""
+    run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
+    first = run_train(*SIGNALLED[:-2], "trainer.max_epochs=1", "trainer.limit_train_batches=30",
+                      f"hydra.run.dir={run_dir}", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    written = last.stat().st_mtime_ns
+    process = subprocess.Popen([sys.executable, "train.py", "trainer.max_epochs=2", f"resume={run_dir}"], cwd=ROOT,
+                               env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while last.stat().st_mtime_ns == written and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)  # in epoch 2: the first step checkpoint of the extension is written
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err[-3000:]
+    assert "- trainer.max_epochs=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    resumed = run_train(f"resume={run_dir}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2

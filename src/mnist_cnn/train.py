@@ -163,8 +163,9 @@ def checkpoint_dir(cfg: DictConfig) -> Path | None:
 
 
 def save_resumed_config(out: Path, cfg: DictConfig) -> None:
-    """What Hydra writes into .hydra/ at a job's start, written only once a resume has succeeded, so that
-    a failed one leaves the run's record as it was; the next resume replays these overrides."""
+    """What Hydra writes into .hydra/ at a job's start, written only once a resume has succeeded or stopped
+    at a step with a checkpoint, so that a failed one leaves the run's record as it was; the next resume
+    replays these overrides."""
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
     write_atomically(out / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(overrides))
     write_atomically(out / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
@@ -220,6 +221,11 @@ def record_interruption(cfg: DictConfig, exc: Interrupted) -> None:
     command = resume_command(run_dir)
     record(cfg, "interrupted", signal=exc.name, step=exc.step, epoch=exc.epoch,
            checkpoint=str(last) if last is not None and last.exists() else None, resume_command=command)
+    if cfg.resume and exc.step is not None:  # it trained past the record it started from: say what it now is
+        try:
+            save_resumed_config(Path(run_dir), cfg)
+        except OSError as error:
+            log.warning("could not update %s/.hydra: %s", run_dir, error.strerror)
     saved = "; last.ckpt written" if exc.step is not None else ""
     print(f"{PROG}: {exc}{saved}. Resume with:\n  {command}", file=sys.stderr)
 
