@@ -9,11 +9,9 @@ sets kept in each field's metadata are checked by `check_ranges` after compositi
 from __future__ import annotations
 
 import inspect
-import os
 import tempfile
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
 from typing import Any, List, Optional
 
 import torch
@@ -329,25 +327,15 @@ def check_accelerator(accelerator: str, devices: Any) -> None:
 def check_data_folder(data_dir: str | None, dataset: str) -> None:
     """The dataset's four files are there (read-only is fine), or their folder can be made and written:
     found now, before a Trainer is built, rather than when the first download is written."""
-    spec = DATASETS[dataset]
-    raw = raw_dir(data_dir or default_data_dir(), spec.cls.__name__)
+    spec, given = DATASETS[dataset], data_dir or default_data_dir()
+    raw = raw_dir(given, spec.cls.__name__).absolute()
     if all((raw / name).is_file() for name in OFFICIAL_SHA256):
         return  # checked byte for byte when the data module loads them
-    check_folder("data.data_dir", str(raw), given=data_dir or default_data_dir())
     existing = next(p for p in (raw, *raw.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"data.data_dir={given}: cannot be a folder, {existing} is a file")
     try:  # os.access says yes to root everywhere; a real file says what the filesystem allows
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as exc:
-        raise ConfigError(f"data.data_dir={data_dir or default_data_dir()}: {spec.title} must be fetched into {raw}, "
+        raise ConfigError(f"data.data_dir={given}: {spec.title} must be fetched into {raw}, "
                           f"which cannot be written ({exc.strerror})") from None
-
-
-def check_folder(name: str, folder: str, given: str | None = None) -> None:
-    """A folder that exists and is writable, or could be created: checked without creating anything."""
-    path = Path(folder).expanduser().absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    shown = folder if given is None else given
-    if not existing.is_dir():
-        raise ConfigError(f"{name}={shown}: cannot be a folder, {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{name}={shown}: cannot be written, {existing} is not writable")

@@ -57,7 +57,7 @@ def resume_overrides(run_dir: str, given: list[str]) -> list[str]:
     last = {name_of(o): o for o in parse(given)}  # of a key given twice, Hydra keeps the last
     for o in last.values():
         check_change(o, config, choices, run_dir)
-    replaced = {name_of(o) for o in parse(given)}
+    replaced = set(last)
     merged = [s for s, o in zip(saved, parse(saved)) if name_of(o) not in replaced] + given
     check_not_finished(run, config, parse(merged), run_dir)
     return merged
