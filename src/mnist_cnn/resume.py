@@ -85,14 +85,19 @@ def check_change(o: Override, config, choices, run_dir: str) -> None:
                           f"{key}={was}; a resume keeps what the run computes (start a new run to change it)")
 
 
-def check_not_finished(run: Path, config, merged: list[Override], run_dir: str) -> None:
-    metrics_file = run / "metrics.json"
+def finished_metrics(run: Path) -> dict | None:
+    """The metrics.json of a run that finished; None for one killed before writing it, interrupted or failed."""
     try:
-        metrics = json.loads(metrics_file.read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
     except (OSError, ValueError):
-        return  # killed before it wrote one, or it was being written: the checkpoints tell
-    if metrics.get("status") != "ok":
-        return
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("status") == "ok" else None
+
+
+def check_not_finished(run: Path, config, merged: list[Override], run_dir: str) -> None:
+    metrics = finished_metrics(run)
+    if metrics is None:
+        return  # the checkpoints tell where it stopped
     given = [o.value() for o in merged if o.key_or_group == "trainer.max_epochs"]
     epochs = given[-1] if given else config.trainer.max_epochs  # the last of repeated overrides is the one Hydra keeps
     if metrics.get("epochs", 0) >= epochs:

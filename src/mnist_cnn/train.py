@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
 import platform
 import shlex
@@ -40,7 +39,7 @@ from mnist_cnn.interrupt import Interrupted, Interruptible
 from mnist_cnn.mnist_files import MNISTUnavailable
 from mnist_cnn.overrides import check_overrides
 from mnist_cnn.report import SweepReport
-from mnist_cnn.resume import Finished, resume_overrides
+from mnist_cnn.resume import Finished, finished_metrics, resume_overrides
 
 log = logging.getLogger(__name__)
 PROG = "mnist-train"
@@ -190,7 +189,7 @@ def record(cfg: DictConfig, status: str, **fields) -> None:
     """metrics.json of a run that did not finish: why, for the user and the sweep report."""
     hydra_cfg = HydraConfig.get()
     path = Path(hydra_cfg.runtime.output_dir) / "metrics.json"
-    if cfg.resume and status == "failed" and finished(path):
+    if cfg.resume and status == "failed" and finished_metrics(path.parent) is not None:
         log.warning("the resume failed; %s still describes the finished run", path)
         return
     try:
@@ -198,13 +197,6 @@ def record(cfg: DictConfig, status: str, **fields) -> None:
                                     "config": OmegaConf.to_container(cfg, resolve=False)})
     except OSError as exc:  # a full disk, say: the error that brought us here is the one to report
         log.warning("could not write %s: %s", path, exc.strerror)
-
-
-def finished(metrics_file: Path) -> bool:
-    try:
-        return json.loads(metrics_file.read_text()).get("status") == "ok"
-    except (OSError, ValueError):
-        return False
 
 
 def resume_command(run_dir: str) -> str:
