@@ -7,7 +7,8 @@ from torch.nn import functional as F
 import lightning as L
 
 from mnist_cnn.artifacts import misclassified_figure
-from mnist_cnn.models import ELU, MISTAKES_KEPT, BaselineCNN, EluCNN, ProseCNN, wants_channels_last
+from mnist_cnn.models import (MISTAKES_KEPT, BaselineCNN, Dropout, EluCNN, FlattenLinear, ProseCNN,
+                              wants_channels_last)
 
 SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933}
 
@@ -96,20 +97,69 @@ def test_architecture_comes_from_arguments():
     assert sum(p.numel() for p in model.parameters()) == 80 + 1168 + (16 * 12 * 12 * 32 + 32) + 330
 
 
-def test_cpu_elu_matches_pytorch_elu_in_value_and_gradient():
-    x = torch.linspace(-12, 6, 20001, dtype=torch.float64).float().requires_grad_()
-    ours, theirs = ELU()(x), F.elu(x)
-    assert (ours - theirs).abs().max() < 1e-6
-    (g_ours,) = torch.autograd.grad(ours.sum(), x)
-    (g_theirs,) = torch.autograd.grad(theirs.sum(), x)
-    assert (g_ours - g_theirs).abs().max() < 1e-6
+def keras_order(model) -> torch.nn.Sequential:
+    """The model's layers as Keras orders them (activation, then max-pool; Flatten, then Dense), sharing its
+    parameters: the reference for what the faster order must compute."""
+    layers, net = [], list(model.net)
+    for i, layer in enumerate(net):
+        if isinstance(layer, torch.nn.MaxPool2d):
+            layers += [net[i + 1], layer]
+        elif isinstance(layer, FlattenLinear):
+            layers += [torch.nn.Flatten(), torch.nn.Linear(layer.in_features, layer.out_features)]
+            layers[-1].weight, layers[-1].bias = layer.weight, layer.bias
+        elif not (i and isinstance(net[i - 1], torch.nn.MaxPool2d)):
+            layers.append(layer)
+    return torch.nn.Sequential(*layers)
 
 
-def test_cpu_elu_keeps_positive_values_exact_in_bfloat16():
-    x = torch.linspace(0.001, 3, 999).bfloat16()
-    assert torch.equal(ELU()(x), x)
-    negative = -x
-    assert (ELU()(negative).float() - F.elu(negative.float())).abs().max() < 0.01
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cls", SEED_PARAMETERS)
+def test_pooling_before_the_activation_and_flattening_in_the_dense_layer_keep_keras_maths(cls, channels_last):
+    """Values and gradients as Keras's layer order computes them: exactly for ReLU in NCHW; to float32
+    rounding with ELU (its vectorised expm1 is monotone only to the last bit) and in channels_last (the
+    dense layer sums its inputs in memory order there)."""
+    torch.manual_seed(0)
+    model = cls().eval()
+    reference = keras_order(model)
+    assert len(list(reference.parameters())) == len(list(model.parameters()))
+    x = torch.randn(16, 1, 28, 28)
+    if channels_last:
+        model.net.to(memory_format=torch.channels_last)
+    results = []
+    for net in (model.net, reference):
+        model.zero_grad()
+        out = net(x)
+        out.square().sum().backward()
+        results.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    for ours, keras in zip(*results):
+        if cls is BaselineCNN and not channels_last:
+            assert torch.equal(ours, keras)
+        assert (ours - keras).abs().max() <= 1e-5 * keras.abs().max()
+
+
+@pytest.mark.parametrize("p", [0.2, 0.25, 0.5])
+def test_cpu_dropout_keeps_1_minus_p_of_the_elements_scaled_as_nn_dropout(p):
+    torch.manual_seed(0)
+    x = torch.ones(64, 32, 12, 12, requires_grad=True)
+    y = Dropout(p).train()(x)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(1 - p, abs=0.005)
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(grad, y.detach())  # the gradient passes through the same mask and scale
+    assert torch.equal(Dropout(p).eval()(x), x)
+
+
+def test_cpu_dropout_masks_repeat_with_the_seed_and_follow_the_input_layout():
+    x = torch.randn(8, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    masks = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        masks.append(Dropout(0.5)(x) != 0)
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
+    torch.manual_seed(1)
+    assert Dropout(0.5)(x).is_contiguous(memory_format=torch.channels_last)
+    assert Dropout(0.5)(torch.randn(8, 100)).shape == (8, 100)
 
 
 def test_channels_last_is_a_switch_on_cpu_by_default():

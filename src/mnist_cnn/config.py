@@ -29,7 +29,7 @@ from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
 OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
                           if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
                           and cls is not torch.optim.Optimizer))
-PRECISIONS = typing.get_args(_PRECISION_INPUT_STR) + typing.get_args(_PRECISION_INPUT_STR_ALIAS)
+PRECISIONS = ("auto",) + typing.get_args(_PRECISION_INPUT_STR) + typing.get_args(_PRECISION_INPUT_STR_ALIAS)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 STRATEGIES = ("auto", *StrategyRegistry.available_strategies())
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
@@ -140,7 +140,8 @@ class TrainerConfig:
     devices: Any = key("how many devices", allowed="an integer >= 1, -1 (all) or auto", test=device_count)
     num_nodes: int = key("machines", 1, ge=1)
     max_epochs: int = key("epochs to train (Keras's epochs)", ge=1)
-    precision: str = key("number format of the maths", choices=PRECISIONS)
+    precision: str = key("number format of the maths; auto: bf16-mixed where the device computes bf16 natively, "
+                         "else 32-true (mnist_cnn.config.native_precision)", choices=PRECISIONS)
     log_every_n_steps: int = key("training steps between logged values", ge=1)
     deterministic: bool = key("deterministic algorithms: same config and seed, same metrics")
     benchmark: Optional[bool] = key("cudnn.benchmark; null: off while deterministic")
@@ -306,6 +307,28 @@ def check_experiment_data() -> None:
     if f"experiment_data={chosen}" in HydraConfig.get().overrides.task and chosen not in options:
         raise ConfigError(f"experiment_data={chosen} is not a known option: expected one of {', '.join(options)} "
                           "(it is chosen for you, as <experiment>_<data>, where such a file exists)")
+
+
+def bf16_native(device: str) -> bool:
+    """Whether the device computes bf16 in hardware: a CUDA GPU from Ampere on, or a CPU with AVX-512 BF16
+    (AMX tiles imply it). Elsewhere bf16 is emulated, and slower than float32."""
+    if device == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    capability = torch._C._cpu._get_cpu_capability() if hasattr(torch._C, "_cpu") else {}
+    return device == "cpu" and bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
+
+
+def native_precision(precision: str, accelerator: str) -> str:
+    """trainer.precision=auto as Lightning's precision: bf16-mixed where the device that `accelerator`
+    picks computes bf16 natively, else 32-true (the lab's arithmetic). bf16-mixed keeps the weights,
+    the optimiser and the loss in float32 and runs convolutions and matrix products in bf16; on the
+    lab's two runs it cost no accuracy beyond the seed-to-seed spread (docs/performance.md)."""
+    if precision != "auto":
+        return precision
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    device = {"gpu": "cuda"}.get(accelerator, accelerator)
+    return "bf16-mixed" if bf16_native(device) else "32-true"
 
 
 def check_accelerator(accelerator: str, devices: Any) -> None:

@@ -14,22 +14,52 @@ NUM_CLASSES = 10
 MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
 
 
-class ELU(nn.Module):
-    """nn.ELU (alpha 1), computed on CPU as relu(x) + (exp(min(x, 0)) - 1).
+class Dropout(nn.Dropout):
+    """nn.Dropout whose mask, in training on CPU, comes from 16 random bits per element, drawn as 64-bit words.
 
-    Written because PyTorch's CPU ELU goes through an unvectorised expm1: on this project's 2-core
-    AVX-512 machines it took 20 ms for a (200, 32, 26, 26) tensor against 1-2 ms for relu, clamp and
-    exp, and made the ELU model's bf16 training step 31% slower (1,685 vs 2,213 samples/s, timed
-    2026-11-24). exp(x) - 1 differs from expm1 by < 1e-7 absolute. On CUDA, F.elu is one fast kernel.
+    Written because torch's CPU dropout draws one random number per element through bernoulli_: in the
+    baseline's bf16 step (batch 256) its 2.4 million-element mask took about a quarter of the step, more
+    than all forward convolutions; 64-bit words, a comparison and a multiply take a fifth of that
+    (docs/performance.md, "The CPU step"). The maths is nn.Dropout's: elements kept with probability
+    1 - p (p rounded to a multiple of 2^-16) and scaled by 1 / (1 - p). The random stream differs from
+    torch's; it comes from torch's default generator, so a seeded run repeats and resumes bit for bit.
+    Elsewhere (CUDA, evaluation) it is nn.Dropout.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            return F.elu(x)
-        return F.relu(x) + (torch.exp(x.clamp(max=0)) - 1)  # brackets: x + 0 stays exact in bf16
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
+            return super().forward(x)
+        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+        bits = words.view(torch.int16)[: x.numel()]
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            n, c, h, w = x.shape  # a mask in the input's own layout: no layout conversion, here or downstream
+            bits = bits.view(n, h, w, c).permute(0, 3, 1, 2)
+        else:
+            bits = bits.view(x.shape)
+        keep = bits >= round(self.p * 2**16) - 2**15  # true with probability 1 - p
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "elu": ELU}
+class FlattenLinear(nn.Linear):
+    """nn.Flatten then nn.Linear, in one layer with nn.Linear's parameters and maths.
+
+    On a channels_last input it reads the features in memory order, and permutes the weight's
+    columns to match, in the same copy that casts the weight to the input's dtype (autocast copies it
+    anyway). Written because flattening a channels_last tensor copies it into NCHW order, and the
+    gradient coming back in that order made max-pool's backward convert its layout: the two copies
+    took longer than max-pool itself in the baseline's bf16 step (docs/performance.md, "The CPU step").
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x.flatten(1))
+        n, c, h, w = x.shape
+        weight = torch.empty(self.out_features, h, w, c, dtype=x.dtype, device=x.device)
+        weight.copy_(self.weight.view(-1, c, h, w).permute(0, 2, 3, 1))  # one copy: layout and dtype
+        return F.linear(x.permute(0, 2, 3, 1).reshape(n, -1), weight.view(self.out_features, -1), self.bias)
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
 # The seed's optimisers with Keras 2.3's defaults, which differ from PyTorch's.
 ADADELTA = {"name": "Adadelta", "lr": 1.0, "rho": 0.95, "eps": 1e-7}
 KERAS_SGD = {"name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
@@ -249,8 +279,8 @@ class BaselineCNN(MNISTClassifier):
         h = self.hparams
         features = nn.Sequential(
             nn.Conv2d(1, h.conv1_channels, h.kernel_size), nn.ReLU(),
-            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.kernel_size), nn.ReLU(),
-            nn.MaxPool2d(h.pool_size), nn.Dropout(h.conv_dropout), nn.Flatten(),
+            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.kernel_size),
+            *pooled(h.pool_size, nn.ReLU()), Dropout(h.conv_dropout),
         )
         return nn.Sequential(*features, *dense_head(features, [h.dense_units], "relu", h.dense_dropout))
 
@@ -269,11 +299,10 @@ class EluCNN(MNISTClassifier):
         h = self.hparams
         layers, channels = [], 1
         for out in (h.block1_channels, h.block2_channels):
-            layers += [nn.Conv2d(channels, out, h.kernel_size), ELU(),
-                       nn.Conv2d(out, out, h.kernel_size), ELU(),
-                       nn.MaxPool2d(h.pool_size), nn.Dropout(h.conv_dropout)]
+            layers += [nn.Conv2d(channels, out, h.kernel_size), nn.ELU(),
+                       nn.Conv2d(out, out, h.kernel_size), *pooled(h.pool_size, nn.ELU()), Dropout(h.conv_dropout)]
             channels = out
-        features = nn.Sequential(*layers, nn.Flatten())
+        features = nn.Sequential(*layers)
         return nn.Sequential(*features, *dense_head(features, [h.dense_units], "elu", h.dense_dropout))
 
 
@@ -291,24 +320,33 @@ class ProseCNN(MNISTClassifier):
     def build(self) -> nn.Sequential:
         h = self.hparams
         features = nn.Sequential(
-            nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), ELU(), nn.MaxPool2d(h.pool_size),
-            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), ELU(), nn.MaxPool2d(h.pool_size),
-            nn.Dropout(h.dropout), nn.Flatten(),
+            nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), *pooled(h.pool_size, nn.ELU()),
+            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), *pooled(h.pool_size, nn.ELU()),
+            Dropout(h.dropout),
         )
         return nn.Sequential(*features, *dense_head(features, list(h.dense_units), "relu", 0.0))
 
 
+def pooled(pool_size: int, activation: nn.Module) -> list[nn.Module]:
+    """Keras's activation-then-max-pool, computed as max-pool then activation: the same values, since a
+    non-decreasing activation commutes with max, on a quarter of the elements, forward and backward.
+    The gradient is the same too, up to which of two equal maxima receives it: ReLU makes no new ties
+    among the values that pass a gradient, a bf16 ELU can round two negative inputs to one value."""
+    return [nn.MaxPool2d(pool_size), activation]
+
+
 def dense_head(features: nn.Module, units: list[int], activation: str, dropout: float) -> list[nn.Module]:
-    """Dense layers after `features`, sized from its output on one 28x28 image; ends in 10 logits."""
+    """Dense layers after `features` (flattened by the first), sized from its output on one 28x28
+    image; ends in 10 logits."""
     with torch.no_grad():
-        width = features(torch.zeros(1, 1, 28, 28)).shape[1]
+        width = features(torch.zeros(1, 1, 28, 28)).flatten(1).shape[1]
     layers = []
-    for n in units:
-        layers += [nn.Linear(width, n), ACTIVATIONS[activation]()]
+    for i, n in enumerate(units):
+        layers += [(FlattenLinear if i == 0 else nn.Linear)(width, n), ACTIVATIONS[activation]()]
         if dropout:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         width = n
-    return layers + [nn.Linear(width, NUM_CLASSES)]
+    return layers + [(FlattenLinear if not units else nn.Linear)(width, NUM_CLASSES)]
 
 
 MODELS = {cls.__name__: cls for cls in (BaselineCNN, EluCNN, ProseCNN)}

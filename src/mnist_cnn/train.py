@@ -32,7 +32,7 @@ from mnist_cnn import artifacts
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra, split_args
-from mnist_cnn.config import ConfigError, check_train
+from mnist_cnn.config import ConfigError, check_train, native_precision
 from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.history import History
 from mnist_cnn.interrupt import Interrupted, Interruptible
@@ -70,7 +70,8 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None] + [history, *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                    plugins=[background_checkpoint_io()])
+                    plugins=[background_checkpoint_io()],
+                    precision=native_precision(cfg.trainer.precision, cfg.trainer.accelerator))
     return datamodule, model, trainer, history
 
 
