@@ -33,6 +33,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,17 +45,20 @@ import torchmetrics
 import torchvision
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from torch import nn
 from torch.nn import functional as F
 from torchvision import datasets, transforms
 
-from mnist_cnn.data import MEAN, STD, MNISTDataModule, TensorBatches, default_data_dir
+from mnist_cnn.data import MEAN, STD, MNISTDataModule, TensorBatches, default_data_dir, normalize
 from mnist_cnn.mnist_files import ensure_mnist
 from mnist_cnn import models
-from mnist_cnn.models import BaselineCNN, EluCNN, ProseCNN
+from mnist_cnn.models import BaselineCNN, EluCNN, ProseCNN, SpeedrunCNN
+from mnist_cnn.config import native_precision
 from mnist_cnn.train import build
 
-RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200)}
+RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200),
+        "speedrun": ("speedrun", SpeedrunCNN, 256)}
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
 TARGET_VAL_ACC = 0.99
 
@@ -113,10 +117,11 @@ def plain_loaders(data_dir: str, batch_size: int, device: torch.device):
 
 
 def plain_model(cls, device: torch.device):
-    """The same layers, initialisation and optimiser, as stock PyTorch: nn.ELU, default layout."""
+    """The same layers, initialisation and optimiser, as stock PyTorch: Keras's layer order, nn.Dropout,
+    nn.Flatten, the default layout."""
     torch.manual_seed(0)
     module = cls(channels_last=False)
-    net = nn.Sequential(*(nn.ELU() if isinstance(layer, models.ELU) else layer for layer in module.net)).to(device)
+    net = models.keras_order(module.net).to(device)
     return (net, *optimiser_and_decay(module))  # over the same parameter objects as net
 
 
@@ -399,6 +404,192 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+# --- 4. the lab's epoch at two commits and in Keras; the speedrun ---------------------------------------
+
+def lab_epoch(commit: str | None, precision: str, args) -> dict:
+    """`python train.py trainer.max_epochs=1` (the lab's first run, one epoch) as a fresh process, at a
+    commit (checked out in a temporary worktree) or at the working tree (None); its epoch from metrics.json."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path.cwd()
+        if commit:
+            root = Path(tmp) / "tree"
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(root), commit], check=True)
+        try:
+            command = [sys.executable, "train.py", "trainer.max_epochs=1", f"trainer.precision={precision}",
+                       "test=false", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp}/run",
+                       f"data.data_dir={args.data_dir}"]
+            start = time.perf_counter()
+            subprocess.run(command, cwd=root, env={**os.environ, "PYTHONPATH": str(root / "src")}, check=True,
+                           capture_output=True)
+            wall = time.perf_counter() - start
+            epoch = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["history"][0]
+        finally:
+            if commit:
+                subprocess.run(["git", "worktree", "remove", "--force", str(root)], check=True)
+    return {"commit": commit or git_commit(), "precision": precision, "wall_seconds": wall,
+            "epoch_seconds": epoch["train_seconds"] + epoch["val_seconds"], "val_acc": epoch["val_acc"]}
+
+
+def keras_epoch(args) -> dict:
+    out = subprocess.run([args.keras_python, str(Path(__file__).with_name("keras_lab.py")), "--data-dir", args.data_dir,
+                          "--repeats", "1"], check=True, capture_output=True, text=True).stdout
+    record = json.loads(out.strip().splitlines()[-1])
+    return {"commit": "keras", "precision": "float32", "epoch_seconds": record["epoch_seconds"][0], **record}
+
+
+def lab_epochs(args) -> dict:
+    """The baseline's one-epoch run at --against (the code before) and now, in bf16-mixed and 32-true,
+    and the lab's Keras code (--keras-python), alternating, --rounds times; best of the rounds each."""
+    runs = []
+    for _ in range(args.rounds):
+        for precision in ("bf16-mixed", "32-true"):
+            for commit in (args.against, None):
+                runs.append(lab_epoch(commit, precision, args))
+                print(f"cpu   baseline epoch {runs[-1]['commit'][:7]} {precision:10} {runs[-1]['epoch_seconds']:6.1f} s",
+                      flush=True)
+        if args.keras_python:
+            runs.append(keras_epoch(args))
+            print(f"cpu   baseline epoch keras   float32    {runs[-1]['epoch_seconds']:6.1f} s", flush=True)
+    best = {}
+    for r in runs:
+        key = f"{'keras' if r['commit'] == 'keras' else ('before' if r['commit'] == args.against else 'now')} {r['precision']}"
+        best[key] = min(best.get(key, float("inf")), r["epoch_seconds"])
+    return {"against": args.against, "runs": runs, "best_epoch_seconds": best}
+
+
+def tuomaso_recipe(x_train, y_train, x_test, y_test) -> dict:
+    """tuomaso/train_mnist_fast's final notebook (8_Final_00s76), as its plain loop runs it: all 60,000
+    training images in order, batch 256, one epoch, float32, PyTorch's default initialisation,
+    log_softmax + nll_loss, Adam(0.01, betas (0.7, 0.9)), OneCycleLR; tested at batch 2000. Its
+    timed main() is model construction + training + test."""
+    start = time.perf_counter()
+    net = nn.Sequential(nn.Conv2d(1, 24, 5, 1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(24, 32, 3, 1), nn.MaxPool2d(2),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(800, 256), nn.ReLU(), nn.Linear(256, 10), nn.LogSoftmax(dim=1))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.7, 0.9))
+    steps = (len(x_train) - 1) // 256 + 1
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps, cycle_momentum=False)
+    net.train()
+    fit_start = time.perf_counter()
+    for i in range(steps):
+        optimizer.zero_grad()
+        loss = F.nll_loss(net(x_train[256 * i : 256 * (i + 1)]), y_train[256 * i : 256 * (i + 1)])
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    fit = time.perf_counter() - fit_start
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(len(x_test) // 2000):
+            correct += (net(x_test[2000 * i : 2000 * (i + 1)]).argmax(1) == y_test[2000 * i : 2000 * (i + 1)]).sum().item()
+    return {"fit_seconds": fit, "main_seconds": time.perf_counter() - start, "test_acc": correct / len(x_test)}
+
+
+def speedrun_config(args, *overrides):
+    with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
+        return compose("train", overrides=["experiment=speedrun", f"data.data_dir={args.data_dir}", *overrides])
+
+
+def plain_speedrun(args) -> float:
+    """experiment=speedrun's maths as a plain loop, on the data module's own device-resident batches: the
+    same network and layout, bf16 autocast where the run uses it, Adam with the one-cycle schedule,
+    cross-entropy, one epoch, then the validation pass. Seconds for the epoch (train + validation)."""
+    cfg = speedrun_config(args)
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule, model = instantiate(cfg.data), instantiate(cfg.model, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup()
+    net = model.net.to(memory_format=torch.channels_last)
+    bf16 = native_precision(cfg.trainer.precision, "cpu") == "bf16-mixed"
+    batches = TensorBatches(datamodule.x_train, datamodule.y_train, cfg.data.batch_size, shuffle=True, seed=cfg.data.seed)
+    options = cfg.model.optimizer
+    optimizer = torch.optim.Adam(net.parameters(), lr=options.lr, betas=tuple(options.betas))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=options.lr, total_steps=len(batches),
+                                                   cycle_momentum=False)
+    start = time.perf_counter()
+    net.train()
+    for x, y in batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    net.eval()
+    correct = torch.zeros((), dtype=torch.long)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for x, y in TensorBatches(datamodule.x_val, datamodule.y_val, datamodule.evaluation_batch_size()):
+            correct += (net(x).argmax(1) == y).sum()
+    return time.perf_counter() - start
+
+
+def trainer_speedrun(args) -> float:
+    """The same epoch through the Trainer as `python train.py experiment=speedrun` builds it (checkpoints,
+    logger, metrics; the data loaded first, as the plain loop's is). Seconds for the epoch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
+            cfg = compose("train", return_hydra_config=True, overrides=[
+                "experiment=speedrun", f"data.data_dir={args.data_dir}", "callbacks.progress_bar.refresh_rate=0",
+                f"hydra.runtime.output_dir={tmp}"])
+        HydraConfig.instance().set_config(cfg)
+        timer = BatchClock(torch.device("cpu"))
+        datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer,))
+        datamodule.prepare_data()
+        datamodule.setup()
+        trainer.fit(model, datamodule=datamodule)
+    return timer.epochs[0][0]
+
+
+def speedrun_process(seed: int, args) -> dict:
+    """`python train.py experiment=speedrun seed=<seed>` as a user runs it: the whole process's wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "train.py", "experiment=speedrun", f"seed={seed}", f"hydra.run.dir={tmp}",
+                   f"data.data_dir={args.data_dir}"]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
+    return {"seed": seed, "process_seconds": wall, "fit_seconds": metrics["fit_seconds"], "test_acc": metrics["test_acc"],
+            "precision": metrics["precision"]}
+
+
+def speedrun(args) -> dict:
+    """The speedrun against tuomaso/train_mnist_fast's plain loop, on this machine in this run: 5 seeds of
+    the whole process; the Trainer's epoch against the plain loop's (interleaved, best of --rounds each);
+    the recipe's own loop (best of --rounds, and its test accuracies)."""
+    raw_train, raw_test = datasets.MNIST(args.data_dir, train=True), datasets.MNIST(args.data_dir, train=False)
+    x_train, x_test = normalize(raw_train.data, "standard"), normalize(raw_test.data, "standard")
+    recipe, plain, project = [], [], []
+    for _ in range(args.rounds):
+        recipe.append(tuomaso_recipe(x_train, raw_train.targets, x_test, raw_test.targets))
+        plain.append(plain_speedrun(args))
+        project.append(trainer_speedrun(args))
+        print(f"cpu   speedrun: recipe fit {recipe[-1]['fit_seconds']:.2f} s (acc {recipe[-1]['test_acc']:.4f}), "
+              f"plain loop epoch {plain[-1]:.2f} s, Trainer epoch {project[-1]:.2f} s", flush=True)
+    runs = [speedrun_process(seed, args) for seed in range(5)]
+    for r in runs:
+        print(f"cpu   speedrun seed {r['seed']}: test_acc {r['test_acc']:.4f}, fit {r['fit_seconds']:.2f} s, "
+              f"process {r['process_seconds']:.2f} s", flush=True)
+    accs = [r["test_acc"] for r in runs]
+    return {
+        "recipe": recipe, "recipe_best_fit_seconds": min(r["fit_seconds"] for r in recipe),
+        "plain_epoch_seconds": plain, "trainer_epoch_seconds": project,
+        "trainer_over_plain": min(project) / min(plain),
+        "seeds": runs, "test_acc_mean": statistics.mean(accs), "test_acc_min": min(accs),
+        "fit_seconds_median": statistics.median(r["fit_seconds"] for r in runs),
+        "process_seconds_median": statistics.median(r["process_seconds"] for r in runs),
+    }
+
+
+def save_json(name: str, record: dict, args) -> Path:
+    out = Path(args.out) / f"cpu-{datetime.date.today().isoformat()}-{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "machine": machine(torch.device("cpu")),
+                               "commit": git_commit(), **record}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
 # --- the report -------------------------------------------------------------------------------------
 
 def machine(device: torch.device) -> dict:
@@ -407,7 +598,9 @@ def machine(device: torch.device) -> dict:
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                  if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    capability = torch._C._cpu._get_cpu_capability() if hasattr(torch._C, "_cpu") else {}
+    isa = {k: capability[k] for k in ("avx512_f", "avx512_bf16", "amx_bf16", "amx_tile") if k in capability}
+    info = {"cpu": cpu, "cpu_isa": isa, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "lightning": L.__version__, "platform": platform.platform()}
     if device.type == "cuda":
@@ -430,11 +623,23 @@ def main() -> None:
     parser.add_argument("--overhead", action="store_true", help="only the Trainer's cost per step at batch 8")
     parser.add_argument("--overhead-steps", type=int, default=400)
     parser.add_argument("--gpu-summary", action="store_true", help="write benchmarks/results/gpu-summary.json")
+    parser.add_argument("--lab-epochs", action="store_true",
+                        help="CPU: the baseline's epoch before (--against) and now, bf16 and fp32, and in Keras")
+    parser.add_argument("--against", default="cfb48ad", help="--lab-epochs: the commit to compare with")
+    parser.add_argument("--keras-python", help="--lab-epochs: a Python with tensorflow-cpu (see scripts/keras_lab.py)")
+    parser.add_argument("--speedrun", action="store_true", help="CPU: experiment=speedrun against train_mnist_fast")
+    parser.add_argument("--rounds", type=int, default=2, help="--lab-epochs, --speedrun: alternating rounds")
     parser.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=4",
                         help="--gpu-summary: the launcher setting of the timed batch_size sweep")
     args = parser.parse_args()
     args.warmup, args.window, args.windows = (2, 6, 3) if args.quick else (3, 15, 5)
     ensure_mnist(args.data_dir)
+    if args.lab_epochs or args.speedrun:
+        if args.lab_epochs:
+            save_json("lab-epochs", lab_epochs(args), args)
+        if args.speedrun:
+            save_json("speedrun", speedrun(args), args)
+        return
     if args.gpu_summary:
         args.window = 25
         gpu_summary(args)

@@ -41,7 +41,8 @@ def test_every_config_composes_checks_and_instantiates(tmp_path, group, option):
     assert isinstance(instantiate(cfg.model, _convert_="all"), MNISTClassifier)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    precision = config.native_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # as train.build
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
     assert isinstance(trainer, L.Trainer)
 
 
@@ -239,7 +240,7 @@ def test_seed_elu_is_the_seeds_last_fit(tmp_path):
     assert cfg.model._target_.endswith("EluCNN")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (200, 10, 0.3)
     assert {k: v for k, v in cfg.model.optimizer.items() if v is not None} == {
-        "name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
+        "name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6, "one_cycle": False}
 
 
 def run_settings(tmp_path, *overrides) -> dict:

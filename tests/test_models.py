@@ -1,4 +1,5 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -7,10 +8,10 @@ from torch.nn import functional as F
 import lightning as L
 
 from mnist_cnn.artifacts import misclassified_figure
-from mnist_cnn.models import (MISTAKES_KEPT, BaselineCNN, Dropout, EluCNN, FlattenLinear, ProseCNN,
+from mnist_cnn.models import (MISTAKES_KEPT, BaselineCNN, Dropout, EluCNN, ProseCNN, SpeedrunCNN, keras_order,
                               wants_channels_last)
 
-SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933}
+SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933, SpeedrunCNN: 215_194}
 
 
 @pytest.mark.parametrize("cls", SEED_PARAMETERS)
@@ -71,6 +72,7 @@ def learnable_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_one_optimiser_step_lowers_the_loss(cls, seed):
     torch.manual_seed(seed)
     model = cls()
+    model.trainer = SimpleNamespace(estimated_stepping_batches=100)  # the length of a one-cycle schedule
     x, y = learnable_batch(64, seed)
     config = model.configure_optimizers()
     optimizer = config["optimizer"] if isinstance(config, dict) else config
@@ -97,21 +99,6 @@ def test_architecture_comes_from_arguments():
     assert sum(p.numel() for p in model.parameters()) == 80 + 1168 + (16 * 12 * 12 * 32 + 32) + 330
 
 
-def keras_order(model) -> torch.nn.Sequential:
-    """The model's layers as Keras orders them (activation, then max-pool; Flatten, then Dense), sharing its
-    parameters: the reference for what the faster order must compute."""
-    layers, net = [], list(model.net)
-    for i, layer in enumerate(net):
-        if isinstance(layer, torch.nn.MaxPool2d):
-            layers += [net[i + 1], layer]
-        elif isinstance(layer, FlattenLinear):
-            layers += [torch.nn.Flatten(), torch.nn.Linear(layer.in_features, layer.out_features)]
-            layers[-1].weight, layers[-1].bias = layer.weight, layer.bias
-        elif not (i and isinstance(net[i - 1], torch.nn.MaxPool2d)):
-            layers.append(layer)
-    return torch.nn.Sequential(*layers)
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("cls", SEED_PARAMETERS)
 def test_pooling_before_the_activation_and_flattening_in_the_dense_layer_keep_keras_maths(cls, channels_last):
@@ -120,7 +107,7 @@ def test_pooling_before_the_activation_and_flattening_in_the_dense_layer_keep_ke
     dense layer sums its inputs in memory order there)."""
     torch.manual_seed(0)
     model = cls().eval()
-    reference = keras_order(model)
+    reference = keras_order(model.net)
     assert len(list(reference.parameters())) == len(list(model.parameters()))
     x = torch.randn(16, 1, 28, 28)
     if channels_last:
@@ -180,8 +167,6 @@ def test_channels_last_is_a_switch_on_cpu_by_default():
 
 def test_a_non_finite_loss_is_noted_on_the_device_and_named_by_its_first_step():
     """The guard reads nothing back per step (a host-device sync on a GPU); the check names the first bad step."""
-    from types import SimpleNamespace
-
     model = ProseCNN()
     model.trainer = SimpleNamespace(num_training_batches=4, global_step=10)
     model.on_train_start()
@@ -193,8 +178,6 @@ def test_a_non_finite_loss_is_noted_on_the_device_and_named_by_its_first_step():
 
 
 def test_a_finite_run_passes_the_guard():
-    from types import SimpleNamespace
-
     model = ProseCNN()
     model.trainer = SimpleNamespace(num_training_batches=4, global_step=0)
     model.on_train_start()
@@ -233,3 +216,18 @@ def test_a_test_set_answered_right_has_no_mistakes_to_show():
     assert found["true"] == found["predicted"] == found["probability"] == [] and found["images"].shape == (0, 28, 28)
     figure = misclassified_figure(found, [str(d) for d in range(10)])
     assert "0 shown" in figure._suptitle.get_text()
+
+
+def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
+    model = SpeedrunCNN()
+    model.trainer = SimpleNamespace(estimated_stepping_batches=200)
+    config = model.configure_optimizers()
+    optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["betas"] == (0.7, 0.9)
+    assert config["lr_scheduler"]["interval"] == "step"
+    rates = []
+    for _ in range(200):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert max(rates) == pytest.approx(0.01) and rates[0] == pytest.approx(0.01 / 25) and rates[-1] < 1e-5

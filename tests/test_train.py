@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import torch
+from torchvision.datasets import MNIST
+
+from mnist_cnn.checkpoints import load_model
+from mnist_cnn.config import native_precision
+from mnist_cnn.data import normalize
 from mnist_cnn.mnist_files import OFFICIAL_SHA256
 
 from conftest import FEW_BATCHES, needs_cuda, run_train
@@ -88,7 +94,30 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert [e.value for e in events.Scalars("accuracy/val")] == pytest.approx([h["val_acc"] for h in metrics["history"]])
     assert session_hparams(event_file) == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": 256,
                                            "validation_split": 0.3, "max_epochs": 2, "optimizer": "Adadelta",
-                                           "lr": 1.0, "precision": "32-true", "seed": 42}
+                                           "lr": 1.0, "precision": native_precision("auto", "cpu"), "seed": 42}
+    assert metrics["precision"] == native_precision("auto", "cpu")
+
+    # Tested in memory (the best checkpoint is the last epoch's): the checkpoint file scores the same.
+    model, _ = load_model(metrics["best_checkpoint"])
+    model.net.to(memory_format=torch.channels_last)  # as the run computed it on CPU
+    data = MNIST(mnist_dir, train=False)
+    x, y = normalize(data.data[: 3 * 256], "standard"), data.targets[: 3 * 256]
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=metrics["precision"] == "bf16-mixed"):
+        predicted = torch.cat([model(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    assert (predicted == y).float().mean().item() == pytest.approx(metrics["test_acc"], abs=1e-6)
+
+
+def test_speedrun_runs_one_cycle_and_checkpoints_at_the_epoch_end_only(tmp_path, mnist_dir):
+    result = run_train("experiment=speedrun", "trainer.limit_train_batches=120", *FEW_BATCHES[2:], "logger=csv",
+                       f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["model"] == "SpeedrunCNN" and metrics["parameters"] == 215_194 and metrics["epochs"] == 1
+    assert metrics["config"]["data"]["validation_split"] == 0.05 and metrics["test_acc"] > 0.9
+    lrs = [float(row["lr-Adam"]) for row in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if row.get("lr-Adam")]
+    assert lrs and max(lrs) < 0.01 / 25 + 1e-9  # logged at the epoch's start: the one-cycle warm-up's first value
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))[-1] == "last.ckpt"
+    assert len(list((tmp_path / "checkpoints").glob("*.ckpt"))) == 2
 
 
 def session_hparams(event_file) -> dict:

@@ -78,10 +78,12 @@ class OptimizerConfig:
     name: str = key("a torch.optim class", choices=OPTIMIZERS)
     lr: float = key("learning rate", gt=0)
     decay: float = key("Keras's time-based decay: lr / (1 + decay * step)", 0.0, ge=0)
+    one_cycle: bool = key("torch's OneCycleLR over the whole fit, peaking at lr (instead of decay)", False)
     momentum: Optional[float] = key("SGD, RMSprop", None, ge=0)
     nesterov: Optional[bool] = key("SGD", None)
     rho: Optional[float] = key("Adadelta", None, ge=0, le=1)
     eps: Optional[float] = key("added to denominators", None, gt=0)
+    betas: Optional[List[float]] = key("Adam, AdamW: the two moving averages' coefficients", None, ge=0, lt=1)
     weight_decay: Optional[float] = key("L2 penalty", None, ge=0)
 
 
@@ -128,6 +130,17 @@ class ProseConfig(ModelConfig):
     pool_size: int = key("max-pooling size", ge=1)
     dropout: float = key("dropout after the convolutions", ge=0, lt=1)
     dense_units: List[int] = key("units of each hidden dense layer", ge=1)
+
+
+@dataclass
+class SpeedrunConfig(ModelConfig):
+    """mnist_cnn.models.SpeedrunCNN"""
+    conv1_channels: int = key("filters of the first convolution", ge=1)
+    conv1_kernel: int = key("kernel size of the first convolution", ge=1)
+    conv2_channels: int = key("filters of the second convolution", ge=1)
+    conv2_kernel: int = key("kernel size of the second convolution", ge=1)
+    pool_size: int = key("max-pooling size", ge=1)
+    dense_units: int = key("units of the hidden dense layer", ge=1)
 
 
 @dataclass
@@ -218,7 +231,8 @@ class TrainConfig:
 SCHEMAS = {
     "schema/train": TrainConfig,
     "schema/data/mnist": DataConfig, "schema/model/baseline": BaselineConfig, "schema/model/elu": EluConfig,
-    "schema/model/prose_cnn": ProseConfig, "schema/trainer/default": TrainerConfig,
+    "schema/model/prose_cnn": ProseConfig, "schema/model/speedrun": SpeedrunConfig,
+    "schema/trainer/default": TrainerConfig,
     "schema/callbacks/checkpoint": CheckpointConfig, "schema/callbacks/progress_bar": ProgressBarConfig,
     "schema/callbacks/learning_rate": LearningRateConfig,
     "schema/logger/tensorboard": TensorBoardConfig, "schema/logger/csv": CSVConfig,
@@ -282,10 +296,13 @@ def check_train(cfg: DictConfig) -> None:
         raise ConfigError(f"data.validation_split={data.validation_split} leaves no validation images: raise it")
     accepted = inspect.signature(getattr(torch.optim, optimizer.name)).parameters
     for name, value in optimizer.items():
-        if name not in ("name", "decay") and value is not None and name not in accepted:
+        if name not in ("name", "decay", "one_cycle") and value is not None and name not in accepted:
             raise ConfigError(f"model.optimizer.{name}={value} is not an argument of torch.optim.{optimizer.name} "
                               f"(it takes {', '.join(p for p in accepted if p != 'params')}); "
                               f"unset it with model.optimizer.{name}=null")
+    if optimizer.get("one_cycle") and optimizer.get("decay"):
+        raise ConfigError(f"model.optimizer.one_cycle=true and model.optimizer.decay={optimizer.decay}: two schedules; "
+                          "set decay=0 or one_cycle=false")
     for epoch in cfg.get("read_epochs") or []:
         if not 1 <= epoch <= trainer.max_epochs:
             raise ConfigError(f"read_epochs={list(cfg.read_epochs)}: {epoch} is not an epoch of this run "

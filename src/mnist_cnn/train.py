@@ -115,9 +115,13 @@ def fit_and_test(cfg: DictConfig) -> dict:
     read = read_epochs(trainer, model, datamodule, readings, epochs, cfg.test) if readings else None
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0] if cfg.test else {}
-
     best = tested_epoch(epochs, checkpoint)
+    # The best checkpoint of the last epoch holds the weights still in memory (unless readings loaded others):
+    # test those rather than read the file back.
+    in_memory = readings is None and bool(epochs) and best.get("epoch") == epochs[-1]["epoch"]
+    ckpt_path = None if in_memory else best_path or None
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0] if cfg.test else {}
+
     train_seconds = sum(e["train_seconds"] for e in epochs)
     metrics = {
         "status": "ok",
