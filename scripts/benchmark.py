@@ -13,6 +13,16 @@ accuracy. Prints a table and writes benchmarks/results/<device>-<date>.json.
     python scripts/benchmark.py --quick    # throughput only, fewer windows (under 3 minutes)
     python scripts/benchmark.py --device cpu --overhead   # the Trainer's cost per step at batch 8 (prose_cnn)
     python scripts/benchmark.py --gpu-summary             # on a CUDA machine: benchmarks/results/gpu-summary.json
+    python scripts/benchmark.py --lab-epochs --keras-python /tmp/tf/bin/python   # before / now / Keras
+    python scripts/benchmark.py --speedrun                # experiment=speedrun against train_mnist_fast
+
+--lab-epochs runs the baseline's one-epoch command as fresh processes at --against (the code before)
+and at the working tree, in bf16-mixed and 32-true, and the lab's own Keras code (scripts/keras_lab.py,
+under a Python with tensorflow-cpu), alternating, best of --rounds: cpu-<date>-lab-epochs.json.
+--speedrun measures, in one run: tuomaso/train_mnist_fast's plain loop (its recipe as published),
+experiment=speedrun's epoch through the Trainer against a plain loop doing the same maths on the same
+device-resident batches (interleaved), and 5 seeds of `python train.py experiment=speedrun` as whole
+processes: cpu-<date>-speedrun.json. Every JSON names the CPU and its ISA (AVX-512 BF16, AMX).
 
 --gpu-summary measures side by side, in one run: the seed_baseline warm epoch (train + validation, with
 the run's checkpointing), seed_elu's whole 10-epoch fit, the wall time of the 21-job batch_size sweep
@@ -490,11 +500,12 @@ def speedrun_config(args, *overrides):
         return compose("train", overrides=["experiment=speedrun", f"data.data_dir={args.data_dir}", *overrides])
 
 
-def plain_speedrun(args) -> float:
+def plain_speedrun(args, *overrides) -> tuple[float, float]:
     """experiment=speedrun's maths as a plain loop, on the data module's own device-resident batches: the
     same network and layout, bf16 autocast where the run uses it, Adam with the one-cycle schedule,
-    cross-entropy, one epoch, then the validation pass. Seconds for the epoch (train + validation)."""
-    cfg = speedrun_config(args)
+    cross-entropy, one epoch, then the validation pass. Seconds for the epoch (train + validation), and
+    the validation accuracy."""
+    cfg = speedrun_config(args, *overrides)
     L.seed_everything(cfg.seed, verbose=False)
     datamodule, model = instantiate(cfg.data), instantiate(cfg.model, _convert_="all")
     datamodule.prepare_data()
@@ -520,7 +531,32 @@ def plain_speedrun(args) -> float:
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for x, y in TensorBatches(datamodule.x_val, datamodule.y_val, datamodule.evaluation_batch_size()):
             correct += (net(x).argmax(1) == y).sum()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, correct.item() / len(datamodule.y_val)
+
+
+# The settings the speedrun's network was chosen from, by mean validation accuracy over 5 seeds.
+SPEEDRUN_CHOICES = {
+    "train_mnist_fast's network (conv 2: 32 filters)": ["model.conv2_channels=32"],
+    "conv 2: 48 filters (chosen)": [],
+    "conv 2: 64 filters": ["model.conv2_channels=64"],
+    "conv 1: 32, conv 2: 64 filters": ["model.conv1_channels=32", "model.conv2_channels=64"],
+    "peak lr 0.02": ["model.conv2_channels=32", "model.optimizer.lr=0.02"],
+    "peak lr 0.007": ["model.conv2_channels=32", "model.optimizer.lr=0.007"],
+    "betas (0.9, 0.95)": ["model.conv2_channels=32", "model.optimizer.betas=[0.9,0.95]"],
+    "batch 128": ["model.conv2_channels=32", "data.batch_size=128"],
+}
+
+
+def speedrun_choice(args) -> dict:
+    """Each setting's plain-loop epoch and validation accuracy over seeds 0-4 (validation decides)."""
+    out = {}
+    for name, overrides in SPEEDRUN_CHOICES.items():
+        runs = [plain_speedrun(args, f"seed={seed}", *overrides) for seed in range(5)]
+        out[name] = {"overrides": overrides, "val_acc_mean": statistics.mean(a for _, a in runs),
+                     "epoch_seconds_median": statistics.median(t for t, _ in runs), "val_acc": [a for _, a in runs]}
+        print(f"cpu   speedrun choice {name:45} val_acc {out[name]['val_acc_mean']:.4f}  "
+              f"epoch {out[name]['epoch_seconds_median']:.2f} s", flush=True)
+    return out
 
 
 def trainer_speedrun(args) -> float:
@@ -562,7 +598,7 @@ def speedrun(args) -> dict:
     recipe, plain, project = [], [], []
     for _ in range(args.rounds):
         recipe.append(tuomaso_recipe(x_train, raw_train.targets, x_test, raw_test.targets))
-        plain.append(plain_speedrun(args))
+        plain.append(plain_speedrun(args)[0])
         project.append(trainer_speedrun(args))
         print(f"cpu   speedrun: recipe fit {recipe[-1]['fit_seconds']:.2f} s (acc {recipe[-1]['test_acc']:.4f}), "
               f"plain loop epoch {plain[-1]:.2f} s, Trainer epoch {project[-1]:.2f} s", flush=True)
@@ -628,13 +664,16 @@ def main() -> None:
     parser.add_argument("--against", default="cfb48ad", help="--lab-epochs: the commit to compare with")
     parser.add_argument("--keras-python", help="--lab-epochs: a Python with tensorflow-cpu (see scripts/keras_lab.py)")
     parser.add_argument("--speedrun", action="store_true", help="CPU: experiment=speedrun against train_mnist_fast")
+    parser.add_argument("--speedrun-choice", action="store_true", help="CPU: the speedrun settings compared")
     parser.add_argument("--rounds", type=int, default=2, help="--lab-epochs, --speedrun: alternating rounds")
     parser.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=4",
                         help="--gpu-summary: the launcher setting of the timed batch_size sweep")
     args = parser.parse_args()
     args.warmup, args.window, args.windows = (2, 6, 3) if args.quick else (3, 15, 5)
     ensure_mnist(args.data_dir)
-    if args.lab_epochs or args.speedrun:
+    if args.lab_epochs or args.speedrun or args.speedrun_choice:
+        if args.speedrun_choice:
+            save_json("speedrun-choice", speedrun_choice(args), args)
         if args.lab_epochs:
             save_json("lab-epochs", lab_epochs(args), args)
         if args.speedrun:

@@ -11,7 +11,7 @@ from mnist_cnn.artifacts import misclassified_figure
 from mnist_cnn.models import (MISTAKES_KEPT, BaselineCNN, Dropout, EluCNN, ProseCNN, SpeedrunCNN, keras_order,
                               wants_channels_last)
 
-SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933, SpeedrunCNN: 215_194}
+SEED_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933, SpeedrunCNN: 321_066}
 
 
 @pytest.mark.parametrize("cls", SEED_PARAMETERS)

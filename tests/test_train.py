@@ -112,7 +112,7 @@ def test_speedrun_runs_one_cycle_and_checkpoints_at_the_epoch_end_only(tmp_path,
                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["model"] == "SpeedrunCNN" and metrics["parameters"] == 215_194 and metrics["epochs"] == 1
+    assert metrics["model"] == "SpeedrunCNN" and metrics["parameters"] == 321_066 and metrics["epochs"] == 1
     assert metrics["config"]["data"]["validation_split"] == 0.05 and metrics["test_acc"] > 0.9
     lrs = [float(row["lr-Adam"]) for row in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if row.get("lr-Adam")]
     assert lrs and max(lrs) < 0.01 / 25 + 1e-9  # logged at the epoch's start: the one-cycle warm-up's first value
