@@ -444,7 +444,7 @@ def keras_epoch(args) -> dict:
     out = subprocess.run([args.keras_python, str(Path(__file__).with_name("keras_lab.py")), "--data-dir", args.data_dir,
                           "--repeats", "1"], check=True, capture_output=True, text=True).stdout
     record = json.loads(out.strip().splitlines()[-1])
-    return {"commit": "keras", "precision": "float32", "epoch_seconds": record["epoch_seconds"][0], **record}
+    return {**record, "commit": "keras", "precision": "float32", "epoch_seconds": record["epoch_seconds"][0]}
 
 
 def lab_epochs(args) -> dict:
