@@ -85,6 +85,7 @@ class OptimizerConfig:
     eps: Optional[float] = key("added to denominators", None, gt=0)
     betas: Optional[List[float]] = key("Adam, AdamW: the two moving averages' coefficients", None, ge=0, lt=1)
     weight_decay: Optional[float] = key("L2 penalty", None, ge=0)
+    fused: Optional[bool] = key("Adam, AdamW, SGD: the update as one fused kernel per step", None)
 
 
 @dataclass
