@@ -231,3 +231,19 @@ def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
         optimizer.step()
         schedule.step()
     assert max(rates) == pytest.approx(0.01) and rates[0] == pytest.approx(0.01 / 25) and rates[-1] < 1e-5
+
+
+@pytest.mark.parametrize("cls", [BaselineCNN, EluCNN, ProseCNN])
+def test_checkpoints_from_before_the_flatten_moved_still_load(cls):
+    """Their layers after the flatten are numbered one higher (nn.Flatten had its own index)."""
+    torch.manual_seed(0)
+    model = cls().eval()
+    layers = [i for i, layer in enumerate(model.net) if list(layer.parameters(recurse=False))]
+    first_dense = next(i for i in layers if isinstance(model.net[i], torch.nn.Linear))
+    old = {(f"net.{int(k.split('.')[1]) + 1}.{k.split('.')[2]}" if k.startswith("net.") and int(k.split(".")[1]) >= first_dense
+            else k): v for k, v in model.state_dict().items()}
+    assert set(old) != set(model.state_dict())
+    fresh = cls().eval()
+    fresh.load_state_dict(old)
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(fresh(x), model(x))

@@ -113,6 +113,19 @@ class MNISTClassifier(L.LightningModule):
         })
         self.test_report: dict | None = None
         self.test_mistakes: dict | None = None
+        self.register_load_state_dict_pre_hook(MNISTClassifier.renumber_layers)
+
+    def renumber_layers(self, state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints written before the flatten moved into FlattenLinear number the layers after it one
+        higher; the layers with parameters are the same, in the same order, so they are matched by order."""
+        ours = [i for i, layer in enumerate(self.net) if any(True for _ in layer.parameters(recurse=False))]
+        found = sorted({int(k[len(prefix) + 4 :].split(".")[0]) for k in state_dict if k.startswith(f"{prefix}net.")})
+        if found == ours or len(found) != len(ours):
+            return
+        renamed = dict(zip(found, ours))
+        for key in [k for k in state_dict if k.startswith(f"{prefix}net.")]:
+            index, _, rest = key[len(prefix) + 4 :].partition(".")
+            state_dict[f"{prefix}net.{renamed[int(index)]}.{rest}"] = state_dict.pop(key)
 
     def build(self) -> nn.Sequential:
         raise NotImplementedError
