@@ -122,25 +122,25 @@ class EluConfig(ModelConfig):
 
 
 @dataclass
-class ProseConfig(ModelConfig):
-    """mnist_cnn.models.ProseCNN"""
+class TwoConvConfig(ModelConfig):
+    """What mnist_cnn.models.two_conv_blocks takes: two convolutions, each followed by max-pooling."""
     conv1_channels: int = key("filters of the first convolution", ge=1)
     conv1_kernel: int = key("kernel size of the first convolution", ge=1)
     conv2_channels: int = key("filters of the second convolution", ge=1)
     conv2_kernel: int = key("kernel size of the second convolution", ge=1)
     pool_size: int = key("max-pooling size", ge=1)
+
+
+@dataclass
+class ProseConfig(TwoConvConfig):
+    """mnist_cnn.models.ProseCNN"""
     dropout: float = key("dropout after the convolutions", ge=0, lt=1)
     dense_units: List[int] = key("units of each hidden dense layer", ge=1)
 
 
 @dataclass
-class SpeedrunConfig(ModelConfig):
+class SpeedrunConfig(TwoConvConfig):
     """mnist_cnn.models.SpeedrunCNN"""
-    conv1_channels: int = key("filters of the first convolution", ge=1)
-    conv1_kernel: int = key("kernel size of the first convolution", ge=1)
-    conv2_channels: int = key("filters of the second convolution", ge=1)
-    conv2_kernel: int = key("kernel size of the second convolution", ge=1)
-    pool_size: int = key("max-pooling size", ge=1)
     dense_units: int = key("units of the hidden dense layer", ge=1)
 
 

@@ -339,11 +339,7 @@ class ProseCNN(MNISTClassifier):
 
     def build(self) -> nn.Sequential:
         h = self.hparams
-        features = nn.Sequential(
-            nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), *pooled(h.pool_size, nn.ELU()),
-            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), *pooled(h.pool_size, nn.ELU()),
-            Dropout(h.dropout),
-        )
+        features = nn.Sequential(*two_conv_blocks(h, nn.ELU), Dropout(h.dropout))
         return nn.Sequential(*features, *dense_head(features, list(h.dense_units), "relu", 0.0))
 
 
@@ -360,11 +356,15 @@ class SpeedrunCNN(MNISTClassifier):
 
     def build(self) -> nn.Sequential:
         h = self.hparams
-        features = nn.Sequential(
-            nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), *pooled(h.pool_size, nn.ReLU()),
-            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), *pooled(h.pool_size, nn.ReLU()),
-        )
+        features = nn.Sequential(*two_conv_blocks(h, nn.ReLU))
         return nn.Sequential(*features, *dense_head(features, [h.dense_units], "relu", 0.0))
+
+
+def two_conv_blocks(h, activation: type[nn.Module]) -> list[nn.Module]:
+    """Conv (conv1_channels @ conv1_kernel), max-pool, activation, then the same with conv2's sizes: the
+    features of ProseCNN (ELU) and SpeedrunCNN (ReLU)."""
+    return [nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), *pooled(h.pool_size, activation()),
+            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), *pooled(h.pool_size, activation())]
 
 
 def pooled(pool_size: int, activation: nn.Module) -> list[nn.Module]:
