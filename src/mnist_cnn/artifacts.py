@@ -37,16 +37,30 @@ def write_json(path: Path, data: dict) -> None:
 def samples_figure(images: torch.Tensor):
     """Part II: the first 200 training images, 10 rows of 20, as one tiled image with a dark gap between
     them (200 subplots, as the lab draws it, took seconds)."""
-    images = images[:200].cpu().float()
-    rows, gap = -(-len(images) // 20), 4
-    tiles = torch.full((rows * (28 + gap), 20 * (28 + gap)), float("nan"))
-    for i, image in enumerate(images):
-        r, c = divmod(i, 20)
-        tiles[r * (28 + gap) : r * (28 + gap) + 28, c * (28 + gap) : c * (28 + gap) + 28] = image
+    tiles, _ = tiled(images[:200].cpu().float(), columns=20, cell=(32, 32), at=(0, 0))
     fig, ax = plt.subplots(figsize=(7.2, 3.84), dpi=100)
+    show_tiles(ax, tiles)
+    return fig
+
+
+def tiled(images, columns: int, cell: tuple[int, int], at: tuple[int, int]) -> tuple[torch.Tensor, list]:
+    """28x28 images on one canvas, `columns` to a row, each in a cell of (height, width) pixels at offset
+    `at` (top, left) within it; the rest of the canvas is NaN (drawn white). Returns the canvas and each
+    image's (top, left)."""
+    rows = max(1, -(-len(images) // columns))
+    tiles = torch.full((rows * cell[0], columns * cell[1]), float("nan"))
+    corners = []
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        top, left = r * cell[0] + at[0], c * cell[1] + at[1]
+        tiles[top : top + 28, left : left + 28] = image
+        corners.append((top, left))
+    return tiles, corners
+
+
+def show_tiles(ax, tiles: torch.Tensor) -> None:
     ax.imshow(tiles.numpy(), cmap=plt.get_cmap("gray").with_extremes(bad="white"), interpolation="nearest")
     ax.axis("off")
-    return fig
 
 
 def learning_curves_figure(history: list[dict]):
@@ -77,22 +91,17 @@ def misclassified_figure(mistakes: dict, classes: list[str]):
     """The tested checkpoint's wrong answers, most confident first, 10 to a row, each under its label:
     one tiled image with text on it (one subplot each, 100 of them, took seconds to lay out)."""
     count = len(mistakes["true"])
-    rows = max(1, -(-count // 10))
     two_lines = max(len(c) for c in classes) > 2  # Fashion-MNIST's names
-    label, width = (22 if two_lines else 12), 34  # pixels above each image for its label; a cell's width
-    tiles = torch.full((rows * (28 + label), 10 * width), float("nan"))
+    label = 22 if two_lines else 12  # pixels above each image for its label
+    tiles, corners = tiled(mistakes["images"][:count], columns=10, cell=(28 + label, 34), at=(label, 3))
     height = 13 * tiles.shape[0] / tiles.shape[1]
     fig, ax = plt.subplots(figsize=(13, height + 0.6), dpi=100)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=height / (height + 0.6))  # the title just above
-    for i in range(count):
-        r, c = divmod(i, 10)
-        top, left = r * (28 + label) + label, c * width + 3
-        tiles[top : top + 28, left : left + 28] = mistakes["images"][i]
+    for i, (top, left) in enumerate(corners):
         title = f"{classes[mistakes['true'][i]]} → {classes[mistakes['predicted'][i]]} ({mistakes['probability'][i]:.2f})"
         ax.text(left + 14, top - 1.5, title.replace(" → ", " →\n") if two_lines else title, ha="center",
                 va="bottom", fontsize=8)
-    ax.imshow(tiles.numpy(), cmap=plt.get_cmap("gray").with_extremes(bad="white"), interpolation="nearest")
-    ax.axis("off")
+    show_tiles(ax, tiles)
     if count == 0:
         fig.text(0.5, 0.5, "no test image was misclassified", ha="center")
     fig.suptitle(f"misclassified test images, most confident first ({count} shown): true → predicted (probability)")
