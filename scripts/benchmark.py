@@ -69,7 +69,7 @@ from mnist_cnn.train import build
 
 RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200),
         "speedrun": ("speedrun", SpeedrunCNN, 256)}
-PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "auto": "auto"}
 TARGET_VAL_ACC = 0.99
 
 
@@ -220,7 +220,8 @@ class BatchClock(L.Callback):
         self.epochs.append((clock(self.device) - self._epoch_start, None if val_acc is None else float(val_acc)))
 
 
-def project_trainer(name, precision, device, args, out_dir, *overrides, callbacks=()):
+def project_trainer(name, precision, device, args, out_dir, *overrides, callbacks=(), preload=False):
+    """The run as train.build makes it, fitted; preload: the data loaded before the clock starts."""
     experiment, _, _ = RUNS[name]
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         cfg = compose("train", return_hydra_config=True, overrides=[
@@ -231,6 +232,9 @@ def project_trainer(name, precision, device, args, out_dir, *overrides, callback
     HydraConfig.instance().set_config(cfg)
     timer = BatchClock(device)
     datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer, *callbacks))
+    if preload:
+        datamodule.prepare_data()
+        datamodule.setup()
     trainer.fit(model, datamodule=datamodule)
     return timer
 
@@ -563,17 +567,7 @@ def trainer_speedrun(args) -> float:
     """The same epoch through the Trainer as `python train.py experiment=speedrun` builds it (checkpoints,
     logger, metrics; the data loaded first, as the plain loop's is). Seconds for the epoch."""
     with tempfile.TemporaryDirectory() as tmp:
-        with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
-            cfg = compose("train", return_hydra_config=True, overrides=[
-                "experiment=speedrun", f"data.data_dir={args.data_dir}", "callbacks.progress_bar.refresh_rate=0",
-                f"hydra.runtime.output_dir={tmp}"])
-        HydraConfig.instance().set_config(cfg)
-        timer = BatchClock(torch.device("cpu"))
-        datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer,))
-        datamodule.prepare_data()
-        datamodule.setup()
-        trainer.fit(model, datamodule=datamodule)
-    return timer.epochs[0][0]
+        return project_trainer("speedrun", "auto", torch.device("cpu"), args, tmp, preload=True).epochs[0][0]
 
 
 def speedrun_process(seed: int, args) -> dict:
