@@ -65,6 +65,7 @@ from mnist_cnn.mnist_files import ensure_mnist
 from mnist_cnn import models
 from mnist_cnn.models import BaselineCNN, EluCNN, ProseCNN, SpeedrunCNN
 from mnist_cnn.config import native_precision
+from mnist_cnn.graphed import GraphedStep
 from mnist_cnn.train import build
 
 RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200),
@@ -318,10 +319,11 @@ def profile_run(name, precision, device, args) -> str:
 OVERHEAD_BATCH = 8  # small enough that the per-step cost of the framework shows against the maths
 
 
-def plain_same_maths_ms(device: torch.device, args) -> float:
+def plain_same_maths_ms(device: torch.device, args, graphed: bool = False) -> float:
     """Milliseconds per step of a plain loop doing exactly what the Trainer's step does, on the same
-    device-resident batches: prose_cnn's forward (the project's module, its layout), cross-entropy,
-    backward, SGD with Nesterov momentum, the Keras decay, a torchmetrics accuracy update."""
+    device-resident batches: prose_cnn's forward (the project's module, its layout), cross-entropy, the
+    epoch's loss and right-answer sums, backward, SGD with Nesterov momentum, the Keras decay.
+    graphed: the step captured as the Trainer captures it on CUDA (mnist_cnn.graphed), in this plain loop."""
     datamodule = MNISTDataModule(args.data_dir, batch_size=OVERHEAD_BATCH, seed=42)
     datamodule.prepare_data()
     datamodule.setup()
@@ -332,20 +334,31 @@ def plain_same_maths_ms(device: torch.device, args) -> float:
     if models.wants_channels_last(None, device):
         model.net.to(memory_format=torch.channels_last)
     optimizer, schedule = optimiser_and_decay(model)
-    accuracy = torchmetrics.Accuracy(task="multiclass", num_classes=10, validate_args=False).to(device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+
+    def loss_of(x, y):
+        nonlocal loss_sum, correct
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(dim=1) == y).sum()
+        return loss
+
+    step = GraphedStep(loss_of, optimizer) if graphed else None
     model.train()
     stamps = Stamps(device)
     stamps.mark()
-    for step, (x, y) in enumerate(batches):
-        if step == args.overhead_steps:
+    for i, (x, y) in enumerate(batches):
+        if i == args.overhead_steps:
             break
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        if step is not None:
+            step(x, y)
+        else:
+            optimizer.zero_grad()
+            loss_of(x, y).backward()
+            optimizer.step()
         schedule.step()
-        accuracy.update(logits, y)
         stamps.mark()
     return ms_per_step(stamps.seconds(), args)
 
@@ -357,65 +370,169 @@ def ms_per_step(stamps: list[float], args) -> float:
 
 def overhead_run(device: torch.device, args) -> dict:
     """The Trainer path as `python train.py model=prose_cnn data.batch_size=8` runs it (checkpoint callback,
-    logging and metrics included; validation off) against the plain loop above; interleaved, best of 3 each."""
-    plain, project = [], []
+    logging and metrics included; validation off) against the plain loop above; interleaved, best of 3 each.
+    On CUDA both capture the step as a graph (the Trainer's default there), and the uncaptured plain loop
+    and Trainer are measured beside them."""
+    cuda = device.type == "cuda"
+    variants = {"plain": lambda: plain_same_maths_ms(device, args, graphed=cuda),
+                "project": lambda: trainer_ms_per_step(device, args)}
+    if cuda:
+        variants.update({"plain_uncaptured": lambda: plain_same_maths_ms(device, args),
+                         "project_uncaptured": lambda: trainer_ms_per_step(device, args, "model.cuda_graph=false")})
+    times = {name: [] for name in variants}
     for _ in range(3):
-        plain.append(plain_same_maths_ms(device, args))
-        with tempfile.TemporaryDirectory() as tmp:
-            timer = project_trainer("elu", "fp32", device, args, tmp, "model=prose_cnn",
-                                    f"data.batch_size={OVERHEAD_BATCH}", "trainer.max_epochs=1",
-                                    f"trainer.limit_train_batches={args.overhead_steps}", "trainer.limit_val_batches=0")
-        project.append(ms_per_step(timer.stamps, args))
+        for name, measure in variants.items():
+            times[name].append(measure())
+    best = {name: min(t) for name, t in times.items()}
     result = {"batch_size": OVERHEAD_BATCH, "model": "prose_cnn", "steps": args.overhead_steps,
-              "plain_ms_per_step": min(plain), "project_ms_per_step": min(project),
-              "overhead_ms_per_step": min(project) - min(plain), "ratio": min(project) / min(plain),
-              "all_plain_ms": plain, "all_project_ms": project}
-    print(f"{device.type:5} overhead at batch {OVERHEAD_BATCH}: plain {result['plain_ms_per_step']:.3f} ms/step, "
-          f"Trainer {result['project_ms_per_step']:.3f} ms/step, {result['ratio']:.2f}x", flush=True)
+              "plain_ms_per_step": best["plain"], "project_ms_per_step": best["project"],
+              "overhead_ms_per_step": best["project"] - best["plain"], "ratio": best["project"] / best["plain"],
+              "all_ms": times}
+    if cuda:
+        result.update(plain_uncaptured_ms_per_step=best["plain_uncaptured"],
+                      project_uncaptured_ms_per_step=best["project_uncaptured"])
+    print(f"{device.type:5} overhead at batch {OVERHEAD_BATCH}: "
+          + ", ".join(f"{name} {ms:.3f} ms/step" for name, ms in best.items()) + f"; {result['ratio']:.2f}x", flush=True)
     return result
 
 
-def gpu_summary(args) -> Path:
-    """Everything issue 10 asks of a GPU, in one run: benchmarks/results/gpu-summary.json."""
-    device = torch.device("cuda")
+def trainer_ms_per_step(device: torch.device, args, *overrides) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        timer = project_trainer("baseline", "fp32", device, args, tmp)  # the seed's run, checkpoints included
-        baseline = {"seed_baseline_fit_s": time.perf_counter() - start, "epochs_s": [t for t, _ in timer.epochs]}
+        timer = project_trainer("elu", "fp32", device, args, tmp, "model=prose_cnn", f"data.batch_size={OVERHEAD_BATCH}",
+                                "trainer.max_epochs=1", f"trainer.limit_train_batches={args.overhead_steps}",
+                                "trainer.limit_val_batches=0", *overrides)
+    return ms_per_step(timer.stamps, args)
+
+
+def host_profile(device: torch.device, args, path: Path) -> str:
+    """Where the host's time goes in the Trainer's batch-8 steps (cProfile, top functions by own time)."""
+    trainer_ms_per_step(device, args)  # warm
+    profiler = cProfile.Profile()
+    profiler.enable()
+    trainer_ms_per_step(device, args)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
+    path.write_text(text.getvalue())
+    return str(path)
+
+
+def train_process(args, *overrides, env: dict | None = None) -> dict:
+    """`python train.py <overrides>` as a user runs it: its metrics.json, with the whole process's wall time."""
     with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "train.py", *overrides, f"hydra.run.dir={tmp}", f"data.data_dir={args.data_dir}",
+                   *args.smoke_overrides]
         start = time.perf_counter()
-        timer = project_trainer("elu", "fp32", device, args, tmp)
-        elu = {"seed_elu_fit_s": time.perf_counter() - start, "epochs_s": [t for t, _ in timer.epochs]}
-    with tempfile.TemporaryDirectory() as tmp:
-        command = ["python", "train.py", "-m", "sweep=batch_size", "seed=0,1,2", "trainer.max_epochs=1",
-                   "trainer.accelerator=gpu", *args.sweep_launcher.split(), f"hydra.sweep.dir={tmp}",
-                   f"data.data_dir={args.data_dir}"]
-        start = time.perf_counter()
-        sweep = subprocess.run(command, capture_output=True, text=True)
-        sweep_s = time.perf_counter() - start
-    record = {
-        "device": torch.cuda.get_device_name(device), "date": datetime.date.today().isoformat(),
-        "torch": torch.__version__, "commit": git_commit(),
-        # the warm epoch (the second of three): train + validation, with the run's checkpointing
-        "seed_baseline_epoch_s": baseline["epochs_s"][1], "seed_baseline": baseline,
-        "seed_elu_fit_s": elu["seed_elu_fit_s"], "seed_elu": elu,
-        "batch_size_sweep_s": sweep_s, "batch_size_sweep_command": " ".join(command[:-2]),
-        "batch_size_sweep_exit_status": sweep.returncode,
-        "overhead_ms_per_step": overhead_run(device, args)["overhead_ms_per_step"],
-        "cpu_overhead": overhead_run(torch.device("cpu"), args),
-        "machine": machine(device),
-    }
-    record["cpu_overhead_ratio"] = record["cpu_overhead"]["ratio"]
-    out = Path(args.out) / "gpu-summary.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in record.items() if not isinstance(v, dict)}, indent=2) + f"\nwrote {out}")
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        wall = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(overrides)}: exit {done.returncode}: {done.stderr[-1500:]}")
+        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
+    return {"overrides": list(overrides), "process_seconds": wall, "fit_seconds": metrics["fit_seconds"],
+            "test_acc": metrics["test_acc"], "best_val_acc": metrics["best_val_acc"], "precision": metrics["precision"],
+            "epochs": metrics["epochs"]}
+
+
+def lab_runs_on_device(name: str, device: torch.device, args) -> dict:
+    """A lab run's whole fit through the Trainer in this process, graphed and not, in bf16 (auto) and fp32:
+    each epoch's seconds (train + validation, with the run's checkpointing) and the median GPU time per
+    training step (the batches' end events)."""
+    out = {}
+    for precision in ("auto", "fp32"):
+        for graph, overrides in (("graphed", []), ("uncaptured", ["model.cuda_graph=false"])):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                timer = project_trainer(name, precision, device, args, tmp, *overrides, *args.smoke_overrides)
+                fit = time.perf_counter() - start
+            stamps = timer.stamps
+            steps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+            out[f"{precision} {graph}"] = {"fit_seconds": fit, "epochs_seconds": [t for t, _ in timer.epochs],
+                                           "val_acc": [a for _, a in timer.epochs],
+                                           "step_ms_median": 1000 * statistics.median(steps) if steps else None}
+            r = out[f"{precision} {graph}"]
+            print(f"{device.type:5} {name:9} {precision:4} {graph:10} epochs "
+                  + " ".join(f"{t:.3f}" for t in r["epochs_seconds"]) + f" s, fit {fit:.2f} s, "
+                  f"step {r['step_ms_median'] or 0:.3f} ms", flush=True)
     return out
 
 
+def gpu_summary(args) -> Path:
+    """Everything issue 18 asks of a GPU, in one run: benchmarks/results/gpu-summary.json (with --device cpu
+    and --smoke, the same code on a few batches: a rehearsal of the GPU session on a machine without one)."""
+    device = torch.device("cpu" if args.device == "cpu" else "cuda")
+    out = Path(args.out) / ("gpu-summary.json" if device.type == "cuda" else "cpu-gpu-summary-smoke.json")
+    record = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else machine(device)["cpu"],
+              "date": datetime.date.today().isoformat(), "torch": torch.__version__, "lightning": L.__version__,
+              "commit": git_commit(), "machine": machine(device), "smoke": bool(args.smoke_overrides)}
+    accelerator = f"trainer.accelerator={device.type.replace('cuda', 'gpu')}"
+    seeds = range(1 if args.smoke_overrides else 3)
+
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, out)
+
+    def part(name: str, measure) -> None:
+        try:
+            record[name] = measure()
+        except Exception as exc:  # one part failing must not cost the others' device time
+            record[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"{name}: FAILED {record[name]['error']}", flush=True)
+        save()
+
+    part("seed_baseline", lambda: lab_runs_on_device("baseline", device, args))
+    if "epochs_seconds" in record["seed_baseline"].get("auto graphed", {}):
+        record["seed_baseline_epoch_s"] = record["seed_baseline"]["auto graphed"]["epochs_seconds"][1:2] or None
+    part("overhead", lambda: overhead_run(device, args))
+    record["overhead_ms_per_step"] = record["overhead"].get("overhead_ms_per_step")
+    part("host_profile", lambda: host_profile(device, args, out.with_name(out.stem + "-host-profile.txt")))
+    part("speedrun", lambda: [train_process(args, "experiment=speedrun", f"seed={s}", accelerator)
+                              for s in range(1 if args.smoke_overrides else 5)])
+    part("seed_elu", lambda: [train_process(args, "experiment=seed_elu", f"seed={42 + s}", accelerator) for s in seeds])
+    part("seed_elu_uncaptured", lambda: concurrently(
+        [("experiment=seed_elu", f"seed={42 + s}", accelerator, "model.cuda_graph=false") for s in seeds], args))
+    for setting in args.sweep_launcher.split(";"):
+        part(f"batch_size_sweep {setting.strip()}", lambda: sweep(args, accelerator, setting.strip()))
+    sweeps = [v for k, v in record.items() if k.startswith("batch_size_sweep ") and v.get("jobs_ok") == 21]
+    record["batch_size_sweep_s"] = min((v["seconds"] for v in sweeps), default=None)
+    save()
+    print(json.dumps({k: v for k, v in record.items() if k not in ("machine",)}, indent=1) + f"\nwrote {out}")
+    return out
+
+
+def concurrently(runs: list[tuple], args) -> list[dict]:
+    """Several train.py processes at once (for their accuracies: their times share the device)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return list(pool.map(lambda overrides: train_process(args, *overrides), runs))
+
+
+def sweep(args, accelerator: str, launcher: str) -> dict:
+    """The 21-job batch_size sweep (7 batch sizes x 3 seeds, one epoch each) as a user starts it, with
+    --sweep-launcher's setting: its wall time, process start-ups included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "train.py", "-m", "sweep=batch_size", "seed=0,1,2", "trainer.max_epochs=1",
+                   accelerator, *launcher.split(), f"hydra.sweep.dir={tmp}", f"data.data_dir={args.data_dir}",
+                   *args.smoke_overrides]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        jobs = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("*/metrics.json"))]
+    result = {"seconds": wall, "command": " ".join(command[1:-2 - len(args.smoke_overrides)]), "exit_status": done.returncode,
+              "jobs_ok": sum(j.get("status") == "ok" for j in jobs), "jobs": len(jobs),
+              "stderr_tail": done.stderr[-1500:] if done.returncode else ""}
+    print(f"sweep: {result['jobs_ok']}/{result['jobs']} jobs in {wall:.1f} s (exit {done.returncode})", flush=True)
+    return result
+
+
 def git_commit() -> str | None:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() or None
+    """HEAD, or MNIST_CNN_COMMIT where the checkout came without its .git (a copy sent to a GPU machine)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        head = ""
+    return head or os.environ.get("MNIST_CNN_COMMIT")
 
 
 # --- 4. the lab's epoch at two commits and in Keras; the speedrun ---------------------------------------
@@ -665,9 +782,13 @@ def main() -> None:
     parser.add_argument("--speedrun", action="store_true", help="CPU: experiment=speedrun against train_mnist_fast")
     parser.add_argument("--speedrun-choice", action="store_true", help="CPU: the speedrun settings compared")
     parser.add_argument("--rounds", type=int, default=2, help="--lab-epochs, --speedrun: alternating rounds")
-    parser.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=4",
-                        help="--gpu-summary: the launcher setting of the timed batch_size sweep")
+    parser.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=8",
+                        help="--gpu-summary: the launcher setting of the timed batch_size sweep (several: ';' between)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="--gpu-summary: a few batches per run, to rehearse the GPU session (with --device cpu)")
     args = parser.parse_args()
+    args.smoke_overrides = (["trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+                            if args.smoke else [])
     args.warmup, args.window, args.windows = (2, 6, 3) if args.quick else (3, 15, 5)
     ensure_mnist(args.data_dir)
     if args.lab_epochs or args.speedrun or args.speedrun_choice:

@@ -24,6 +24,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from mnist_cnn.cli import UserError
 from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
+from mnist_cnn.graphed import GRAPH_PRECISIONS, GRAPHABLE
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
 
 OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
@@ -95,6 +96,8 @@ class ModelConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     channels_last: Optional[bool] = key("the channels_last conv layout; null: on CPU only")
     compile: bool = key("torch.compile the layers")
+    cuda_graph: Optional[bool] = key("the training step captured once as a CUDA graph and replayed (mnist_cnn.graphed); "
+                                     "null: wherever it can run (one CUDA device, no compile)", None)
 
 
 @dataclass
@@ -311,6 +314,7 @@ def check_train(cfg: DictConfig) -> None:
     if cfg.get("read_epochs") and cfg.callbacks.get("checkpoint") is None:
         raise ConfigError("read_epochs needs callbacks.checkpoint: each reading is the checkpoint it keeps as best")
     check_accelerator(trainer.accelerator, trainer.devices)
+    check_cuda_graph(cfg)
     check_experiment_data()
     check_data_folder(data.data_dir, data.dataset)
 
@@ -347,6 +351,30 @@ def native_precision(precision: str, accelerator: str) -> str:
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
     device = {"gpu": "cuda"}.get(accelerator, accelerator)
     return "bf16-mixed" if bf16_native(device) else "32-true"
+
+
+def check_cuda_graph(cfg: DictConfig) -> None:
+    """model.cuda_graph=true where no graph can be captured is refused, not ignored."""
+    model, trainer = cfg.model, cfg.trainer
+    if not model.get("cuda_graph"):
+        return
+    accelerator = trainer.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    reason = None
+    if accelerator not in ("gpu", "cuda"):
+        reason = f"it needs a CUDA GPU, and this run is on {accelerator}"
+    elif trainer.devices not in (1, "auto") or trainer.num_nodes != 1 or (
+            trainer.devices == "auto" and torch.cuda.device_count() > 1):
+        reason = "it captures one device's step: set trainer.devices=1"
+    elif model.compile:
+        reason = "model.compile=true compiles the same step: choose one"
+    elif native_precision(trainer.precision, trainer.accelerator) not in GRAPH_PRECISIONS:
+        reason = f"trainer.precision={trainer.precision} scales the loss with a check on the GPU every step"
+    elif model.optimizer.name not in GRAPHABLE:
+        reason = f"torch.optim.{model.optimizer.name}'s step cannot be captured (allowed: {', '.join(sorted(GRAPHABLE))})"
+    if reason:
+        raise ConfigError(f"model.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
 
 
 def check_accelerator(accelerator: str, devices: Any) -> None:

@@ -44,7 +44,7 @@ class History(L.Callback):
             "train_acc": metrics.get("train_acc"),
             "val_loss": metrics.get("val_loss"),
             "val_acc": metrics.get("val_acc"),
-            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),  # a tensor while graphed
             "train_samples": self._samples * trainer.world_size,
             "train_seconds": total - self._val_seconds,
             "val_seconds": self._val_seconds,

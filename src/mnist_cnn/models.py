@@ -10,6 +10,8 @@ from torch.nn import functional as F
 
 import lightning as L
 
+from mnist_cnn.graphed import GRAPH_PRECISIONS, GraphedStep, graphable
+
 NUM_CLASSES = 10
 MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
 
@@ -72,6 +74,16 @@ def wants_channels_last(setting: bool | None, device: torch.device) -> bool:
     return device.type == "cpu" if setting is None else setting
 
 
+def wants_cuda_graph(setting: bool | None, trainer, compile: bool, optimizer: torch.optim.Optimizer) -> bool:
+    """null means wherever it can run: one CUDA device, no torch.compile, no float16 loss scaling (its
+    scaler reads the GPU every step), an optimiser whose step can be captured. true where it cannot is
+    refused before training (mnist_cnn.config.check_train)."""
+    if setting is not None:
+        return setting
+    return (trainer.strategy.root_device.type == "cuda" and trainer.world_size == 1 and not compile
+            and str(trainer.precision) in GRAPH_PRECISIONS and graphable(optimizer))
+
+
 def keras_init(module: nn.Module) -> None:
     """Keras's defaults: Glorot-uniform weights, zero biases (PyTorch's differ)."""
     if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -87,7 +99,8 @@ class MNISTClassifier(L.LightningModule):
     decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps, as Keras 2.3.
     """
 
-    def __init__(self, optimizer: dict, channels_last: bool | None = None, compile: bool = False):
+    def __init__(self, optimizer: dict, channels_last: bool | None = None, compile: bool = False,
+                 cuda_graph: bool | None = None):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
         self.example_input_array = torch.zeros(1, 1, 28, 28)
@@ -97,11 +110,13 @@ class MNISTClassifier(L.LightningModule):
             self.net.compile()
         # validate_args off: its checks run torch.unique on every batch, a host-device sync per step
         metric = dict(task="multiclass", num_classes=NUM_CLASSES, validate_args=False)
-        self.train_acc = torchmetrics.Accuracy(**metric)
-        # This epoch's summed training loss (on the device) and samples: a plain sum, because torchmetrics'
-        # MeanMetric made the batch-8 step 1.56x the plain loop's instead of 1.46x (same benchmark).
+        # This epoch's summed training loss, right predictions (both on the device) and samples: plain sums,
+        # not torchmetrics objects, because their per-step Python cost showed in the Trainer's overhead
+        # (docs/performance.md), and because a CUDA graph can update these in place (mnist_cnn.graphed).
         self.register_buffer("train_loss_sum", torch.zeros(()), persistent=False)
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.train_samples = 0
+        self.graphed: GraphedStep | None = None
         self.val_acc = torchmetrics.Accuracy(**metric)
         self.test_acc = torchmetrics.Accuracy(**metric)
         self.test_confusion = torchmetrics.ConfusionMatrix(**metric)
@@ -137,13 +152,20 @@ class MNISTClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
+    def loss_of(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch, noted in the epoch's sums on the device."""
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.watch_loss(loss)
-        self.train_acc.update(logits, y)  # update, not forward: forward also computes a per-batch value we never log
+        self.train_correct += (logits.argmax(dim=1) == y).sum()
         self.train_loss_sum += loss.detach() * len(y)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        # graphed: forward, backward and the optimiser's step in one replay; Lightning's backward and
+        # optimiser step are then no-ops (see backward, optimizer_step)
+        loss = self.graphed(x, y) if self.graphed is not None else self.loss_of(x, y)
         self.train_samples += len(y)
         # Lightning moves a logged metric object to its device again on every self.log call: logged every
         # step, the batch-8 prose_cnn step took 1.88x the plain loop's; logged once, 1.56x
@@ -154,22 +176,46 @@ class MNISTClassifier(L.LightningModule):
         last = batch_idx + 1 == self.trainer.num_training_batches
         if log_now or last:  # the device-side flag is read here only: one host-device sync at most
             self.stop_if_loss_was_not_finite()
-        if log_now:
-            self.log("train_loss_step", loss, prog_bar=True, batch_size=len(y))
+        if log_now:  # a copy: the graph's loss tensor holds the next step's loss after the next replay
+            self.log("train_loss_step", loss.detach().clone(), prog_bar=True, batch_size=len(y))
         if last:
             self.log("train_loss_epoch", self.train_loss_sum / self.train_samples, on_step=False, on_epoch=True,
-                     batch_size=len(y))
-            self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+                     batch_size=len(y), sync_dist=True)
+            self.log("train_acc", self.train_correct / self.train_samples, on_step=False, on_epoch=True,
+                     batch_size=len(y), sync_dist=True)
         return loss
 
     def on_train_epoch_start(self) -> None:
         self.train_loss_sum.zero_()
+        self.train_correct.zero_()
         self.train_samples = 0
+
+    def on_train_end(self) -> None:
+        if self.graphed is not None:
+            self.graphed.release()
+            self.graphed = None
+
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        if self.graphed is None:  # graphed, the step has run its backward already
+            super().backward(loss, *args, **kwargs)
+
+    def optimizer_zero_grad(self, epoch, batch_idx, optimizer) -> None:
+        if self.graphed is None:  # graphed, the gradients live in the graph and are overwritten each replay
+            super().optimizer_zero_grad(epoch, batch_idx, optimizer)
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        if self.graphed is None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer_closure()  # training_step, whose replay steps the optimiser; Lightning counts the step
 
     def on_train_start(self) -> None:
         self.steps_on_device = torch.zeros((), dtype=torch.long, device=self.device)
         self.first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=self.device)  # (step, loss)
         self.first_step = self.global_step
+        if self.hparams.cuda_graph or (self.hparams.cuda_graph is None and self.device.type == "cuda"):
+            optimizer = self.optimizers().optimizer
+            if wants_cuda_graph(self.hparams.cuda_graph, self.trainer, self.hparams.compile, optimizer):
+                self.graphed = GraphedStep(self.loss_of, optimizer)
 
     def watch_loss(self, loss: torch.Tensor) -> None:
         """Notes the first non-finite loss on the device: reading it back each step would make the host
@@ -255,6 +301,9 @@ class MNISTClassifier(L.LightningModule):
         """Mark the checkpoint as ours, with the class that rebuilds it (see mnist_cnn.checkpoints),
         and keep the random state, so that a resumed run draws the same dropout masks."""
         checkpoint["mnist_cnn"] = {"model": type(self).__name__}
+        if self.graphed is not None:  # the optimiser as configured: the checkpoint resumes anywhere
+            checkpoint["optimizer_states"] = [self.graphed.portable(s) for s in checkpoint.get("optimizer_states", [])]
+            checkpoint["lr_schedulers"] = [self.graphed.portable(s) for s in checkpoint.get("lr_schedulers", [])]
         checkpoint["rng"] = {"torch": torch.get_rng_state(),
                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
 
@@ -292,8 +341,8 @@ class BaselineCNN(MNISTClassifier):
     def __init__(self, conv1_channels: int = 32, conv2_channels: int = 64, kernel_size: int = 3,
                  pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 128,
                  dense_dropout: float = 0.5, optimizer: dict = ADADELTA, channels_last: bool | None = None,
-                 compile: bool = False):
-        super().__init__(optimizer, channels_last, compile)
+                 compile: bool = False, cuda_graph: bool | None = None):
+        super().__init__(optimizer, channels_last, compile, cuda_graph)
 
     def build(self) -> nn.Sequential:
         h = self.hparams
@@ -312,8 +361,8 @@ class EluCNN(MNISTClassifier):
     def __init__(self, block1_channels: int = 32, block2_channels: int = 64, kernel_size: int = 3,
                  pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 256,
                  dense_dropout: float = 0.5, optimizer: dict = KERAS_SGD, channels_last: bool | None = None,
-                 compile: bool = False):
-        super().__init__(optimizer, channels_last, compile)
+                 compile: bool = False, cuda_graph: bool | None = None):
+        super().__init__(optimizer, channels_last, compile, cuda_graph)
 
     def build(self) -> nn.Sequential:
         h = self.hparams
@@ -334,8 +383,8 @@ class ProseCNN(MNISTClassifier):
     def __init__(self, conv1_channels: int = 30, conv1_kernel: int = 5, conv2_channels: int = 15,
                  conv2_kernel: int = 3, pool_size: int = 2, dropout: float = 0.2,
                  dense_units: tuple[int, ...] = (128, 50), optimizer: dict = KERAS_SGD,
-                 channels_last: bool | None = None, compile: bool = False):
-        super().__init__(optimizer, channels_last, compile)
+                 channels_last: bool | None = None, compile: bool = False, cuda_graph: bool | None = None):
+        super().__init__(optimizer, channels_last, compile, cuda_graph)
 
     def build(self) -> nn.Sequential:
         h = self.hparams
@@ -351,8 +400,9 @@ class SpeedrunCNN(MNISTClassifier):
 
     def __init__(self, conv1_channels: int = 24, conv1_kernel: int = 5, conv2_channels: int = 48,
                  conv2_kernel: int = 3, pool_size: int = 2, dense_units: int = 256,
-                 optimizer: dict = ADAM_ONE_CYCLE, channels_last: bool | None = None, compile: bool = False):
-        super().__init__(optimizer, channels_last, compile)
+                 optimizer: dict = ADAM_ONE_CYCLE, channels_last: bool | None = None, compile: bool = False,
+                 cuda_graph: bool | None = None):
+        super().__init__(optimizer, channels_last, compile, cuda_graph)
 
     def build(self) -> nn.Sequential:
         h = self.hparams

@@ -1,0 +1,111 @@
+"""The training step captured as a CUDA graph (mnist_cnn.graphed): on CPU, the Lightning plumbing around it
+(its steps counted, the schedule advanced, the hooks it replaces); on a GPU, the graph itself."""
+
+import pytest
+import torch
+
+import lightning as L
+
+from conftest import needs_cuda, run_train
+from mnist_cnn import models
+from mnist_cnn.data import TensorBatches
+from mnist_cnn.graphed import GraphedStep
+from mnist_cnn.models import BaselineCNN, SpeedrunCNN
+
+
+class Batches(L.LightningDataModule):
+    """1000 random images: 15 batches of 64 and a last one of 40, then 200 for validation."""
+
+    def __init__(self, device: str):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(1200, 1, 28, 28, generator=generator).to(device)
+        self.y = torch.randint(0, 10, (1200,), generator=generator).to(device)
+
+    def train_dataloader(self):
+        return TensorBatches(self.x[:1000], self.y[:1000], 64, shuffle=True, seed=1)
+
+    def val_dataloader(self):
+        return TensorBatches(self.x[1000:], self.y[1000:], 100)
+
+
+def fit(model, accelerator: str, tmp_path, ckpt_path=None, **trainer_args):
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(**{"max_epochs": 2, **trainer_args}, accelerator=accelerator, devices=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, deterministic=True,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=Batches("cuda" if accelerator == "gpu" else "cpu"), ckpt_path=ckpt_path)
+    return trainer
+
+
+class Uncaptured(GraphedStep):
+    """The graphed path's every step run eagerly: what Lightning sees of it, on a machine without CUDA."""
+
+    def __init__(self, loss_of, optimizer):
+        self.loss_of, self.optimizer, self.steps, self.settings = loss_of, optimizer, 0, []
+
+    def __call__(self, x, y):
+        self.steps += 1
+        return self.eager(x, y)
+
+    def release(self):
+        pass
+
+
+def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_path, monkeypatch):
+    """The graphed path does its own backward and optimiser step; Lightning must count each step, advance
+    the schedule once per step and log the same values, leaving the same weights."""
+    runs = []
+    for graphed in (False, True):
+        monkeypatch.setattr(models, "wants_cuda_graph", lambda *args, graphed=graphed: graphed)
+        monkeypatch.setattr(models, "GraphedStep", Uncaptured)
+        torch.manual_seed(0)
+        model = SpeedrunCNN(channels_last=False, cuda_graph=graphed or None)
+        trainer = fit(model, "cpu", tmp_path / str(graphed), enable_checkpointing=False)
+        schedule = trainer.lr_scheduler_configs[0].scheduler
+        runs.append((trainer.global_step, schedule.last_epoch, dict(trainer.callback_metrics), list(model.parameters())))
+    (steps, scheduled, metrics, weights), graphed = runs
+    assert steps == scheduled == 32 and graphed[:2] == (steps, scheduled)
+    assert metrics.keys() == graphed[2].keys() >= {"train_acc", "train_loss_epoch", "val_acc"}
+    assert all(torch.equal(metrics[k], graphed[2][k]) for k in metrics)
+    assert all(torch.equal(a, b) for a, b in zip(weights, graphed[3]))
+
+
+def test_cuda_graph_true_on_cpu_is_refused_in_one_line(tmp_path, mnist_dir):
+    result = run_train("model.cuda_graph=true", "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == ("mnist-train: error: model.cuda_graph=true: it needs a CUDA GPU, and this run is on cpu; "
+                                     "or leave it null (on wherever it can run)")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_the_captured_step_computes_the_uncaptured_one(tmp_path):
+    """Adam with its one-cycle schedule, two epochs each ending in a smaller batch: the graph's weights match
+    the eager run's up to the fused kernel's rounding, and the optimiser is left as it was configured."""
+    weights, steps = [], []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = SpeedrunCNN(cuda_graph=graphed)
+        trainer = fit(model, "gpu", tmp_path / str(graphed), enable_checkpointing=False, precision="32-true")
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        steps.append(trainer.global_step)
+        group = trainer.optimizers[0].param_groups[0]
+        assert isinstance(group["lr"], float) and not group["capturable"]
+    assert steps == [32, 32]
+    assert torch.allclose(weights[0], weights[1], rtol=1e-3, atol=1e-5), (weights[0] - weights[1]).abs().max()
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_graphed_run_with_dropout_and_checkpoints_resumes(tmp_path):
+    """The baseline (Adadelta, dropout) graphed in bf16, checkpointed, then resumed for a third epoch from a
+    checkpoint that holds plain learning rates."""
+    model = BaselineCNN()
+    trainer = fit(model, "gpu", tmp_path, precision="bf16-mixed")
+    assert trainer.global_step == 32 and trainer.callback_metrics["train_acc"] > 0
+    checkpoint = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)
+    assert isinstance(checkpoint["optimizer_states"][0]["param_groups"][0]["lr"], float)
+    again = fit(BaselineCNN(), "gpu", tmp_path / "resumed", precision="bf16-mixed", max_epochs=3,
+                ckpt_path=trainer.checkpoint_callback.best_model_path)
+    assert again.global_step == 48 and torch.isfinite(again.callback_metrics["train_loss_epoch"])
