@@ -430,30 +430,83 @@ def train_process(args, *overrides, env: dict | None = None) -> dict:
         metrics = json.loads((Path(tmp) / "metrics.json").read_text())
     return {"overrides": list(overrides), "process_seconds": wall, "fit_seconds": metrics["fit_seconds"],
             "test_acc": metrics["test_acc"], "best_val_acc": metrics["best_val_acc"], "precision": metrics["precision"],
-            "epochs": metrics["epochs"]}
+            "epochs": metrics["epochs"], "train_seconds": [e["train_seconds"] for e in metrics["history"]],
+            "val_seconds": [e["val_seconds"] for e in metrics["history"]]}
+
+
+# The lab's baseline on the GPU: graphed and not, each precision, and two switches on the graphed step.
+LAB_VARIANTS = {
+    "auto graphed": ("auto", []), "auto uncaptured": ("auto", ["model.cuda_graph=false"]),
+    "fp32 graphed": ("fp32", []), "fp32 uncaptured": ("fp32", ["model.cuda_graph=false"]),
+    "auto graphed, deterministic off": ("auto", ["trainer.deterministic=false"]),
+    "auto graphed, cudnn.benchmark on": ("auto", ["trainer.benchmark=true"]),
+}
 
 
 def lab_runs_on_device(name: str, device: torch.device, args) -> dict:
-    """A lab run's whole fit through the Trainer in this process, graphed and not, in bf16 (auto) and fp32:
-    each epoch's seconds (train + validation, with the run's checkpointing) and the median GPU time per
-    training step (the batches' end events)."""
+    """A lab run's whole fit through the Trainer in this process, for each of LAB_VARIANTS: each epoch's
+    seconds (train + validation, with the run's checkpointing) and the median GPU time between the ends
+    of consecutive training steps (their events on the GPU's timeline)."""
     out = {}
-    for precision in ("auto", "fp32"):
-        for graph, overrides in (("graphed", []), ("uncaptured", ["model.cuda_graph=false"])):
-            with tempfile.TemporaryDirectory() as tmp:
-                start = time.perf_counter()
-                timer = project_trainer(name, precision, device, args, tmp, *overrides, *args.smoke_overrides)
-                fit = time.perf_counter() - start
-            stamps = timer.stamps
-            steps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
-            out[f"{precision} {graph}"] = {"fit_seconds": fit, "epochs_seconds": [t for t, _ in timer.epochs],
-                                           "val_acc": [a for _, a in timer.epochs],
-                                           "step_ms_median": 1000 * statistics.median(steps) if steps else None}
-            r = out[f"{precision} {graph}"]
-            print(f"{device.type:5} {name:9} {precision:4} {graph:10} epochs "
-                  + " ".join(f"{t:.3f}" for t in r["epochs_seconds"]) + f" s, fit {fit:.2f} s, "
-                  f"step {r['step_ms_median'] or 0:.3f} ms", flush=True)
+    for variant, (precision, overrides) in LAB_VARIANTS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            timer = project_trainer(name, precision, device, args, tmp, *overrides, *args.smoke_overrides)
+            fit = time.perf_counter() - start
+        stamps = timer.stamps
+        steps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+        out[variant] = {"overrides": overrides, "fit_seconds": fit, "epochs_seconds": [t for t, _ in timer.epochs],
+                        "val_acc": [a for _, a in timer.epochs],
+                        "step_ms_median": 1000 * statistics.median(steps) if steps else None}
+        r = out[variant]
+        print(f"{device.type:5} {name:9} {variant:34} epochs " + " ".join(f"{t:.3f}" for t in r["epochs_seconds"])
+              + f" s, fit {fit:.2f} s, step {r['step_ms_median'] or 0:.3f} ms", flush=True)
     return out
+
+
+def warm_fits(name: str, device: torch.device, args, runs: int = 3) -> list[dict]:
+    """The run's trainer.fit in a process that has already trained once (CUDA, cuDNN and the kernels loaded):
+    what the fit costs beyond a process's one-time start-up."""
+    fits = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            timer = project_trainer(name, "auto", device, args, tmp, *args.smoke_overrides)
+            fits.append({"fit_seconds": time.perf_counter() - start, "epochs_seconds": [t for t, _ in timer.epochs],
+                         "val_acc": [a for _, a in timer.epochs]})
+        print(f"{device.type:5} {name} fit in a warm process: {fits[-1]['fit_seconds']:.3f} s, epochs "
+              + " ".join(f"{t:.3f}" for t in fits[-1]["epochs_seconds"]), flush=True)
+    return fits[1:]  # the first loads what the later ones find loaded
+
+
+def kernel_profile(device: torch.device, path: Path) -> str:
+    """The GPU's own time per kernel in 20 uncaptured bf16 steps of the baseline (the project's module,
+    deterministic algorithms as the Trainer sets them): what a graphed step replays."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    model = BaselineCNN().to(device)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+    x, y = torch.randn(256, 1, 28, 28, device=device), torch.randint(0, 10, (256,), device=device)
+    torch.use_deterministic_algorithms(True)
+
+    def step():
+        optimizer.zero_grad()
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(20):
+            step()
+        torch.cuda.synchronize(device) if device.type == "cuda" else None
+    torch.use_deterministic_algorithms(False)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    path.write_text(prof.key_averages().table(sort_by=key, row_limit=30))
+    return str(path)
 
 
 def gpu_summary(args) -> Path:
@@ -465,7 +518,7 @@ def gpu_summary(args) -> Path:
               "date": datetime.date.today().isoformat(), "torch": torch.__version__, "lightning": L.__version__,
               "commit": git_commit(), "machine": machine(device), "smoke": bool(args.smoke_overrides)}
     accelerator = f"trainer.accelerator={device.type.replace('cuda', 'gpu')}"
-    seeds = range(1 if args.smoke_overrides else 3)
+    seeds = range(args.elu_seeds)
 
     def save() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -487,12 +540,17 @@ def gpu_summary(args) -> Path:
     part("overhead", lambda: overhead_run(device, args))
     record["overhead_ms_per_step"] = record["overhead"].get("overhead_ms_per_step")
     part("host_profile", lambda: host_profile(device, args, out.with_name(out.stem + "-host-profile.txt")))
+    part("kernel_profile", lambda: kernel_profile(device, out.with_name(out.stem + "-kernels.txt")))
     part("speedrun", lambda: [train_process(args, "experiment=speedrun", f"seed={s}", accelerator)
-                              for s in range(1 if args.smoke_overrides else 5)])
-    part("seed_elu", lambda: [train_process(args, "experiment=seed_elu", f"seed={42 + s}", accelerator) for s in seeds])
-    part("seed_elu_uncaptured", lambda: concurrently(
-        [("experiment=seed_elu", f"seed={42 + s}", accelerator, "model.cuda_graph=false") for s in seeds], args))
-    for setting in args.sweep_launcher.split(";"):
+                              for s in range(args.speedrun_seeds)])
+    part("speedrun_warm_fits", lambda: warm_fits("speedrun", device, args))
+    part("seed_elu", lambda: [train_process(args, "experiment=seed_elu", f"seed={42 + s}", accelerator)
+                              for s in range(args.elu_seeds)])
+    if args.elu_uncaptured:
+        part("seed_elu_uncaptured", lambda: concurrently(
+            [("experiment=seed_elu", f"seed={42 + s}", accelerator, "model.cuda_graph=false") for s in seeds], args))
+    part("seed_elu_warm_fits", lambda: warm_fits("elu", device, args, runs=2))
+    for setting in filter(None, args.sweep_launcher.split(";")):
         part(f"batch_size_sweep {setting.strip()}", lambda: sweep(args, accelerator, setting.strip()))
     sweeps = [v for k, v in record.items() if k.startswith("batch_size_sweep ") and v.get("jobs_ok") == 21]
     record["batch_size_sweep_s"] = min((v["seconds"] for v in sweeps), default=None)
@@ -532,7 +590,7 @@ def git_commit() -> str | None:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         head = ""
-    return head or os.environ.get("MNIST_CNN_COMMIT")
+    return os.environ.get("MNIST_CNN_COMMIT") or head
 
 
 # --- 4. the lab's epoch at two commits and in Keras; the speedrun ---------------------------------------
@@ -784,6 +842,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="--lab-epochs, --speedrun: alternating rounds")
     parser.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=8",
                         help="--gpu-summary: the launcher setting of the timed batch_size sweep (several: ';' between)")
+    parser.add_argument("--speedrun-seeds", type=int, default=5, help="--gpu-summary: speedrun processes")
+    parser.add_argument("--elu-seeds", type=int, default=3, help="--gpu-summary: seed_elu processes")
+    parser.add_argument("--elu-uncaptured", action=argparse.BooleanOptionalAction, default=True,
+                        help="--gpu-summary: seed_elu's seeds uncaptured too, side by side (for their accuracies)")
     parser.add_argument("--smoke", action="store_true",
                         help="--gpu-summary: a few batches per run, to rehearse the GPU session (with --device cpu)")
     args = parser.parse_args()

@@ -29,6 +29,6 @@ mkdir -p /tmp/mnist/MNIST/raw "$OUT"
 for f in .gpu/mnist/*.gz; do gunzip -c "$f" > "/tmp/mnist/MNIST/raw/$(basename "$f" .gz)"; done
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_graphed.py tests/test_train.py tests/test_data.py \
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu ${GPU_TESTS:-tests/test_graphed.py tests/test_train.py tests/test_data.py} \
     2>&1 | tee "$OUT/gpu-tests.log" | tail -25
 python3 scripts/benchmark.py --gpu-summary --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu-summary.log" | grep -v "^ \|^{\|^}"

@@ -163,7 +163,7 @@ def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["device"].startswith("cuda") and metrics["precision"] == "bf16-mixed"
-    assert "(on cuda" in (tmp_path / "train.log").read_text()
+    assert ", on cuda" in (tmp_path / "train.log").read_text()
     assert 0.1 < metrics["test_acc"] <= 1
 
 

@@ -21,10 +21,14 @@ What it changes, and what it does not:
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 from torch import Tensor
+
+# LearningRateMonitor copies the learning rate with torch.tensor(), which warns when it is a tensor already
+warnings.filterwarnings("ignore", message="To copy construct from a tensor", module="lightning.pytorch.callbacks.lr_monitor")
 
 WARMUP = 3
 FUSED = {"SGD", "Adam", "AdamW"}  # torch's fused CUDA kernels that take a tensor learning rate
@@ -60,12 +64,19 @@ class GraphedStep:
                 group["fused"], group["foreach"] = True, False
             # a float would be baked into the graph; the schedule fills a tensor in place
             group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+        for state in optimizer.state.values():  # Lightning restores step counts on the CPU; captured, they live on the GPU
+            if isinstance(state.get("step"), Tensor):
+                state["step"] = state["step"].to(device)
 
     def release(self) -> None:
         """The optimiser as it was configured (learning rates as floats again), and the graph freed."""
         for group, setting in zip(self.optimizer.param_groups, self.settings):
             lr = group["lr"]
             group.update(setting, lr=lr.item() if isinstance(lr, Tensor) else lr)
+        if not any(s.get("capturable") or s.get("fused") for s in self.settings):
+            for state in self.optimizer.state.values():  # where torch keeps them uncaptured
+                if isinstance(state.get("step"), Tensor):
+                    state["step"] = state["step"].cpu()
         self.graph = self.x = self.y = self.loss = None
 
     def portable(self, state: dict) -> dict:
@@ -76,6 +87,8 @@ class GraphedStep:
         if "param_groups" in state:
             state["param_groups"] = [{**group, **setting, "lr": float(group["lr"])}
                                      for group, setting in zip(state["param_groups"], self.settings)]
+            state["state"] = {i: {k: v.cpu() if k == "step" and isinstance(v, Tensor) else v for k, v in s.items()}
+                              for i, s in state["state"].items()}
         return state
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:

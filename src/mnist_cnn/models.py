@@ -130,6 +130,16 @@ class MNISTClassifier(L.LightningModule):
         self.test_mistakes: dict | None = None
         self.register_load_state_dict_pre_hook(MNISTClassifier.renumber_layers)
 
+    def __setattr__(self, name: str, value) -> None:
+        """nn.Module's, with a shortcut for re-setting a plain attribute (not a tensor or module) that is
+        one already, where nn.Module's checks end the same way. Lightning sets one (_current_fx_name)
+        twice around every hook it calls, some 40 times a step: on a GPU, whose graphed step is short,
+        nn.Module's checks were a tenth of the host's time per step (docs/performance.md, "The GPU step")."""
+        if name in self.__dict__ and not isinstance(value, (torch.Tensor, nn.Module)):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def renumber_layers(self, state_dict: dict, prefix: str, *args) -> None:
         """Checkpoints written before the flatten moved into FlattenLinear number the layers after it one
         higher; the layers with parameters are the same, in the same order, so they are matched by order."""

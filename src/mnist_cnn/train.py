@@ -64,6 +64,9 @@ def built(group: str, node: DictConfig, **kwargs):
 def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     """The data module, model, trainer and history of a run, as its config says."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # Deterministic algorithms also fill every new tensor with NaN, to expose reads of unwritten memory: a
+    # debugging aid, not part of determinism, that adds a kernel per allocation to each GPU step.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     datamodule = built("data", cfg.data)
     model = built("model", cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
     history = History()
