@@ -479,6 +479,25 @@ def warm_fits(name: str, device: torch.device, args, runs: int = 3) -> list[dict
     return fits[1:]  # the first loads what the later ones find loaded
 
 
+def graphed_profile(device: torch.device, args, path: Path) -> dict:
+    """60 graphed training steps of the baseline through the Trainer under torch.profiler: the GPU's busy
+    time against the wall time, and its kernels, to tell a step that waits on the host from one that
+    waits on the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    limits = ["trainer.max_epochs=1", "trainer.limit_train_batches=60", "trainer.limit_val_batches=0", "~callbacks.checkpoint"]
+    with tempfile.TemporaryDirectory() as tmp:
+        project_trainer("baseline", "auto", device, args, tmp, *limits)  # warm
+    with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
+        timer = project_trainer("baseline", "auto", device, args, tmp, *limits)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    path.write_text(prof.key_averages().table(sort_by=key, row_limit=40))
+    busy_us = sum(e.self_device_time_total for e in prof.key_averages()) if device.type == "cuda" else None
+    stamps = timer.stamps
+    return {"file": path.name, "steps": len(stamps) - 1, "wall_seconds": stamps[-1] - stamps[0],
+            "gpu_busy_seconds": busy_us / 1e6 if busy_us is not None else None}
+
+
 def kernel_profile(device: torch.device, path: Path) -> str:
     """The GPU's own time per kernel in 20 uncaptured bf16 steps of the baseline (the project's module,
     deterministic algorithms as the Trainer sets them): what a graphed step replays."""
@@ -541,6 +560,7 @@ def gpu_summary(args) -> Path:
     record["overhead_ms_per_step"] = record["overhead"].get("overhead_ms_per_step")
     part("host_profile", lambda: host_profile(device, args, out.with_name(out.stem + "-host-profile.txt")))
     part("kernel_profile", lambda: kernel_profile(device, out.with_name(out.stem + "-kernels.txt")))
+    part("graphed_profile", lambda: graphed_profile(device, args, out.with_name(out.stem + "-graphed-profile.txt")))
     part("speedrun", lambda: [train_process(args, "experiment=speedrun", f"seed={s}", accelerator)
                               for s in range(args.speedrun_seeds)])
     part("speedrun_warm_fits", lambda: warm_fits("speedrun", device, args))
