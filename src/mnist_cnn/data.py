@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torchvision.datasets import MNIST, FashionMNIST
 
+from mnist_cnn.augment import Distortions
 from mnist_cnn.mnist_files import ensure_fashion_mnist, ensure_mnist
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,9 @@ class TensorBatches:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, epoch: Callable[[], int] = lambda: 0, rank: int = 0, world_size: int = 1):
-        self.x, self.y = x, y
+                 seed: int = 0, epoch: Callable[[], int] = lambda: 0, rank: int = 0, world_size: int = 1,
+                 distort: Callable[[torch.Tensor, int], torch.Tensor] | None = None):
+        self.x, self.y, self.distort = x, y, distort
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
         self.rank, self.world_size = rank, world_size
         self.per_rank = math.ceil(len(x) / world_size)
@@ -121,7 +123,8 @@ class TensorBatches:
         order = self.order().to(self.x.device)
         for start in range(self.first_batch() * self.batch_size, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+            x = self.x.index_select(0, idx)
+            yield x if self.distort is None else self.distort(x, start // self.batch_size), self.y.index_select(0, idx)
 
     def first_batch(self) -> int:
         return 0
@@ -155,7 +158,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def __init__(self, data_dir: str | None = None, batch_size: int = 256, eval_batch_size: int | None = None,
                  validation_split: float = 0.3, split: str = "random", normalize: str = "standard",
-                 seed: int = 0, dataset: str = "mnist"):
+                 seed: int = 0, dataset: str = "mnist", augment: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         if dataset not in DATASETS:
@@ -166,6 +169,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.validation_split, self.split, self.normalize, self.seed = validation_split, split, normalize, seed
+        self.distortions = Distortions(**augment) if augment else None  # training batches only
         self.file_sha256: dict[str, str] = {}
         self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the seed shows them
 
@@ -202,11 +206,18 @@ class MNISTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> ResumableBatches:
         trainer = self.trainer
+        epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
         return self._batches(
-            self.x_train, self.y_train, self.batch_size, ResumableBatches, shuffle=True,
-            epoch=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
+            self.x_train, self.y_train, self.batch_size, ResumableBatches, shuffle=True, epoch=epoch,
             processed=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer else (lambda: 0),
+            distort=self.distorter(epoch) if self.distortions else None,
         )
+
+    def distorter(self, epoch: Callable[[], int]) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """Distorts training batch number b of the current epoch, seeded by (seed, epoch, b): the same
+        distortions when a run repeats or resumes."""
+        background = float(normalize(torch.zeros(1, 1, dtype=torch.uint8), self.normalize, self.dataset).flatten()[0])
+        return lambda x, b: self.distortions(x, background, seed=((self.seed * 100_003 + epoch()) * 1_000_003 + b) % 2**63)
 
     def evaluation_batch_size(self) -> int:
         if self.eval_batch_size:

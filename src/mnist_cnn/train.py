@@ -67,7 +67,7 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     # Deterministic algorithms also fill every new tensor with NaN, to expose reads of unwritten memory: a
     # debugging aid, not part of determinism, that adds a kernel per allocation to each GPU step.
     torch.utils.deterministic.fill_uninitialized_memory = False
-    datamodule = built("data", cfg.data)
+    datamodule = built("data", cfg.data, _convert_="all")  # plain containers in hparams and checkpoints
     model = built("model", cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
     history = History()
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None] + [history, *extra_callbacks]

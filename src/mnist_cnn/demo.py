@@ -1,0 +1,139 @@
+"""Draw a digit, or upload a photo, and see what a trained network reads: a local web page (Gradio).
+
+    mnist-demo outputs/runs/<run>              # a run directory (its tested checkpoint) or a .ckpt file
+    mnist-demo CKPT --host 0.0.0.0 --port 8000
+
+The page shows the 28x28 image the network is given (prepared as `mnist-predict` prepares a file:
+mnist_cnn.predict.mnist_like), the class it reads, and its three most probable classes. A Fashion-MNIST
+checkpoint takes uploads and names clothes. The page works with no network at all: no web fonts, no
+analytics, nothing fetched from elsewhere. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mnist_cnn.checkpoints import load_model
+from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with
+from mnist_cnn.data import DATASETS
+from mnist_cnn.predict import PLACEMENT, mnist_like, predict
+
+PROG = "mnist-demo"
+# Gradio's sketchpad opens with no tool chosen and asks for one: the page chooses the brush once it is there
+CHOOSE_BRUSH = """() => {
+    const choose = () => {
+        const brush = document.querySelector('#sketchpad button[aria-label="Brush"]');
+        if (brush) brush.click(); else setTimeout(choose, 100);
+    };
+    choose();
+}"""
+PREVIEW_SCALE = 10  # the 28x28 input shown at 280x280, each pixel a visible square
+TOP = 3
+
+
+def gray_of(image: np.ndarray | dict | None) -> np.ndarray | None:
+    """Gray levels 0..255 of what the page sends: an uploaded image, or the sketchpad's value (its
+    composite of background and strokes). Transparent pixels are paper, not ink."""
+    if isinstance(image, dict):
+        image = image.get("composite")
+    if image is None:
+        return None
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image.astype(np.float32)
+    if image.shape[2] == 4:
+        paper = Image.new("RGBA", (image.shape[1], image.shape[0]), "white")
+        image = np.asarray(Image.alpha_composite(paper, Image.fromarray(image.astype(np.uint8), "RGBA")).convert("RGB"))
+    return np.asarray(Image.fromarray(image[..., :3].astype(np.uint8)).convert("L"), dtype=np.float32)
+
+
+class Reader:
+    """A checkpoint's model, reading one image at a time as the page sends it."""
+
+    def __init__(self, ckpt: str):
+        self.model, self.data = load_model(ckpt)
+        self.classes = DATASETS[self.data["dataset"]].classes
+
+    def read(self, image) -> tuple[np.ndarray | None, dict | None]:
+        """(the 28x28 input, enlarged; {class name: probability}), or (None, None) for a blank image."""
+        gray = gray_of(image)
+        if gray is None:
+            return None, None
+        try:
+            small = mnist_like(gray, "the drawing", **PLACEMENT[self.data["dataset"]])
+        except UserError:  # blank: nothing drawn yet, or cleared
+            return None, None
+        probabilities = predict(self.model, torch.from_numpy(small[None]), self.data)[0]
+        preview = np.kron(small, np.ones((PREVIEW_SCALE, PREVIEW_SCALE), dtype=np.uint8))
+        return preview, {name: float(p) for name, p in zip(self.classes, probabilities)}
+
+
+def page(reader: Reader):
+    import gradio as gr
+
+    digits = reader.data["dataset"] == "mnist"
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web fonts: works offline
+                              font_mono=["ui-monospace", "monospace"])
+    with gr.Blocks(title="mnist-cnn: draw a digit", analytics_enabled=False) as demo:
+        gr.Markdown("## Draw a digit" if digits else "## Upload a photo of a piece of clothing")
+        with gr.Row():
+            with gr.Column():
+                inputs = []
+                if digits:
+                    with gr.Tab("Draw"):
+                        inputs.append(gr.Sketchpad(
+                            label="Draw with the mouse or a finger", elem_id="sketchpad", type="numpy",
+                            image_mode="RGBA", canvas_size=(280, 280), fixed_canvas=True, layers=False,
+                            transforms=(), brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed")))
+                with gr.Tab("Upload"):
+                    inputs.append(gr.Image(label="A photo or scan", elem_id="upload", type="numpy",
+                                           sources=["upload", "clipboard"], image_mode="RGBA"))
+            with gr.Column():
+                preview = gr.Image(label="What the network reads (28x28)", elem_id="preview", interactive=False,
+                                   image_mode="L", height=280, width=280, format="png", buttons=["fullscreen"])
+                label = gr.Label(label="Reading", elem_id="reading", num_top_classes=TOP)
+        for component in inputs:
+            component.change(reader.read, inputs=component, outputs=[preview, label], show_progress="hidden")
+    return demo, theme
+
+
+def parser() -> Parser:
+    p = Parser(prog=PROG, description="A local web page: draw a digit (or upload a photo) and see what the network reads.")
+    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="the port (default %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        reader = Reader(args.ckpt)
+    except UserError as exc:
+        exit_with(PROG, exc)
+    demo, theme = page(reader)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, quiet=True,
+                    share=False, ssr_mode=False, theme=theme, footer_links=[], js=CHOOSE_BRUSH)
+    except OSError as exc:  # Gradio's words for a port in use or an address it cannot bind
+        exit_with(PROG, UserError(f"--host {args.host} --port {args.port}: cannot listen there "
+                                  f"({' '.join(str(exc).split())})"))
+    print(f"{PROG}: reading with {args.ckpt} at {demo.local_url} (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        demo.close()
+        print(f"{PROG}: stopped", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

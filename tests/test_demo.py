@@ -1,0 +1,206 @@
+"""mnist-demo as a user meets it: started on a trained checkpoint, driven in headless Chromium, offline.
+
+Screenshots go to tmp_path; with MNIST_CNN_SCREENSHOTS=<folder> they are kept there too (docs/ has the
+one README shows)."""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
+pytest.importorskip("gradio", reason="pip install -e '.[dev]' brings Gradio")
+if not os.path.exists(CHROMIUM):
+    pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)", allow_module_level=True)
+LOCAL = ("http://127.0.0.1", "data:", "blob:")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Tripwire:
+    """A port that counts connections: the demo's HTTP(S) proxy, so that anything it fetches from the
+    network (analytics, version checks, fonts) arrives here instead, and is counted."""
+
+    def __init__(self):
+        self.server, self.hits = socket.create_server(("127.0.0.1", 0)), 0
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.hits += 1
+            connection.close()
+
+
+@pytest.fixture()
+def demo(trained_run, tmp_path):
+    port, tripwire = free_port(), Tripwire()
+    proxy = f"http://127.0.0.1:{tripwire.port}"
+    env = {**os.environ, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the demo must turn analytics off itself
+    process = subprocess.Popen([sys.executable, "-m", "mnist_cnn.demo", str(trained_run), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first = process.stdout.readline()
+    assert first.strip() == f"mnist-demo: reading with {trained_run} at http://127.0.0.1:{port}/ (Ctrl-C stops)", (
+        first + process.stderr.read()[-2000:] if process.poll() is not None else first)
+    try:
+        yield f"http://127.0.0.1:{port}/", tripwire
+    finally:
+        process.send_signal(2)  # Ctrl-C
+        out, err = process.communicate(timeout=30)
+        tripwire.server.close()
+    assert process.returncode == 0 and err.strip().endswith("mnist-demo: stopped") and "Traceback" not in err, err[-2000:]
+
+
+def browser_page(p, external: list):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+    page = browser.new_page(viewport={"width": 1200, "height": 640})
+
+    def offline(route):
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", offline)
+    return browser, page
+
+
+def stroke(page, box, points):
+    """Mouse down at the first point, through the others, up: points as fractions of the canvas box."""
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=3)
+    page.mouse.up()
+
+
+def reading(page) -> str:
+    """The digit the page reads, once it shows one."""
+    label = page.locator("#reading h2, #reading .output-class").first
+    label.wait_for(timeout=30_000)
+    return label.inner_text().strip()
+
+
+def preview_pixels(page, url: str) -> np.ndarray:
+    """The preview as the page shows it, fetched from the page's own server."""
+    src = page.locator("#preview img").first.get_attribute("src")
+    data = urllib.request.urlopen(src if src.startswith("http") else url + src.lstrip("/"), timeout=10).read()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def is_28x28(pixels: np.ndarray) -> bool:
+    """280x280 made of 10x10 squares of one level each: the 28x28 input, enlarged."""
+    small = pixels[::PREVIEW_SCALE, ::PREVIEW_SCALE]
+    return pixels.shape == (280, 280) and np.array_equal(np.kron(small, np.ones((10, 10), dtype=small.dtype)), pixels)
+
+
+ONE = [(0.52, 0.15), (0.5, 0.5), (0.49, 0.85)]
+ZERO = [(0.5 + 0.22 * np.sin(t), 0.5 - 0.33 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]
+
+
+def test_a_drawn_one_and_zero_are_read_with_their_28x28_input(demo, tmp_path):
+    url, tripwire = demo
+    external = []
+    with playwright.sync_playwright() as p:
+        browser, page = browser_page(p, external)
+        page.goto(url, timeout=60_000)
+        canvas = page.locator("#sketchpad canvas").first
+        canvas.wait_for(timeout=60_000)
+        page.locator('#sketchpad button[aria-label="Brush"]').wait_for(timeout=30_000)
+        page.wait_for_timeout(500)  # the page's own choice of the brush
+        box = canvas.bounding_box()
+
+        stroke(page, box, ONE)
+        playwright.expect(page.locator("#reading")).to_contain_text("1", timeout=30_000)
+        assert reading(page) == "1"
+        one = preview_pixels(page, url)
+        assert is_28x28(one) and one.max() > 200 and one[0].max() == 0
+        page.screenshot(path=str(tmp_path / "demo.png"))
+
+        page.locator('#sketchpad button[aria-label="Clear canvas"]').click()
+        page.wait_for_timeout(500)
+        page.locator('#sketchpad button[aria-label="Brush"]').click()
+        stroke(page, box, ZERO)
+        playwright.expect(page.locator("#reading h2, #reading .output-class").first).to_have_text("0", timeout=30_000)
+        zero = preview_pixels(page, url)
+        assert is_28x28(zero) and zero[140, 140] < 100 < zero.max()  # a ring: dark in the middle
+        browser.close()
+    assert external == [] and tripwire.hits == 0, (external, tripwire.hits)
+    keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
+    if keep:
+        shutil.copy(tmp_path / "demo.png", os.path.join(keep, "demo.png"))
+
+
+def test_an_uploaded_photo_is_read(demo, tmp_path):
+    """A 7 written dark on light paper, as a phone would photograph it."""
+    url, tripwire = demo
+    photo = Image.new("RGB", (600, 800), (235, 230, 220))
+    ImageDraw.Draw(photo).line([(170, 220), (430, 220), (290, 640)], fill=(30, 30, 40), width=34)
+    photo.save(tmp_path / "seven.jpg")
+    external = []
+    with playwright.sync_playwright() as p:
+        browser, page = browser_page(p, external)
+        page.goto(url, timeout=60_000)
+        page.get_by_role("tab", name="Upload").click()
+        page.locator("#upload input[type=file]").set_input_files(str(tmp_path / "seven.jpg"))
+        playwright.expect(page.locator("#reading h2, #reading .output-class").first).to_have_text("7", timeout=30_000)
+        assert is_28x28(preview_pixels(page, url))
+        browser.close()
+    assert external == [] and tripwire.hits == 0, (external, tripwire.hits)
+
+
+def test_the_reader_takes_sketchpad_layers_and_gives_nothing_for_a_blank_canvas(trained_run):
+    reader = Reader(str(trained_run))
+    blank = np.zeros((280, 280, 4), dtype=np.uint8)  # transparent: paper
+    assert reader.read({"background": blank, "layers": [blank], "composite": blank}) == (None, None)
+    assert reader.read(None) == (None, None)
+    drawn = blank.copy()
+    drawn[40:240, 130:150] = (0, 0, 0, 255)  # a black bar on the transparent canvas
+    assert gray_of({"composite": drawn})[100, 140] == 0 and gray_of({"composite": drawn})[0, 0] == 255
+    preview, probabilities = reader.read({"composite": drawn})
+    assert preview.shape == (280, 280) and set(probabilities) == {str(d) for d in range(10)}
+    assert abs(sum(probabilities.values()) - 1) < 1e-5
+
+
+def test_a_bad_checkpoint_is_one_line_and_no_server(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    result = subprocess.run([sys.executable, "-m", "mnist_cnn.demo", str(bad), "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"mnist-demo: error: {bad}: refused, not a checkpoint")
+
+
+def test_a_port_in_use_is_one_line(trained_run):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "mnist_cnn.demo", str(trained_run), "--port", str(port)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"--port {port}: cannot listen there" in result.stderr
