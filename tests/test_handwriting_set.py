@@ -1,0 +1,34 @@
+"""scripts/handwriting.py: the non-MNIST digit set, made from a font every install has, and scored."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from matplotlib import font_manager
+
+from conftest import ROOT
+
+
+def handwriting(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "handwriting.py"), *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_the_set_is_rendered_and_any_checkpoint_scored_on_it(tmp_path, trained_run):
+    font = font_manager.findfont("DejaVu Sans")  # matplotlib's own copy
+    made = handwriting("make", str(tmp_path / "set.npz"), "--only", font, "--pen", "2")
+    assert made.returncode == 0, made.stderr[-2000:]
+    data = np.load(tmp_path / "set.npz")
+    per_font = 10 * 3 * 3 * 3  # digits x heights x slants x stroke widths
+    assert data["images"].shape == (per_font + 20, 64, 64) and data["images"].dtype == np.uint8
+    assert np.bincount(data["labels"]).tolist() == [per_font // 10 + 2] * 10
+    assert 0.3 < data["dark_on_light"].mean() < 0.7 and list(data["fonts"]) == ["DejaVuSans.ttf"]
+    again = handwriting("make", str(tmp_path / "again.npz"), "--only", font, "--pen", "2")
+    assert again.returncode == 0 and np.array_equal(np.load(tmp_path / "again.npz")["images"], data["images"])
+
+    scored = handwriting("score", str(tmp_path / "set.npz"), str(trained_run), "--json")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    (result,) = json.loads(scored.stdout)
+    assert result["images"] == per_font + 20 and set(result) >= {"accuracy", "fonts", "pen", "dark on light"}
+    assert 0.3 < result["accuracy"] <= 1  # a briefly trained baseline reads a printed font's digits, mostly
