@@ -51,7 +51,6 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping
 import torch
-import torchmetrics
 import torchvision
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
@@ -767,15 +766,7 @@ def trainer_speedrun(args) -> float:
 
 def speedrun_process(seed: int, args) -> dict:
     """`python train.py experiment=speedrun seed=<seed>` as a user runs it: the whole process's wall time."""
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "train.py", "experiment=speedrun", f"seed={seed}", f"hydra.run.dir={tmp}",
-                   f"data.data_dir={args.data_dir}"]
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        wall = time.perf_counter() - start
-        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
-    return {"seed": seed, "process_seconds": wall, "fit_seconds": metrics["fit_seconds"], "test_acc": metrics["test_acc"],
-            "precision": metrics["precision"]}
+    return {"seed": seed, **train_process(args, "experiment=speedrun", f"seed={seed}")}
 
 
 def speedrun(args) -> dict:

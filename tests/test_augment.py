@@ -1,7 +1,5 @@
 """Training-time distortions (data.augment, mnist_cnn.augment): seeded, on whole batches, training only."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 

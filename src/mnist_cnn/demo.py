@@ -24,7 +24,7 @@ from PIL import Image
 from mnist_cnn.checkpoints import load_model
 from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with
 from mnist_cnn.data import DATASETS
-from mnist_cnn.predict import PLACEMENT, mnist_like, predict
+from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, predict
 
 PROG = "mnist-demo"
 # Gradio's sketchpad opens with no tool chosen and asks for one: the page chooses the brush once it is there
@@ -41,18 +41,12 @@ TOP = 3
 
 def gray_of(image: np.ndarray | dict | None) -> np.ndarray | None:
     """Gray levels 0..255 of what the page sends: an uploaded image, or the sketchpad's value (its
-    composite of background and strokes). Transparent pixels are paper, not ink."""
+    composite of background and strokes), read as mnist-predict reads a file (predict.gray_levels)."""
     if isinstance(image, dict):
         image = image.get("composite")
     if image is None:
         return None
-    image = np.asarray(image)
-    if image.ndim == 2:
-        return image.astype(np.float32)
-    if image.shape[2] == 4:
-        paper = Image.new("RGBA", (image.shape[1], image.shape[0]), "white")
-        image = np.asarray(Image.alpha_composite(paper, Image.fromarray(image.astype(np.uint8), "RGBA")).convert("RGB"))
-    return np.asarray(Image.fromarray(image[..., :3].astype(np.uint8)).convert("L"), dtype=np.float32)
+    return gray_levels(Image.fromarray(np.asarray(image).astype(np.uint8)))
 
 
 class Reader:

@@ -67,8 +67,13 @@ def read_gray(path: Path, max_pixels: int) -> np.ndarray:
         raise UserError(f"{path}: refused, decompression bomb ({' '.join(str(exc).split())})") from None
     except OSError as exc:
         raise UserError(f"{path}: unreadable image ({' '.join(str(exc).split())})") from None
+    return gray_levels(image)
+
+
+def gray_levels(image: Image.Image) -> np.ndarray:
+    """float32 gray levels 0..255 of a decoded image; transparent pixels are paper, not ink."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        background = Image.new("RGBA", image.size, "white")  # transparent pixels are paper, not ink
+        background = Image.new("RGBA", image.size, "white")
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return np.asarray(image.convert("L"), dtype=np.float32)
 
