@@ -527,6 +527,108 @@ def kernel_profile(device: torch.device, path: Path) -> str:
     return str(path)
 
 
+FLOOR_VARIANTS = {  # the replayed step's GPU time under each setting the Trainer could use
+    "bf16": ("bf16", True, False), "bf16 deterministic off": ("bf16", False, False),
+    "bf16 channels_last": ("bf16", True, True), "fp32": ("fp32", True, False),
+}
+
+
+def graph_floor(name: str, device: torch.device, variant: str, steps: int = 200, profile_to: Path | None = None) -> float:
+    """Milliseconds per step of the run's own step (its module's loss_of and its optimiser) captured with
+    mnist_cnn.graphed and replayed back to back on device-resident batches, nothing else on the host: the
+    floor the Trainer's graphed step stands on. profile_to: the replays' kernels, by GPU time."""
+    precision, deterministic, channels_last = FLOOR_VARIANTS[variant]
+    experiment, _, batch_size = RUNS[name]
+    with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"])
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, _convert_="all").to(device)
+    if channels_last:
+        model.net.to(memory_format=torch.channels_last)
+    model.steps_on_device = torch.zeros((), dtype=torch.long, device=device)
+    model.first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)
+    settings = {k: v for k, v in model.hparams.optimizer.items() if v is not None and k not in ("decay", "one_cycle")}
+    optimizer = getattr(torch.optim, settings.pop("name"))(model.parameters(), **{
+        k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    x = torch.randn(16 * batch_size, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (16 * batch_size,), device=device)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    step = GraphedStep(model.loss_of, optimizer)
+    model.train()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+    try:
+        with autocast:
+            for i in range(10):
+                step(*batches[i % 16])
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for i in range(steps):
+                step(*batches[i % 16])
+            torch.cuda.synchronize(device)
+            ms = 1000 * (time.perf_counter() - start) / steps
+            if profile_to is not None:
+                from torch.profiler import ProfilerActivity, profile
+                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                    for i in range(20):
+                        step(*batches[i % 16])
+                    torch.cuda.synchronize(device)
+                profile_to.write_text(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=45))
+    finally:
+        torch.use_deterministic_algorithms(False)
+        step.release()
+    return ms
+
+
+def trainer_step_ms(name: str, device: torch.device, args, *overrides) -> float:
+    """The median time between the ends of consecutive graphed training steps through the Trainer (the
+    run's callbacks and logging, validation and checkpoints off), on the GPU's timeline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        timer = project_trainer(name, "auto", device, args, tmp, "trainer.max_epochs=1", "trainer.limit_train_batches=120",
+                                "trainer.limit_val_batches=0", "~callbacks.checkpoint", *overrides)
+    stamps = timer.stamps[10:]
+    return 1000 * statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+
+
+TRAINER_VARIANTS = {"as run": [], "no lr monitor": ["~callbacks.learning_rate"],
+                    "logging every 1000 steps": ["trainer.log_every_n_steps=1000"],
+                    "fp32": ["trainer.precision=32-true"]}
+
+
+def gpu_probe(args) -> Path:
+    """What a graphed step waits on: for each lab run, the graph's own time per step (graph_floor) beside
+    the Trainer's step, with settings flipped one at a time; and their kernel and host profiles."""
+    device = torch.device("cuda")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"device": torch.cuda.get_device_name(device), "date": datetime.date.today().isoformat(),
+              "commit": git_commit(), "machine": machine(device), "floor_ms": {}, "trainer_ms": {}}
+    path = out / "gpu-probe.json"
+    for name in RUNS:
+        record["floor_ms"][name] = {v: graph_floor(name, device, v, profile_to=out / f"gpu-probe-{name}-kernels.txt"
+                                                   if v == "bf16" else None) for v in FLOOR_VARIANTS}
+        print(name, "floor", {k: round(v, 3) for k, v in record["floor_ms"][name].items()}, flush=True)
+        path.write_text(json.dumps(record, indent=1))
+    for name in RUNS:
+        record["trainer_ms"][name] = {v: trainer_step_ms(name, device, args, *o) for v, o in TRAINER_VARIANTS.items()}
+        print(name, "trainer", {k: round(v, 3) for k, v in record["trainer_ms"][name].items()}, flush=True)
+        path.write_text(json.dumps(record, indent=1))
+    record["graphed_profile"] = graphed_profile(device, args, out / "gpu-probe-graphed-profile.txt")
+    trainer_ms_per_step(device, args)  # warm
+    profiler = cProfile.Profile()
+    profiler.enable()
+    trainer_step_ms("baseline", device, args)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(60)
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
+    (out / "gpu-probe-host-profile.txt").write_text(text.getvalue())
+    path.write_text(json.dumps(record, indent=1))
+    print(json.dumps({k: v for k, v in record.items() if k != "machine"}, indent=1))
+    return path
+
+
 def gpu_summary(args) -> Path:
     """Everything issue 18 asks of a GPU, in one run: benchmarks/results/gpu-summary.json (with --device cpu
     and --smoke, the same code on a few batches: a rehearsal of the GPU session on a machine without one)."""
@@ -844,6 +946,8 @@ def main() -> None:
     parser.add_argument("--overhead", action="store_true", help="only the Trainer's cost per step at batch 8")
     parser.add_argument("--overhead-steps", type=int, default=400)
     parser.add_argument("--gpu-summary", action="store_true", help="write benchmarks/results/gpu-summary.json")
+    parser.add_argument("--gpu-probe", action="store_true",
+                        help="CUDA: the graphed step's own GPU time against the Trainer's step, per lab run")
     parser.add_argument("--lab-epochs", action="store_true",
                         help="CPU: the baseline's epoch before (--against) and now, bf16 and fp32, and in Keras")
     parser.add_argument("--against", default="cfb48ad", help="--lab-epochs: the commit to compare with")
@@ -871,6 +975,9 @@ def main() -> None:
             save_json("lab-epochs", lab_epochs(args), args)
         if args.speedrun:
             save_json("speedrun", speedrun(args), args)
+        return
+    if args.gpu_probe:
+        gpu_probe(args)
         return
     if args.gpu_summary:
         args.window = 25
