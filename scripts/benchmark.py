@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -596,6 +597,32 @@ TRAINER_VARIANTS = {"as run": [], "no lr monitor": ["~callbacks.learning_rate"],
                     "fp32": ["trainer.precision=32-true"]}
 
 
+def sync_sources(name: str, device: torch.device, args, *overrides) -> dict:
+    """Where the Trainer's graphed steps make the host wait for the GPU: each call stack (innermost
+    frames first) of a synchronising CUDA call, counted, from torch.cuda.set_sync_debug_mode's warnings."""
+    import collections
+    import traceback
+    stacks = collections.Counter()
+
+    def note(message, category, filename, lineno, file=None, line=None):
+        if "synchronizing" in str(message):
+            frames = traceback.extract_stack()[:-2]
+            stacks[" <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}:{f.name}"
+                               for f in reversed(frames[-7:]))] += 1
+    shown = warnings.showwarning
+    warnings.showwarning = note
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = note
+            trainer_step_ms(name, device, args, *overrides)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        warnings.showwarning = shown
+    return dict(stacks.most_common(25))
+
+
 def gpu_probe(args) -> Path:
     """What a graphed step waits on: for each lab run, the graph's own time per step (graph_floor) beside
     the Trainer's step, with settings flipped one at a time; and their kernel and host profiles."""
@@ -605,6 +632,13 @@ def gpu_probe(args) -> Path:
     record = {"device": torch.cuda.get_device_name(device), "date": datetime.date.today().isoformat(),
               "commit": git_commit(), "machine": machine(device), "floor_ms": {}, "trainer_ms": {}}
     path = out / "gpu-probe.json"
+    if args.probe_syncs:
+        record["syncs"] = {"baseline": sync_sources("baseline", device, args),
+                           "speedrun": sync_sources("speedrun", device, args)}
+        graph_floor("baseline", device, "bf16 channels_last", profile_to=out / "gpu-probe-baseline-channels-last-kernels.txt")
+        path.write_text(json.dumps(record, indent=1))
+        print(json.dumps(record["syncs"], indent=1))
+        return path
     for name in RUNS:
         record["floor_ms"][name] = {v: graph_floor(name, device, v, profile_to=out / f"gpu-probe-{name}-kernels.txt"
                                                    if v == "bf16" else None) for v in FLOOR_VARIANTS}
@@ -948,6 +982,8 @@ def main() -> None:
     parser.add_argument("--gpu-summary", action="store_true", help="write benchmarks/results/gpu-summary.json")
     parser.add_argument("--gpu-probe", action="store_true",
                         help="CUDA: the graphed step's own GPU time against the Trainer's step, per lab run")
+    parser.add_argument("--probe-syncs", action="store_true",
+                        help="--gpu-probe: only where the Trainer's graphed step synchronises, and a channels_last kernel table")
     parser.add_argument("--lab-epochs", action="store_true",
                         help="CPU: the baseline's epoch before (--against) and now, bf16 and fp32, and in Keras")
     parser.add_argument("--against", default="cfb48ad", help="--lab-epochs: the commit to compare with")
