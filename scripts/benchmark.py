@@ -479,55 +479,6 @@ def warm_fits(name: str, device: torch.device, args, runs: int = 3) -> list[dict
     return fits[1:]  # the first loads what the later ones find loaded
 
 
-def graphed_profile(device: torch.device, args, path: Path) -> dict:
-    """60 graphed training steps of the baseline through the Trainer under torch.profiler: the GPU's busy
-    time against the wall time, and its kernels, to tell a step that waits on the host from one that
-    waits on the GPU."""
-    from torch.profiler import ProfilerActivity, profile
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    limits = ["trainer.max_epochs=1", "trainer.limit_train_batches=60", "trainer.limit_val_batches=0", "~callbacks.checkpoint"]
-    with tempfile.TemporaryDirectory() as tmp:
-        project_trainer("baseline", "auto", device, args, tmp, *limits)  # warm
-    with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
-        timer = project_trainer("baseline", "auto", device, args, tmp, *limits)
-    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    path.write_text(prof.key_averages().table(sort_by=key, row_limit=40))
-    busy_us = sum(e.self_device_time_total for e in prof.key_averages()) if device.type == "cuda" else None
-    stamps = timer.stamps
-    return {"file": path.name, "steps": len(stamps) - 1, "wall_seconds": stamps[-1] - stamps[0],
-            "gpu_busy_seconds": busy_us / 1e6 if busy_us is not None else None}
-
-
-def kernel_profile(device: torch.device, path: Path) -> str:
-    """The GPU's own time per kernel in 20 uncaptured bf16 steps of the baseline (the project's module,
-    deterministic algorithms as the Trainer sets them): what a graphed step replays."""
-    from torch.profiler import ProfilerActivity, profile
-    torch.manual_seed(0)
-    model = BaselineCNN().to(device)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
-    x, y = torch.randn(256, 1, 28, 28, device=device), torch.randint(0, 10, (256,), device=device)
-    torch.use_deterministic_algorithms(True)
-
-    def step():
-        optimizer.zero_grad()
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(5):
-        step()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(20):
-            step()
-        torch.cuda.synchronize(device) if device.type == "cuda" else None
-    torch.use_deterministic_algorithms(False)
-    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    path.write_text(prof.key_averages().table(sort_by=key, row_limit=30))
-    return str(path)
-
-
 FLOOR_VARIANTS = {  # the replayed step's GPU time under each setting the Trainer could use
     "bf16": ("bf16", True, False), "bf16 deterministic off": ("bf16", False, False),
     "bf16 channels_last": ("bf16", True, True), "fp32": ("fp32", True, False),
@@ -623,6 +574,20 @@ def sync_sources(name: str, device: torch.device, args, *overrides) -> dict:
     return dict(stacks.most_common(25))
 
 
+STEP_VARIANTS = {"as run": [], "channels_last": ["model.channels_last=true"], "cudnn.benchmark": ["trainer.benchmark=true"]}
+
+
+def step_against_floor(device: torch.device, args, kernels: Path) -> dict:
+    """Per lab run, the Trainer's graphed step (median, ms) beside the graph's own GPU time per step
+    (graph_floor, bf16), with two layout and algorithm switches; the baseline's kernels per replay."""
+    result = {}
+    for name in RUNS:
+        result[name] = {"floor": graph_floor(name, device, "bf16", profile_to=kernels if name == "baseline" else None),
+                        **{v: trainer_step_ms(name, device, args, *o) for v, o in STEP_VARIANTS.items()}}
+        print(f"{name:9} step ms: " + ", ".join(f"{k} {v:.3f}" for k, v in result[name].items()), flush=True)
+    return result
+
+
 def gpu_probe(args) -> Path:
     """What a graphed step waits on: for each lab run, the graph's own time per step (graph_floor) beside
     the Trainer's step, with settings flipped one at a time; and their kernel and host profiles."""
@@ -648,7 +613,6 @@ def gpu_probe(args) -> Path:
         record["trainer_ms"][name] = {v: trainer_step_ms(name, device, args, *o) for v, o in TRAINER_VARIANTS.items()}
         print(name, "trainer", {k: round(v, 3) for k, v in record["trainer_ms"][name].items()}, flush=True)
         path.write_text(json.dumps(record, indent=1))
-    record["graphed_profile"] = graphed_profile(device, args, out / "gpu-probe-graphed-profile.txt")
     trainer_ms_per_step(device, args)  # warm
     profiler = cProfile.Profile()
     profiler.enable()
@@ -694,8 +658,8 @@ def gpu_summary(args) -> Path:
     part("overhead", lambda: overhead_run(device, args))
     record["overhead_ms_per_step"] = record["overhead"].get("overhead_ms_per_step")
     part("host_profile", lambda: host_profile(device, args, out.with_name(out.stem + "-host-profile.txt")))
-    part("kernel_profile", lambda: kernel_profile(device, out.with_name(out.stem + "-kernels.txt")))
-    part("graphed_profile", lambda: graphed_profile(device, args, out.with_name(out.stem + "-graphed-profile.txt")))
+    if device.type == "cuda":
+        part("step_ms", lambda: step_against_floor(device, args, out.with_name(out.stem + "-kernels.txt")))
     part("speedrun", lambda: [train_process(args, "experiment=speedrun", f"seed={s}", accelerator)
                               for s in range(args.speedrun_seeds)])
     part("speedrun_warm_fits", lambda: warm_fits("speedrun", device, args))

@@ -111,3 +111,39 @@ def test_a_graphed_run_with_dropout_and_checkpoints_resumes(tmp_path):
     again = fit(BaselineCNN(), "gpu", tmp_path / "resumed", precision="bf16-mixed", max_epochs=3,
                 ckpt_path=trainer.checkpoint_callback.best_model_path)
     assert again.global_step == 48 and torch.isfinite(again.callback_metrics["train_loss_epoch"])
+
+
+class QuietSteps(L.Callback):
+    """Makes any synchronising CUDA call an error during the graphed steps that neither log nor end the
+    epoch; Lightning's batch-end bookkeeping of such a step runs before the next step's start."""
+
+    def __init__(self):
+        self.quiet = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        step = trainer.global_step + 1
+        quiet = (pl_module.graphed is not None and pl_module.graphed.graph is not None
+                 and step % trainer.log_every_n_steps != 0 and batch_idx + 1 < trainer.num_training_batches)
+        self.quiet += quiet
+        torch.cuda.set_sync_debug_mode("error" if quiet else 0)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_graphed_steps_between_logging_never_wait_for_the_gpu(tmp_path):
+    """With the progress bar showing the step's loss, as train.py runs: a step that does not log reads
+    nothing back from the GPU, so the host runs ahead and the GPU never waits on it."""
+    L.seed_everything(0, verbose=False)
+    quiet = QuietSteps()
+    trainer = L.Trainer(max_epochs=2, accelerator="gpu", devices=1, logger=False, log_every_n_steps=5,
+                        enable_model_summary=False, enable_checkpointing=False, precision="bf16-mixed",
+                        deterministic=True, default_root_dir=tmp_path, callbacks=[quiet])
+    try:
+        trainer.fit(BaselineCNN(), datamodule=Batches("cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert trainer.global_step == 32 and quiet.quiet >= 15
+    assert "train_loss_step" in trainer.progress_bar_metrics

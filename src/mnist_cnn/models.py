@@ -186,8 +186,11 @@ class MNISTClassifier(L.LightningModule):
         last = batch_idx + 1 == self.trainer.num_training_batches
         if log_now or last:  # the device-side flag is read here only: one host-device sync at most
             self.stop_if_loss_was_not_finite()
-        if log_now:  # a copy: the graph's loss tensor holds the next step's loss after the next replay
-            self.log("train_loss_step", loss.detach().clone(), prog_bar=True, batch_size=len(y))
+        if log_now:
+            # On the host, as a copy (a graph's loss tensor holds the next step's loss after the next replay).
+            # The progress bar reads a logged step value again at every batch end until the next log: a GPU
+            # tensor there made each step wait for the GPU, and the GPU then wait for the host's next step.
+            self.log("train_loss_step", loss.detach().to("cpu", copy=True), prog_bar=True, batch_size=len(y))
         if last:
             self.log("train_loss_epoch", self.train_loss_sum / self.train_samples, on_step=False, on_epoch=True,
                      batch_size=len(y), sync_dist=True)
