@@ -414,7 +414,7 @@ def host_profile(device: torch.device, args, path: Path) -> str:
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
     path.write_text(text.getvalue())
-    return str(path)
+    return path.name
 
 
 def train_process(args, *overrides, env: dict | None = None) -> dict:
