@@ -129,6 +129,8 @@ CROSS_KEY = [
     (["+epochs=5"], "epochs is not a known key; did you mean trainer.max_epochs?"),  # + adds no undeclared key
     (["trainer.max_epoch=1"], "did you mean trainer.max_epochs?"),
     (["model.lr=0.1"], "model.lr is not a known key; did you mean model.optimizer.lr?"),
+    (["data.augment.rotation=10"], "data.augment.rotation: data.augment is set as a whole, as in data.augment={rotation:10}"),
+    (["data.augment={rotation:10}"], "data.augment={...}: data.augment is null in this config"),  # OmegaConf cannot fill it
     (["model=elu2"], "did you mean model=elu?"),
     (["data.data_dir=/proc/no-such-place"], "data.data_dir=/proc/no-such-place: MNIST must be fetched into"),
     (["~experiment"], "~experiment"),  # experiment_data is chosen by ${experiment}_${data}
@@ -277,3 +279,10 @@ def test_an_optimizer_switch_that_unsets_the_old_arguments_is_accepted(tmp_path)
     config.check_train(cfg)
     model = instantiate(cfg.model, _convert_="all")
     assert type(model.configure_optimizers()).__name__ == "Adam"
+
+
+def test_one_distortion_is_changed_on_a_config_that_sets_them(tmp_path):
+    """The form the refusals above point to: the other distortions keep experiment=handwriting's values."""
+    cfg = composed(tmp_path, "experiment=handwriting", "data.augment={rotation:10}")
+    assert dict(cfg.data.augment) == {"rotation": 10.0, "scale": 0.15, "shear": 10.0, "shift": 2.0,
+                                      "elastic_alpha": 2.0, "elastic_sigma": 3.0, "thickness": 0.3}

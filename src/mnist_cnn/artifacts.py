@@ -116,7 +116,8 @@ def classification_report_text(report: dict) -> str:
         lines.append(row.format(label, scores["precision"], scores["recall"], scores["f1"], scores["support"]))
     lines.append("")
     total = report["macro avg"]["support"]
-    accuracy = sum(report["confusion_matrix"][i][i] for i in range(10)) / total
+    confusion = report["confusion_matrix"]
+    accuracy = sum(confusion[i][i] for i in range(len(confusion))) / total
     lines.append(f"{'accuracy':>14}{'':>20}{accuracy:>10.4f}{total:>10d}")
     for average in ("macro avg", "weighted avg"):
         s = report[average]

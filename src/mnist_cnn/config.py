@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from mnist_cnn.cli import UserError
 from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
-from mnist_cnn.graphed import GRAPH_PRECISIONS, GRAPHABLE
+from mnist_cnn.graphed import obstacle
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
 
 OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
@@ -375,18 +375,10 @@ def check_cuda_graph(cfg: DictConfig) -> None:
     accelerator = trainer.accelerator
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    reason = None
-    if accelerator not in ("gpu", "cuda"):
-        reason = f"it needs a CUDA GPU, and this run is on {accelerator}"
-    elif trainer.devices not in (1, "auto") or trainer.num_nodes != 1 or (
-            trainer.devices == "auto" and torch.cuda.device_count() > 1):
-        reason = "it captures one device's step: set trainer.devices=1"
-    elif model.compile:
-        reason = "model.compile=true compiles the same step: choose one"
-    elif native_precision(trainer.precision, trainer.accelerator) not in GRAPH_PRECISIONS:
-        reason = f"trainer.precision={trainer.precision} scales the loss with a check on the GPU every step"
-    elif model.optimizer.name not in GRAPHABLE:
-        reason = f"torch.optim.{model.optimizer.name}'s step cannot be captured (allowed: {', '.join(sorted(GRAPHABLE))})"
+    one_device = trainer.num_nodes == 1 and (
+        trainer.devices == 1 or (trainer.devices == "auto" and torch.cuda.device_count() <= 1))
+    reason = obstacle("cuda" if accelerator == "gpu" else accelerator, one_device, model.compile,
+                      native_precision(trainer.precision, trainer.accelerator), model.optimizer.name)
     if reason:
         raise ConfigError(f"model.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
 

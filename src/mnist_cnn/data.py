@@ -45,9 +45,9 @@ MEAN, STD = DATASETS["mnist"].mean, DATASETS["mnist"].std
 TRAIN_IMAGES = 60_000
 NORMALIZE = ("standard", "unit")
 SPLITS = ("random", "tail")
-# The evaluation batch when data.eval_batch_size is null, by device. Timed 2026-11-24: on an H100,
-# 6000 made an epoch (train + validation) 11-20% shorter than the training batch did; on the 2-core
-# CPU, 6000 made validation 2-3x slower than 256 (cache misses), so CPU keeps the training batch.
+# The evaluation batch when data.eval_batch_size is null, by device: on a GPU a large batch shortened the
+# epoch; on a CPU it made validation slower (cache misses), so CPU keeps the training batch. Figures:
+# docs/performance.md, "Earlier measurements", the GPU switches.
 CUDA_EVAL_BATCH_SIZE = 6000
 
 
@@ -194,7 +194,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         """The batches are already on the training device; Lightning's generic move walks the batch
-        anyway (0.18 ms a step at batch 8 on CPU: benchmarks/results/cpu-2026-11-25-overhead.json)."""
+        anyway, which showed in the Trainer's cost per step (docs/performance.md, "Earlier measurements")."""
         if all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
@@ -229,6 +229,3 @@ class MNISTDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> TensorBatches:
         return self._batches(self.x_test, self.y_test, self.evaluation_batch_size())
-
-    def predict_dataloader(self) -> TensorBatches:
-        return self.test_dataloader()

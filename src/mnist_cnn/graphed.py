@@ -38,9 +38,22 @@ GRAPHABLE = FUSED | CAPTURABLE
 GRAPH_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
 
 
-def graphable(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether the optimiser's step can be captured (SGD only through its fused kernel)."""
-    return type(optimizer).__name__ in GRAPHABLE
+def obstacle(device: str, one_device: bool, compile: bool, precision: str, optimizer: str) -> str | None:
+    """Why a run's training step cannot be captured as one CUDA graph, or None where it can: the one rule
+    behind model.cuda_graph, whose null means "wherever it can run" and whose true is refused elsewhere.
+    device: "cuda", "cpu", ...; precision: Lightning's resolved setting; optimizer: a torch.optim class name
+    (SGD counts through its fused kernel)."""
+    if device != "cuda":
+        return f"it needs a CUDA GPU, and this run is on {device}"
+    if not one_device:
+        return "it captures one device's step: set trainer.devices=1"
+    if compile:
+        return "model.compile=true compiles the same step: choose one"
+    if precision not in GRAPH_PRECISIONS:
+        return f"trainer.precision={precision} scales the loss with a check on the GPU every step"
+    if optimizer not in GRAPHABLE:
+        return f"torch.optim.{optimizer}'s step cannot be captured (allowed: {', '.join(sorted(GRAPHABLE))})"
+    return None
 
 
 class GraphedStep:

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 import lightning as L
 
-from mnist_cnn.graphed import GRAPH_PRECISIONS, GraphedStep, graphable
+from mnist_cnn.graphed import GraphedStep, obstacle
 
 NUM_CLASSES = 10
 MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
@@ -69,19 +69,18 @@ ADAM_ONE_CYCLE = {"name": "Adam", "lr": 0.01, "betas": (0.7, 0.9), "one_cycle": 
 
 
 def wants_channels_last(setting: bool | None, device: torch.device) -> bool:
-    """null means CPU only: the channels_last conv layout made a CPU step 10-13% faster (oneDNN) but
-    H100 epochs 2-17% slower (timed 2026-11-24, scripts/benchmark.py, switch "channels_last off")."""
+    """null means CPU only: the channels_last conv layout made a CPU step faster (oneDNN) but uncaptured
+    H100 epochs slower (docs/performance.md: "Earlier measurements", the GPU switches; "The GPU step")."""
     return device.type == "cpu" if setting is None else setting
 
 
 def wants_cuda_graph(setting: bool | None, trainer, compile: bool, optimizer: torch.optim.Optimizer) -> bool:
-    """null means wherever it can run: one CUDA device, no torch.compile, no float16 loss scaling (its
-    scaler reads the GPU every step), an optimiser whose step can be captured. true where it cannot is
-    refused before training (mnist_cnn.config.check_train)."""
+    """null means wherever it can run (mnist_cnn.graphed.obstacle); true where it cannot is refused before
+    training (mnist_cnn.config.check_cuda_graph)."""
     if setting is not None:
         return setting
-    return (trainer.strategy.root_device.type == "cuda" and trainer.world_size == 1 and not compile
-            and str(trainer.precision) in GRAPH_PRECISIONS and graphable(optimizer))
+    return obstacle(trainer.strategy.root_device.type, trainer.world_size == 1, compile, str(trainer.precision),
+                    type(optimizer).__name__) is None
 
 
 def keras_init(module: nn.Module) -> None:
@@ -177,11 +176,10 @@ class MNISTClassifier(L.LightningModule):
         # optimiser step are then no-ops (see backward, optimizer_step)
         loss = self.graphed(x, y) if self.graphed is not None else self.loss_of(x, y)
         self.train_samples += len(y)
-        # Lightning moves a logged metric object to its device again on every self.log call: logged every
-        # step, the batch-8 prose_cnn step took 1.88x the plain loop's; logged once, 1.56x
-        # (scripts/benchmark.py --overhead, 2-core VM, 2026-11-25). So the step's loss is logged when the
-        # logger would write it, and the epoch's metrics once, at its last batch: they have accumulated
-        # every batch, and Lightning computes and resets them at the epoch end.
+        # Lightning moves a logged metric object to its device again on every self.log call, which showed in
+        # the Trainer's cost per step (docs/performance.md, "Earlier measurements"). So the step's loss is
+        # logged when the logger would write it, and the epoch's metrics once, at its last batch: they have
+        # accumulated every batch, and Lightning computes and resets them at the epoch end.
         log_now = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
         last = batch_idx + 1 == self.trainer.num_training_batches
         if log_now or last:  # the device-side flag is read here only: one host-device sync at most
