@@ -75,4 +75,4 @@ def test_the_lab_runs_have_no_distortions():
         assert compose("train").data.augment is None
         for experiment in ("seed_baseline", "seed_elu", "speedrun"):
             assert compose("train", overrides=[f"experiment={experiment}"]).data.augment is None
-        assert compose("train", overrides=["experiment=handwriting"]).data.augment.rotation == 15.0
+        assert compose("train", overrides=["experiment=handwriting"]).data.augment.rotation == 10.0
