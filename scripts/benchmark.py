@@ -404,15 +404,17 @@ def trainer_ms_per_step(device: torch.device, args, *overrides) -> float:
     return ms_per_step(timer.stamps, args)
 
 
-def host_profile(device: torch.device, args, path: Path) -> str:
-    """Where the host's time goes in the Trainer's batch-8 steps (cProfile, top functions by own time)."""
-    trainer_ms_per_step(device, args)  # warm
+def host_profile(path: Path, measure, lines: int = 40, orders: tuple[str, ...] = ("tottime",)) -> str:
+    """Where the host's time goes in `measure()`, run once to warm and once under cProfile: the top `lines`
+    functions in each of `orders` (cProfile's sort keys), written to `path`."""
+    measure()
     profiler = cProfile.Profile()
     profiler.enable()
-    trainer_ms_per_step(device, args)
+    measure()
     profiler.disable()
     text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
+    for order in orders:
+        pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(lines)
     path.write_text(text.getvalue())
     return path.name
 
@@ -560,17 +562,14 @@ def sync_sources(name: str, device: torch.device, args, *overrides) -> dict:
             frames = traceback.extract_stack()[:-2]
             stacks[" <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}:{f.name}"
                                for f in reversed(frames[-7:]))] += 1
-    shown = warnings.showwarning
-    warnings.showwarning = note
     torch.cuda.set_sync_debug_mode("warn")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores showwarning on the way out
             warnings.simplefilter("always")
             warnings.showwarning = note
             trainer_step_ms(name, device, args, *overrides)
     finally:
         torch.cuda.set_sync_debug_mode(0)
-        warnings.showwarning = shown
     return dict(stacks.most_common(25))
 
 
@@ -613,15 +612,8 @@ def gpu_probe(args) -> Path:
         record["trainer_ms"][name] = {v: trainer_step_ms(name, device, args, *o) for v, o in TRAINER_VARIANTS.items()}
         print(name, "trainer", {k: round(v, 3) for k, v in record["trainer_ms"][name].items()}, flush=True)
         path.write_text(json.dumps(record, indent=1))
-    trainer_ms_per_step(device, args)  # warm
-    profiler = cProfile.Profile()
-    profiler.enable()
-    trainer_step_ms("baseline", device, args)
-    profiler.disable()
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(60)
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(60)
-    (out / "gpu-probe-host-profile.txt").write_text(text.getvalue())
+    host_profile(out / "gpu-probe-host-profile.txt", lambda: trainer_step_ms("baseline", device, args), lines=60,
+                 orders=("tottime", "cumulative"))
     path.write_text(json.dumps(record, indent=1))
     print(json.dumps({k: v for k, v in record.items() if k != "machine"}, indent=1))
     return path
@@ -657,7 +649,8 @@ def gpu_summary(args) -> Path:
         record["seed_baseline_epoch_s"] = record["seed_baseline"]["auto graphed"]["epochs_seconds"][1:2] or None
     part("overhead", lambda: overhead_run(device, args))
     record["overhead_ms_per_step"] = record["overhead"].get("overhead_ms_per_step")
-    part("host_profile", lambda: host_profile(device, args, out.with_name(out.stem + "-host-profile.txt")))
+    part("host_profile", lambda: host_profile(out.with_name(out.stem + "-host-profile.txt"),  # the batch-8 steps
+                                              lambda: trainer_ms_per_step(device, args)))
     if device.type == "cuda":
         part("step_ms", lambda: step_against_floor(device, args, out.with_name(out.stem + "-kernels.txt")))
     part("speedrun", lambda: [train_process(args, "experiment=speedrun", f"seed={s}", accelerator)
@@ -890,6 +883,7 @@ def speedrun(args) -> dict:
         print(f"cpu   speedrun seed {r['seed']}: test_acc {r['test_acc']:.4f}, fit {r['fit_seconds']:.2f} s, "
               f"process {r['process_seconds']:.2f} s; recipe fit {recipe[-1]['fit_seconds']:.2f} s", flush=True)
     accs = [r["test_acc"] for r in runs]
+    pairs = [t / p for t, p in zip(project, plain)]
     return {
         "recipe": recipe, "recipe_best_fit_seconds": min(r["fit_seconds"] for r in recipe),
         "recipe_fit_seconds_median": statistics.median(r["fit_seconds"] for r in recipe),
@@ -897,8 +891,7 @@ def speedrun(args) -> dict:
         "plain_epoch_seconds": plain, "trainer_epoch_seconds": project,
         "trainer_over_plain": min(project) / min(plain),
         # each round's two epochs ran back to back, so their ratio is the least touched by this VM's drift
-        "trainer_over_plain_pairs": [t / p for t, p in zip(project, plain)],
-        "trainer_over_plain_median_pair": statistics.median(t / p for t, p in zip(project, plain)),
+        "trainer_over_plain_pairs": pairs, "trainer_over_plain_median_pair": statistics.median(pairs),
         "seeds": runs, "test_acc_mean": statistics.mean(accs), "test_acc_min": min(accs),
         "fit_seconds_median": statistics.median(r["fit_seconds"] for r in runs),
         "process_seconds_median": statistics.median(r["process_seconds"] for r in runs),
