@@ -4,7 +4,7 @@
    ToTensor + Normalize, a DataLoader, the same network, optimiser and batch size);
 2. the project's own Trainer path (the config `python train.py` composes, built by train.build).
 
-For the seed's two runs (baseline at batch 256, ELU at batch 200), fp32 and bf16-mixed, on CPU and
+For the lab's two runs (baseline at batch 256, ELU at batch 200), fp32 and bf16-mixed, on CPU and
 on CUDA when present. Reports train samples per second (median of timed windows after a warm-up),
 the wall time of one full epoch (train + validation) and, on CUDA, the time to 99.0% validation
 accuracy. Prints a table and writes benchmarks/results/<device>-<date>.json.
@@ -24,8 +24,8 @@ experiment=speedrun's epoch through the Trainer against a plain loop doing the s
 device-resident batches (interleaved), and 5 seeds of `python train.py experiment=speedrun` as whole
 processes: cpu-<date>-speedrun.json. Every JSON names the CPU and its ISA (AVX-512 BF16, AMX).
 
---gpu-summary measures side by side, in one run: the seed_baseline warm epoch (train + validation, with
-the run's checkpointing), seed_elu's whole 10-epoch fit, the wall time of the 21-job batch_size sweep
+--gpu-summary measures side by side, in one run: the lab_baseline warm epoch (train + validation, with
+the run's checkpointing), lab_elu's whole 10-epoch fit, the wall time of the 21-job batch_size sweep
 (process start-ups included, with --sweep-launcher's setting), the Trainer's overhead per step over the
 plain loop on the GPU, and the CPU overhead ratio.
 """
@@ -68,7 +68,7 @@ from mnist_cnn.config import native_precision
 from mnist_cnn.graphed import GraphedStep
 from mnist_cnn.train import build
 
-RUNS = {"baseline": ("seed_baseline", BaselineCNN, 256), "elu": ("seed_elu", EluCNN, 200),
+RUNS = {"baseline": ("lab_baseline", BaselineCNN, 256), "elu": ("lab_elu", EluCNN, 200),
         "speedrun": ("speedrun", SpeedrunCNN, 256)}
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "auto": "auto"}
 TARGET_VAL_ACC = 0.99
@@ -254,7 +254,7 @@ def project_run(name, precision, device, args) -> dict:
             timer = project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1")
             result["epoch_seconds"] = timer.epochs[0][0]
             return result
-        # CUDA: the seed's whole run as configured (checkpoints included); its second epoch is the
+        # CUDA: the lab's whole run as configured (checkpoints included); its second epoch is the
         # warm one, comparable with the plain loop's epoch, which runs after its timed windows.
         start = time.perf_counter()
         timer = project_trainer(name, precision, device, args, tmp)
@@ -644,9 +644,9 @@ def gpu_summary(args) -> Path:
             print(f"{name}: FAILED {record[name]['error']}", flush=True)
         save()
 
-    part("seed_baseline", lambda: lab_runs_on_device("baseline", device, args))
-    if "epochs_seconds" in record["seed_baseline"].get("auto graphed", {}):
-        record["seed_baseline_epoch_s"] = record["seed_baseline"]["auto graphed"]["epochs_seconds"][1:2] or None
+    part("lab_baseline", lambda: lab_runs_on_device("baseline", device, args))
+    if "epochs_seconds" in record["lab_baseline"].get("auto graphed", {}):
+        record["lab_baseline_epoch_s"] = record["lab_baseline"]["auto graphed"]["epochs_seconds"][1:2] or None
     part("overhead", lambda: overhead_run(device, args))
     record["overhead_ms_per_step"] = record["overhead"].get("overhead_ms_per_step")
     part("host_profile", lambda: host_profile(out.with_name(out.stem + "-host-profile.txt"),  # the batch-8 steps
@@ -656,12 +656,12 @@ def gpu_summary(args) -> Path:
     part("speedrun", lambda: [train_process(args, "experiment=speedrun", f"seed={s}", accelerator)
                               for s in range(args.speedrun_seeds)])
     part("speedrun_warm_fits", lambda: warm_fits("speedrun", device, args))
-    part("seed_elu", lambda: [train_process(args, "experiment=seed_elu", f"seed={42 + s}", accelerator)
+    part("lab_elu", lambda: [train_process(args, "experiment=lab_elu", f"seed={42 + s}", accelerator)
                               for s in range(args.elu_seeds)])
     if args.elu_uncaptured:
-        part("seed_elu_uncaptured", lambda: concurrently(
-            [("experiment=seed_elu", f"seed={42 + s}", accelerator, "model.cuda_graph=false") for s in seeds], args))
-    part("seed_elu_warm_fits", lambda: warm_fits("elu", device, args, runs=2))
+        part("lab_elu_uncaptured", lambda: concurrently(
+            [("experiment=lab_elu", f"seed={42 + s}", accelerator, "model.cuda_graph=false") for s in seeds], args))
+    part("lab_elu_warm_fits", lambda: warm_fits("elu", device, args, runs=2))
     for setting in filter(None, args.sweep_launcher.split(";")):
         part(f"batch_size_sweep {setting.strip()}", lambda: sweep(args, accelerator, setting.strip()))
     sweeps = [v for k, v in record.items() if k.startswith("batch_size_sweep ") and v.get("jobs_ok") == 21]
@@ -954,9 +954,9 @@ def main() -> None:
     parser.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=8",
                         help="--gpu-summary: the launcher setting of the timed batch_size sweep (several: ';' between)")
     parser.add_argument("--speedrun-seeds", type=int, default=5, help="--gpu-summary: speedrun processes")
-    parser.add_argument("--elu-seeds", type=int, default=3, help="--gpu-summary: seed_elu processes")
+    parser.add_argument("--elu-seeds", type=int, default=3, help="--gpu-summary: lab_elu processes")
     parser.add_argument("--elu-uncaptured", action=argparse.BooleanOptionalAction, default=True,
-                        help="--gpu-summary: seed_elu's seeds uncaptured too, side by side (for their accuracies)")
+                        help="--gpu-summary: lab_elu's seeds uncaptured too, side by side (for their accuracies)")
     parser.add_argument("--smoke", action="store_true",
                         help="--gpu-summary: a few batches per run, to rehearse the GPU session (with --device cpu)")
     args = parser.parse_args()

@@ -73,6 +73,6 @@ def test_the_lab_runs_have_no_distortions():
     import mnist_cnn.config  # noqa: F401  (registers the schemas the configs name)
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         assert compose("train").data.augment is None
-        for experiment in ("seed_baseline", "seed_elu", "speedrun"):
+        for experiment in ("lab_baseline", "lab_elu", "speedrun"):
             assert compose("train", overrides=[f"experiment={experiment}"]).data.augment is None
         assert compose("train", overrides=["experiment=handwriting"]).data.augment.rotation == 10.0

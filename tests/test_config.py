@@ -123,7 +123,7 @@ CROSS_KEY = [
     (["model=resnet"], "model=resnet"),
     (["data.batchsize=64"], "data.batchsize"),
     (["resume=/nonexistent/run"], "resume=/nonexistent/run"),
-    (["read_epochs=[1,3,5,10]"], "read_epochs"),  # the seed's run has 3 epochs
+    (["read_epochs=[1,3,5,10]"], "read_epochs"),  # the lab's run has 3 epochs
     (["read_epochs=[1]", "~callbacks.checkpoint"], "read_epochs"),
     (["model=null"], "model=null"),  # Hydra's own refusal names no group
     (["+epochs=5"], "epochs is not a known key; did you mean trainer.max_epochs?"),  # + adds no undeclared key
@@ -134,7 +134,9 @@ CROSS_KEY = [
     (["model=elu2"], "did you mean model=elu?"),
     (["data.data_dir=/proc/no-such-place"], "data.data_dir=/proc/no-such-place: MNIST must be fetched into"),
     (["~experiment"], "~experiment"),  # experiment_data is chosen by ${experiment}_${data}
-    (["experiment_data=seed_elu_fashion"], "experiment_data=seed_elu_fashion"),  # optional: Hydra would skip it
+    (["experiment_data=lab_elu_fashion"], "experiment_data=lab_elu_fashion"),  # optional: Hydra would skip it
+    (["experiment=seed_elu"], "experiment=seed_elu is now experiment=lab_elu"),  # the old names, renamed
+    (["-m", "experiment=lab_elu,seed_baseline"], "experiment=seed_baseline is now experiment=lab_baseline"),
 ]
 
 
@@ -206,14 +208,14 @@ def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, mo
     assert not out and list(tmp_path.iterdir()) == []
 
 
-def test_plain_run_is_the_seeds_first_fit(tmp_path):
+def test_plain_run_is_the_labs_first_fit(tmp_path):
     cfg = composed(tmp_path)
     assert cfg.model._target_.endswith("BaselineCNN")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (256, 3, 0.3)
 
 
 def test_the_lab_first_run_by_name_is_the_plain_run(tmp_path):
-    assert run_settings(tmp_path, "experiment=seed_baseline") == run_settings(tmp_path)
+    assert run_settings(tmp_path, "experiment=lab_baseline") == run_settings(tmp_path)
 
 
 def test_a_users_group_file_takes_effect(tmp_path):
@@ -225,10 +227,10 @@ def test_a_users_group_file_takes_effect(tmp_path):
     result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "--cfg", "job")
     assert result.returncode == 0, result.stderr
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10
-    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=seed_elu", "--cfg", "job")
-    assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # seed_elu sets 10 as well: its own
+    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
+    assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # lab_elu sets 10 as well: its own
     (mine / "long.yaml").write_text("defaults:\n  - default\n\nmax_epochs: 7\n")
-    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=seed_elu", "--cfg", "job")
+    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # the named experiment's value
 
 
@@ -237,8 +239,8 @@ def test_a_sweep_is_a_multirun_without_dash_m(tmp_path, sweep):
     assert composed(tmp_path, f"sweep={sweep}").hydra.mode == RunMode.MULTIRUN
 
 
-def test_seed_elu_is_the_seeds_last_fit(tmp_path):
-    cfg = composed(tmp_path, "experiment=seed_elu")
+def test_lab_elu_is_the_labs_last_fit(tmp_path):
+    cfg = composed(tmp_path, "experiment=lab_elu")
     assert cfg.model._target_.endswith("EluCNN")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (200, 10, 0.3)
     assert {k: v for k, v in cfg.model.optimizer.items() if v is not None} == {
@@ -251,14 +253,14 @@ def run_settings(tmp_path, *overrides) -> dict:
     return cfg
 
 
-def test_seed_elu_on_fashion_mnist_is_the_same_run_trained_longer(tmp_path):
-    lab = run_settings(tmp_path, "experiment=seed_elu", "data=fashion_mnist", "~experiment_data")
+def test_lab_elu_on_fashion_mnist_is_the_same_run_trained_longer(tmp_path):
+    lab = run_settings(tmp_path, "experiment=lab_elu", "data=fashion_mnist", "~experiment_data")
     assert lab["trainer"]["max_epochs"] == 10
-    for order in (["data=fashion_mnist", "experiment=seed_elu"], ["experiment=seed_elu", "data=fashion_mnist"]):
+    for order in (["data=fashion_mnist", "experiment=lab_elu"], ["experiment=lab_elu", "data=fashion_mnist"]):
         cfg = run_settings(tmp_path, *order)
         assert cfg["trainer"].pop("max_epochs") == 40
         assert cfg == {**lab, "trainer": {k: v for k, v in lab["trainer"].items() if k != "max_epochs"}}
-    assert run_settings(tmp_path, "data=fashion_mnist", "experiment=seed_elu", "trainer.max_epochs=10") == lab
+    assert run_settings(tmp_path, "data=fashion_mnist", "experiment=lab_elu", "trainer.max_epochs=10") == lab
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment_data").glob("*.yaml")))

@@ -105,7 +105,7 @@ def test_datamodule_on_real_mnist(mnist_dir):
     dm.setup("fit")
     assert (len(dm.x_train), len(dm.x_val), len(dm.x_test)) == (42000, 18000, 10000)
     assert dm.x_train.shape[1:] == (1, 28, 28) and dm.x_train.dtype == torch.float32
-    assert dm.y_train[:5].tolist() == [5, 0, 4, 1, 9]  # the seed's y_train, printed in part I
+    assert dm.y_train[:5].tolist() == [5, 0, 4, 1, 9]  # the lab's y_train, printed in part I
     assert dm.samples.shape == (200, 28, 28) and dm.samples.dtype == torch.uint8
     assert abs(dm.x_train.mean().item()) < 0.02 and abs(dm.x_train.std().item() - 1) < 0.02
     assert len(dm.train_dataloader()) == 165  # ceil(42000 / 256)

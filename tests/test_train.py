@@ -158,7 +158,7 @@ def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mn
 @pytest.mark.gpu
 @needs_cuda
 def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
-    result = run_train("experiment=seed_elu", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
+    result = run_train("experiment=lab_elu", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
                        *FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

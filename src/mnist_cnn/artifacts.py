@@ -1,4 +1,4 @@
-"""What a finished run leaves in its directory: the seed's parts II, III and V as files, and the
+"""What a finished run leaves in its directory: the lab's parts II, III and V as files, and the
 same figures in TensorBoard."""
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def misclassified_figure(mistakes: dict, classes: list[str]):
 
 
 def classification_report_text(report: dict) -> str:
-    """The layout of the seed's sklearn classification_report."""
+    """The layout of the lab's sklearn classification_report."""
     lines = [f"{'':>14}{'precision':>10}{'recall':>10}{'f1-score':>10}{'support':>10}", ""]
     row = "{:>14}{:>10.4f}{:>10.4f}{:>10.4f}{:>10d}"
     for label, scores in report["per_class"].items():

@@ -81,7 +81,7 @@ class DataConfig:
     eval_batch_size: Optional[int] = key("validation and test batch size; null: batch_size on CPU, 6000 on CUDA", ge=1)
     validation_split: float = key("fraction of the 60,000 training images held out for validation", gt=0, lt=1)
     split: str = key("random (seeded) or tail (Keras: the last fraction, before shuffling)", choices=SPLITS)
-    normalize: str = key("standard (the dataset's mean and std) or unit (x / 255, as the seed)", choices=NORMALIZE)
+    normalize: str = key("standard (the dataset's mean and std) or unit (x / 255, as the lab)", choices=NORMALIZE)
     seed: int = key("seeds the split, the batch order and the distortions", ge=0, le=SEED_MAX)
     augment: Optional[AugmentConfig] = key("training-time distortions (experiment=handwriting); null: none, "
                                            "as the lab", None)

@@ -60,7 +60,7 @@ def normalize(images: torch.Tensor, mode: str, dataset: str = "mnist") -> torch.
     x = images.unsqueeze(1).float().div_(255)
     if mode == "standard":
         return x.sub_(DATASETS[dataset].mean).div_(DATASETS[dataset].std)
-    if mode == "unit":  # the seed's x / 255
+    if mode == "unit":  # the lab's x / 255
         return x
     raise ValueError(f"normalize={mode!r}: allowed values are {', '.join(NORMALIZE)}")
 
@@ -171,7 +171,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.validation_split, self.split, self.normalize, self.seed = validation_split, split, normalize, seed
         self.distortions = Distortions(**augment) if augment else None  # training batches only
         self.file_sha256: dict[str, str] = {}
-        self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the seed shows them
+        self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the lab shows them
 
     def prepare_data(self) -> None:
         if not self.file_sha256:  # fit and test each call this; verify once

@@ -2,7 +2,7 @@
 
 Lightning's TensorBoardLogger, with three changes:
 - each run is named by what distinguishes it, `<experiment or model>/<override>/<override>...`
-  (e.g. `seed_baseline/data.batch_size=64/seed=1`), under the run's own folder;
+  (e.g. `lab_baseline/data.batch_size=64/seed=1`), under the run's own folder;
 - tags grouped by what they measure (`accuracy/train`, `accuracy/val`, `loss/...`), with a Custom
   Scalars layout that draws train and validation on one chart, as Keras's TensorBoard callback does;
 - one event file per run: Lightning closes its writer after fit and after test, and the next write

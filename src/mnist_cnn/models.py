@@ -1,5 +1,5 @@
-"""The seed's CNNs as LightningModules. The base class owns steps, loss, metrics and the
-optimiser; each subclass only builds its layers, as the seed's Keras code does."""
+"""The lab's CNNs as LightningModules. The base class owns steps, loss, metrics and the
+optimiser; each subclass only builds its layers, as the lab's Keras code does."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class FlattenLinear(nn.Linear):
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
-# The seed's optimisers with Keras 2.3's defaults, which differ from PyTorch's.
+# The lab's optimisers with Keras 2.3's defaults, which differ from PyTorch's.
 ADADELTA = {"name": "Adadelta", "lr": 1.0, "rho": 0.95, "eps": 1e-7}
 KERAS_SGD = {"name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
 ADAM_ONE_CYCLE = {"name": "Adam", "lr": 0.01, "betas": (0.7, 0.9), "one_cycle": True}  # train_mnist_fast's
@@ -286,7 +286,7 @@ class MNISTClassifier(L.LightningModule):
         self.log("test_acc", self.test_acc, batch_size=len(y))
 
     def on_test_epoch_end(self) -> None:
-        """The seed's classification report, kept for the run's report files."""
+        """The lab's classification report, kept for the run's report files."""
         confusion = self.test_confusion.compute()
         scores = {k: v.tolist() for k, v in self.test_per_class.compute().items()}
         support = confusion.sum(dim=1).tolist()

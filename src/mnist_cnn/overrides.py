@@ -16,6 +16,8 @@ from mnist_cnn.cli import split_args
 from mnist_cnn.config import SCHEMAS, ConfigError
 
 GROUPS = ("data", "model", "trainer", "logger", "callbacks")  # TrainConfig's nodes, each from its config group
+# Options renamed, by group: "seed" was both the 2020 lab and the random seed (seed=42)
+RENAMED = {"experiment": {"seed_baseline": "lab_baseline", "seed_elu": "lab_elu"}}
 
 
 def declared_keys(sections: dict | None = None) -> list[str]:
@@ -75,6 +77,11 @@ def check_overrides(args: list[str]) -> None:
     groups = [p.name for p in resources.files("mnist_cnn.conf").iterdir() if p.is_dir() and p.name != "__pycache__"]
     for o in parsed:
         name = o.key_or_group
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        old = next((v for v in values if isinstance(v, str) and v in RENAMED.get(name, {})), None)
+        if old:
+            raise ConfigError(f"{name}={old} is now {name}={RENAMED[name][old]}: the lab's runs are lab_baseline and "
+                              f"lab_elu, so that seed= is only the random seed")
         if name in groups or name.split("/")[0] in groups or name == "hydra" or name.startswith("hydra."):
             continue
         section = next((k for k in sections if name.startswith(f"{k}.")), None)

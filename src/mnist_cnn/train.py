@@ -1,7 +1,7 @@
-"""Train one of the seed's CNNs on MNIST, then test the best checkpoint on the official test set.
+"""Train one of the lab's CNNs on MNIST, then test the best checkpoint on the official test set.
 
-    python train.py                                  # the seed's first run (the groups' defaults)
-    python train.py experiment=seed_elu trainer.accelerator=gpu
+    python train.py                                  # the lab's first run (the groups' defaults)
+    python train.py experiment=lab_elu trainer.accelerator=gpu
     python train.py -m data.batch_size=16,32,64      # one job per value, each from scratch
     python train.py resume=outputs/runs/<run>        # continue a run with its own overrides
 """
