@@ -2,6 +2,7 @@
 
     python scripts/handwriting.py make handwriting.npz          # from the handwriting fonts installed
     python scripts/handwriting.py score handwriting.npz outputs/runs/<run> [more runs or .ckpt files]
+    python scripts/handwriting.py score handwriting.npz --group lab_elu RUN... --group handwriting RUN...
 
 `make` renders each digit from every handwriting font it finds (Debian: apt-get install fonts-bwht
 fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-klee fonts-humor-sans fonts-comic-neue
@@ -10,7 +11,10 @@ several sizes, slants and stroke widths, at random positions, light on dark and 
 ten digits drawn as pen strokes with random wobble, the way the demo's browser test draws them. Every
 image is 64x64, seeded: the same fonts give the same set. `score` reads each image as mnist-predict
 reads a file (mnist_cnn.predict.mnist_like) and prints each checkpoint's accuracy, overall and by
-source. This is a test set: never choose a model or a setting by its score; validation does that.
+source. With --group, runs of one setting over several seeds are one row each: the mean with its 95%
+interval, and each group against the first with Welch's interval of the difference (mnist_cnn.intervals),
+as the sweep report compares configurations. This is a test set: never choose a model or a setting by its
+score; validation does that.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from mnist_cnn.checkpoints import load_model
+from mnist_cnn.cli import Parser
+from mnist_cnn.intervals import estimate, welch
 from mnist_cnn.predict import mnist_like, predict
 
 FONT_DIRS = ["/usr/share/fonts"]
@@ -146,8 +152,50 @@ def score(data: Path, checkpoints: list[str]) -> list[dict]:
     return results
 
 
+KINDS = ("fonts", "pen", "dark on light", "light on dark")
+
+
+def compared(results: list[dict], groups: list[list[str]]) -> list[dict]:
+    """Each group's mean over its runs, with its 95% interval, and its difference from the first group."""
+    by_checkpoint = {r["checkpoint"]: r for r in results}
+    rows = []
+    for name, *runs in groups:
+        row = {"group": name, "runs": len(runs)}
+        for kind in ("accuracy", *(k for k in KINDS if k in results[0])):
+            e = estimate([by_checkpoint[r][kind] for r in runs])
+            row[kind] = {"mean": e.mean, "half_width": e.half_width}
+            if rows:
+                first = rows[0]["estimates"][kind]
+                d = welch(e, first)
+                row[kind].update(minus_first=d.value, low=d.low, high=d.high, distinguishable=d.distinguishable)
+            row.setdefault("estimates", {})[kind] = e
+        rows.append(row)
+    for row in rows:
+        del row["estimates"]
+    return rows
+
+
+def print_groups(rows: list[dict]) -> None:
+    def cell(v: dict) -> str:
+        return f"{v['mean']:.4f}" + (f" ± {v['half_width']:.4f}" if v["half_width"] is not None else "")
+
+    kinds = [k for k in KINDS if k in rows[0]]
+    print(f"{'group':20} {'runs':>4} {'all':>16} " + " ".join(f"{k:>16}" for k in kinds))
+    for row in rows:
+        print(f"{row['group'][:20]:20} {row['runs']:4} {cell(row['accuracy']):>16} "
+              + " ".join(f"{cell(row[k]):>16}" for k in kinds))
+    for row in rows[1:]:
+        v = row["accuracy"]
+        if v["low"] is None:
+            verdict = "one run in a group: the spread is unknown"
+        else:
+            verdict = (f"95% interval [{v['low']:+.4f}, {v['high']:+.4f}]: "
+                       + ("distinguishable" if v["distinguishable"] else "not distinguishable"))
+        print(f"{row['group']} minus {rows[0]['group']}: {v['minus_first']:+.4f}, {verdict}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     making = commands.add_parser("make", help="render the set into an .npz file")
     making.add_argument("out", type=Path)
@@ -157,7 +205,9 @@ def main() -> None:
     making.add_argument("--seed", type=int, default=0)
     scoring = commands.add_parser("score", help="each checkpoint's accuracy on the set")
     scoring.add_argument("data", type=Path)
-    scoring.add_argument("checkpoints", nargs="+", help="run directories or .ckpt files")
+    scoring.add_argument("checkpoints", nargs="*", help="run directories or .ckpt files")
+    scoring.add_argument("--group", nargs="+", action="append", default=[], metavar=("NAME", "RUN"),
+                         help="a name and the runs of one setting (several seeds); repeat for each setting")
     scoring.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.command == "make":
@@ -168,11 +218,23 @@ def main() -> None:
         print(f"{args.out}: {made['images']} images, {len(made['fonts'])} fonts ({', '.join(made['fonts'])}), "
               f"{made['pen']} pen-drawn")
         return
-    results = score(args.data, args.checkpoints)
+    if any(len(g) < 2 for g in args.group):
+        parser.error("--group takes a name and at least one run")
+    checkpoints = list(dict.fromkeys(args.checkpoints + [r for g in args.group for r in g[1:]]))
+    if not checkpoints:
+        parser.error("give runs or checkpoints to score, or --group NAME RUN...")
+    results = score(args.data, checkpoints)
+    if args.group:
+        rows = compared(results, args.group)
+        if args.json:
+            print(json.dumps({"runs": results, "groups": rows}, indent=2))
+        else:
+            print_groups(rows)
+        return
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    kinds = [k for k in ("fonts", "pen", "dark on light", "light on dark") if k in results[0]]
+    kinds = [k for k in KINDS if k in results[0]]
     print(f"{'checkpoint':50} {'all':>7} " + " ".join(f"{k:>13}" for k in kinds))
     for r in results:
         print(f"{r['checkpoint'][-50:]:50} {r['accuracy']:7.4f} " + " ".join(f"{r[k]:13.4f}" for k in kinds))

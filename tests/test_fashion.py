@@ -44,7 +44,7 @@ def debian(tmp_path, monkeypatch) -> dict[str, bytes]:
         (folder / f"{name}.gz").write_bytes(gzip.compress(data))
     monkeypatch.setattr(mnist_files, "DEBIAN_FASHION_DIR", folder)
     monkeypatch.setattr(mnist_files, "FASHION_SHA256", {n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
-    monkeypatch.setattr(mnist_files, "fetch_fashion_with_torchvision", unreachable)
+    monkeypatch.setattr(mnist_files, "fetch_with_torchvision", unreachable)
     return files
 
 

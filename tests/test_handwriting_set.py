@@ -32,3 +32,14 @@ def test_the_set_is_rendered_and_any_checkpoint_scored_on_it(tmp_path, trained_r
     (result,) = json.loads(scored.stdout)
     assert result["images"] == per_font + 20 and set(result) >= {"accuracy", "fonts", "pen", "dark on light"}
     assert 0.3 < result["accuracy"] <= 1  # a briefly trained baseline reads a printed font's digits, mostly
+
+    grouped = handwriting("score", str(tmp_path / "set.npz"), "--group", "one", str(trained_run),
+                          "--group", "twice", str(trained_run), str(trained_run), "--json")
+    assert grouped.returncode == 0, grouped.stderr[-2000:]
+    one, twice = json.loads(grouped.stdout)["groups"]
+    assert (one["runs"], twice["runs"]) == (1, 2) and one["accuracy"]["half_width"] is None
+    assert twice["accuracy"]["mean"] == result["accuracy"] and twice["accuracy"]["half_width"] == 0
+    assert twice["accuracy"]["minus_first"] == 0 and twice["accuracy"]["low"] is None  # one run: no spread
+    refused = handwriting("score", str(tmp_path / "set.npz"), "--group", "empty")
+    assert refused.returncode == 2 and "--group takes a name and at least one run" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -8,7 +8,8 @@ from torch.nn import functional as F
 import lightning as L
 
 from mnist_cnn.artifacts import misclassified_figure
-from mnist_cnn.models import (MISTAKES_KEPT, BaselineCNN, Dropout, EluCNN, ProseCNN, SpeedrunCNN, keras_order,
+from mnist_cnn.evaluation import MISTAKES_KEPT, Evaluation
+from mnist_cnn.models import (BaselineCNN, Dropout, EluCNN, ProseCNN, SpeedrunCNN, keras_order,
                               wants_channels_last)
 
 LAB_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933, SpeedrunCNN: 321_066}
@@ -86,8 +87,11 @@ def test_one_optimiser_step_lowers_the_loss(cls, seed):
 
 
 def test_predictions_are_probabilities():
+    from mnist_cnn.predict import predict
+
     model = EluCNN().eval()
-    probs = model.predict_step((torch.randn(7, 1, 28, 28), torch.zeros(7)), 0)
+    images = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8)
+    probs = predict(model, images, {"normalize": "standard", "dataset": "mnist"})
     assert probs.shape == (7, 10)
     assert torch.allclose(probs.sum(dim=1), torch.ones(7))
     assert (probs >= 0).all()
@@ -188,15 +192,15 @@ def test_a_finite_run_passes_the_guard():
 
 def test_the_most_confident_mistakes_are_kept_across_batches():
     """Top-k per batch on the device, merged: the same as sorting all wrong answers at once."""
-    model = BaselineCNN()
+    evaluation = Evaluation()
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(700, 1, 28, 28, generator=generator)
     y = torch.randint(0, 10, (700,), generator=generator)
     logits = torch.randn(700, 10, generator=generator) * 3
-    model.on_test_epoch_start()
+    evaluation.kept = None
     for start in range(0, 700, 64):
-        model.keep_mistakes(x[start : start + 64], y[start : start + 64], logits[start : start + 64])
-    found = model.mistakes_found()
+        evaluation.keep_mistakes(x[start : start + 64], y[start : start + 64], logits[start : start + 64])
+    found = evaluation.mistakes_found()
 
     probability, predicted = logits.softmax(dim=1).max(dim=1)
     wrong = (predicted != y).nonzero().flatten()
@@ -208,11 +212,11 @@ def test_the_most_confident_mistakes_are_kept_across_batches():
 
 
 def test_a_test_set_answered_right_has_no_mistakes_to_show():
-    model = BaselineCNN()
-    model.on_test_epoch_start()
+    evaluation = Evaluation()
+    evaluation.kept = None
     y = torch.arange(10)
-    model.keep_mistakes(torch.zeros(10, 1, 28, 28), y, F.one_hot(y, 10).float() * 5)
-    found = model.mistakes_found()
+    evaluation.keep_mistakes(torch.zeros(10, 1, 28, 28), y, F.one_hot(y, 10).float() * 5)
+    found = evaluation.mistakes_found()
     assert found["true"] == found["predicted"] == found["probability"] == [] and found["images"].shape == (0, 28, 28)
     figure = misclassified_figure(found, [str(d) for d in range(10)])
     assert "0 shown" in figure._suptitle.get_text()

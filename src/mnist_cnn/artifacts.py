@@ -9,25 +9,14 @@ import json
 import warnings
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+import torchmetrics
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.model_summary import ModelSummary
 
-matplotlib.use("Agg")  # files only; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
-from lightning.pytorch.utilities.model_summary import ModelSummary  # noqa: E402
-
-from mnist_cnn.atomic import write_atomically  # noqa: E402
-
-
-def save_figure(fig, path: Path) -> bytes:
-    """The figure as a PNG file; returns the PNG, so that TensorBoard shows the same pixels without drawing
-    the figure again (its add_figure draws anew)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    write_atomically(path, buffer.getvalue())
-    return buffer.getvalue()
+from mnist_cnn.atomic import write_atomically
+from mnist_cnn.figures import save_figure
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -77,9 +66,9 @@ def learning_curves_figure(history: list[dict]):
     return fig
 
 
-def confusion_figure(model, classes: list[str]):
-    matrix = torch.tensor(model.test_report["confusion_matrix"])
-    fig, ax = model.test_confusion.plot(val=matrix, labels=classes)
+def confusion_figure(report: dict, classes: list[str]):
+    matrix = torch.tensor(report["confusion_matrix"])
+    fig, ax = torchmetrics.ConfusionMatrix(task="multiclass", num_classes=len(classes)).plot(val=matrix, labels=classes)
     fig.set_size_inches(7, 7)  # four-digit counts overlap at torchmetrics' default size
     if max(len(c) for c in classes) > 2:  # Fashion-MNIST's names would overlap
         ax.tick_params(axis="x", labelrotation=45)
@@ -149,8 +138,8 @@ def write_model_summary(out: Path, model) -> None:
     write_atomically(out / "model_summary.txt", model_summary_text(model))
 
 
-def write_test_report(out: Path, model, classes: list[str]) -> None:
-    report = dict(model.test_report)
+def write_test_report(out: Path, report: dict, classes: list[str]) -> None:
+    report = dict(report)
     report["per_class"] = {classes[int(c)]: scores for c, scores in report["per_class"].items()}
     with io.StringIO() as buffer:
         writer = csv.writer(buffer)
@@ -172,16 +161,17 @@ def distinguishing(metrics: dict) -> dict:
             "seed": config["seed"]}
 
 
-def write_run(out: Path, trainer, model, datamodule, history: list[dict], metrics: dict) -> None:
-    """Every report file of the run, and the figures and final metrics in TensorBoard."""
+def write_run(out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict) -> None:
+    """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
+    run's mnist_cnn.evaluation.Evaluation, whose report and mistakes are the last test's (None: no test)."""
     write_model_summary(out, model)
     figures = {"samples": samples_figure(datamodule.samples)}
     if history:
         figures["learning_curves"] = learning_curves_figure(history)
-    if model.test_report is not None:
-        write_test_report(out, model, datamodule.classes)
-        figures["confusion_matrix"] = confusion_figure(model, datamodule.classes)
-        figures["misclassified"] = misclassified_figure(model.test_mistakes, datamodule.classes)
+    if evaluation.report is not None:
+        write_test_report(out, evaluation.report, datamodule.classes)
+        figures["confusion_matrix"] = confusion_figure(evaluation.report, datamodule.classes)
+        figures["misclassified"] = misclassified_figure(evaluation.mistakes, datamodule.classes)
     tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     for name, fig in figures.items():
         png = save_figure(fig, out / f"{name}.png")

@@ -105,7 +105,7 @@ def ensure_mnist(root: str | os.PathLike) -> dict[str, str]:
 def ensure_fashion_mnist(root: str | os.PathLike) -> dict[str, str]:
     """Make sure the official Fashion-MNIST files are in place; return {file name: SHA-256}."""
     return ensure_files(root, "Fashion-MNIST", "FashionMNIST", FASHION_SHA256, [
-        ("torchvision's mirrors", fetch_fashion_with_torchvision),
+        ("torchvision's mirrors", fetch_with_torchvision),
         (f"the Debian package {DEBIAN_FASHION_PACKAGE} ({DEBIAN_FASHION_DIR})", copy_from_debian_package),
     ], f"Install the Debian package (apt-get install {DEBIAN_FASHION_PACKAGE}), or place")
 
@@ -146,17 +146,12 @@ def ensure_files(root: str | os.PathLike, name: str, folder: str, official: dict
 
 
 def fetch_with_torchvision(root: Path, raw: Path) -> None:
-    from torchvision.datasets import MNIST
+    """torchvision's download, by the dataset class that reads <root>/<its name>/raw (MNIST, FashionMNIST)."""
+    import torchvision.datasets
 
+    dataset = getattr(torchvision.datasets, raw.parent.name)
     for train in (True, False):
-        MNIST(str(root), train=train, download=True)
-
-
-def fetch_fashion_with_torchvision(root: Path, raw: Path) -> None:
-    from torchvision.datasets import FashionMNIST
-
-    for train in (True, False):
-        FashionMNIST(str(root), train=train, download=True)
+        dataset(str(root), train=train, download=True)
 
 
 def copy_from_debian_package(root: Path, raw: Path) -> None:

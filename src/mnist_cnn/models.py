@@ -13,7 +13,6 @@ import lightning as L
 from mnist_cnn.graphed import GraphedStep, obstacle
 
 NUM_CLASSES = 10
-MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
 
 
 class Dropout(nn.Dropout):
@@ -118,15 +117,6 @@ class MNISTClassifier(L.LightningModule):
         self.graphed: GraphedStep | None = None
         self.val_acc = torchmetrics.Accuracy(**metric)
         self.test_acc = torchmetrics.Accuracy(**metric)
-        self.test_confusion = torchmetrics.ConfusionMatrix(**metric)
-        self.test_per_class = torchmetrics.MetricCollection({
-            f"{name}_{average}": cls(**metric, average=average)
-            for name, cls in (("precision", torchmetrics.Precision), ("recall", torchmetrics.Recall),
-                              ("f1", torchmetrics.F1Score))
-            for average in ("none", "macro", "weighted")
-        })
-        self.test_report: dict | None = None
-        self.test_mistakes: dict | None = None
         self.register_load_state_dict_pre_hook(MNISTClassifier.renumber_layers)
 
     def __setattr__(self, name: str, value) -> None:
@@ -252,61 +242,14 @@ class MNISTClassifier(L.LightningModule):
         self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True, batch_size=len(y))
         self.log("val_acc", self.val_acc, prog_bar=True, batch_size=len(y))
 
-    def on_test_epoch_start(self) -> None:
-        self.mistakes = None
-
-    def keep_mistakes(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
-        """The most confident wrong predictions so far, at most MISTAKES_KEPT. Fixed-size top-k on the
-        device, with right answers scored -1, so that no step waits for the host to count mistakes."""
-        probability, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
-        score = torch.where(predicted != y, probability, torch.full_like(probability, -1.0))
-        batch = (score, x, y, predicted)
-        kept = batch if self.mistakes is None else tuple(torch.cat(p) for p in zip(self.mistakes, batch))
-        top = kept[0].topk(min(MISTAKES_KEPT, len(kept[0]))).indices
-        self.mistakes = tuple(t.index_select(0, top) for t in kept)
-
-    def mistakes_found(self) -> dict:
-        score, x, y, predicted = self.mistakes
-        if self._trainer is not None and self.trainer.world_size > 1:  # each rank tested its own share
-            score, x, y, predicted = (t.flatten(0, 1) for t in self.all_gather((score, x, y, predicted)))
-        top = score.topk(min(MISTAKES_KEPT, len(score))).indices
-        top = top[score[top] >= 0].cpu()
-        score, x, y, predicted = (t.cpu()[top] for t in (score, x, y, predicted))
-        return {"images": x[:, 0].float(), "true": y.tolist(), "predicted": predicted.tolist(),
-                "probability": score.tolist()}
-
     def test_step(self, batch, batch_idx):
+        """Returns the logits: mnist_cnn.evaluation.Evaluation builds the run's test report from them."""
         x, y = batch
         logits = self(x)
-        self.keep_mistakes(x, y, logits)
         self.test_acc.update(logits, y)
-        self.test_confusion.update(logits, y)
-        self.test_per_class.update(logits, y)
         self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=len(y))
         self.log("test_acc", self.test_acc, batch_size=len(y))
-
-    def on_test_epoch_end(self) -> None:
-        """The lab's classification report, kept for the run's report files."""
-        confusion = self.test_confusion.compute()
-        scores = {k: v.tolist() for k, v in self.test_per_class.compute().items()}
-        support = confusion.sum(dim=1).tolist()
-        self.test_report = {
-            "confusion_matrix": confusion.tolist(),
-            "per_class": {
-                str(c): {"precision": scores["precision_none"][c], "recall": scores["recall_none"][c],
-                         "f1": scores["f1_none"][c], "support": support[c]}
-                for c in range(NUM_CLASSES)
-            },
-            **{
-                f"{average} avg": {"precision": scores[f"precision_{average}"],
-                                   "recall": scores[f"recall_{average}"],
-                                   "f1": scores[f"f1_{average}"], "support": sum(support)}
-                for average in ("macro", "weighted")
-            },
-        }
-        self.test_confusion.reset()
-        self.test_per_class.reset()
-        self.test_mistakes = self.mistakes_found()
+        return logits
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Mark the checkpoint as ours, with the class that rebuilds it (see mnist_cnn.checkpoints),
@@ -324,10 +267,6 @@ class MNISTClassifier(L.LightningModule):
             torch.set_rng_state(rng["torch"])
             if rng["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
-
-    def predict_step(self, batch, batch_idx):
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(dim=1)
 
     def configure_optimizers(self):
         kwargs = {k: v for k, v in self.hparams.optimizer.items() if v is not None}  # null: torch's default

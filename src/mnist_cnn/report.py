@@ -19,16 +19,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from hydra.experimental.callback import Callback  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from mnist_cnn.atomic import write_atomically  # noqa: E402
-from mnist_cnn.cli import Parser  # noqa: E402
-from mnist_cnn.intervals import Difference, Estimate, estimate, seeds_to_separate, welch  # noqa: E402
+from mnist_cnn.atomic import write_atomically
+from mnist_cnn.cli import Parser
+from mnist_cnn.figures import save_figure
+from mnist_cnn.intervals import Difference, Estimate, estimate, seeds_to_separate, welch
 
 COLUMNS = ["job", "overrides", "status", "reason", "best_val_acc", "best_val_loss", "test_acc", "test_loss",
            "epochs", "fit_seconds", "train_samples_per_second", "read_from"]
@@ -200,10 +198,7 @@ def plot(rows: list[dict], key: str, path: Path) -> None:
     ax.set_ylabel("accuracy (mean; bars: 95% interval over seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    write_atomically(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def _is_number(text: str) -> bool:

@@ -34,6 +34,7 @@ from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra, split_args
 from mnist_cnn.config import ConfigError, check_train, native_precision
 from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
+from mnist_cnn.evaluation import Evaluation
 from mnist_cnn.history import History
 from mnist_cnn.interrupt import Interrupted, Interruptible
 from mnist_cnn.mnist_files import MNISTUnavailable
@@ -70,7 +71,8 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     datamodule = built("data", cfg.data, _convert_="all")  # plain containers in hparams and checkpoints
     model = built("model", cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
     history = History()
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None] + [history, *extra_callbacks]
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+    callbacks += [history, Evaluation(), *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
                     plugins=[background_checkpoint_io()],
@@ -124,6 +126,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     in_memory = readings is None and bool(epochs) and best.get("epoch") == epochs[-1]["epoch"]
     ckpt_path = None if in_memory else best_path or None
     test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0] if cfg.test else {}
+    evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
 
     train_seconds = sum(e["train_seconds"] for e in epochs)
     metrics = {
@@ -137,7 +140,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
         "best_val_loss": best.get("val_loss"),
         "best_epoch": best.get("epoch"),
         "best_checkpoint": best_path,
-        "misclassified_shown": len(model.test_mistakes["true"]) if test else None,  # misclassified.png's count
+        "misclassified_shown": len(evaluation.mistakes["true"]) if test else None,  # misclassified.png's count
         "epochs": len(epochs),
         "fit_seconds": fit_seconds,
         "train_samples_per_second": sum(e["train_samples"] for e in epochs) / train_seconds if train_seconds else None,
@@ -151,7 +154,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:
-        artifacts.write_run(out, trainer, model, datamodule, epochs, metrics)
+        artifacts.write_run(out, trainer, model, datamodule, epochs, evaluation, metrics)
         if cfg.resume:
             save_resumed_config(out, cfg)
         if test:
