@@ -6,7 +6,8 @@ import torch
 from mnist_cnn.augment import Distortions
 from mnist_cnn.data import MNISTDataModule, ResumableBatches
 
-NONE = Distortions(rotation=0, scale=0, shear=0, shift=0, elastic_alpha=0, thickness=0)
+NONE = Distortions(rotation=0, scale=0, shear=0, shift=0, elastic_alpha=0, elastic_sigma=3, thickness=0)
+STRONG = Distortions(rotation=15, scale=0.15, shear=10, shift=2, elastic_alpha=2, elastic_sigma=3, thickness=0.3)
 
 
 def digits(n: int = 32) -> torch.Tensor:
@@ -20,11 +21,11 @@ def test_no_distortion_is_the_identity_and_the_background_stays_put():
     x = digits()
     assert torch.allclose(NONE(x, -0.5, seed=1), x, atol=1e-5)
     blank = torch.full((4, 1, 28, 28), -0.5)
-    assert torch.allclose(Distortions()(blank, -0.5, seed=1), blank, atol=1e-5)
+    assert torch.allclose(STRONG(blank, -0.5, seed=1), blank, atol=1e-5)
 
 
 def test_the_same_seed_repeats_and_another_differs():
-    x, distort = digits(), Distortions()
+    x, distort = digits(), STRONG
     a, b, c = distort(x, -0.5, seed=7), distort(x, -0.5, seed=7), distort(x, -0.5, seed=8)
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert not torch.allclose(a, x)
@@ -49,7 +50,7 @@ def test_each_distortion_moves_ink_within_its_bounds(kind):
 
 
 def test_the_data_module_distorts_training_batches_only_and_a_resumed_epoch_repeats_them(tmp_path):
-    module = MNISTDataModule(str(tmp_path), batch_size=8, augment={"rotation": 20.0})
+    module = MNISTDataModule(str(tmp_path), batch_size=8, augment={**NONE.__dict__, "rotation": 20.0})
     module.x_train, module.y_train = digits(40), torch.arange(40)
     module.x_val, module.y_val = digits(16), torch.arange(16)
     plain = MNISTDataModule(str(tmp_path), batch_size=8)
@@ -72,7 +73,7 @@ def test_the_lab_runs_have_no_distortions():
     from hydra import compose, initialize_config_module
     import mnist_cnn.config  # noqa: F401  (registers the schemas the configs name)
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
-        assert compose("train").data.augment is None
+        assert not Distortions(**compose("train").data.augment).distorts
         for experiment in ("lab_baseline", "lab_elu", "speedrun"):
-            assert compose("train", overrides=[f"experiment={experiment}"]).data.augment is None
+            assert not Distortions(**compose("train", overrides=[f"experiment={experiment}"]).data.augment).distorts
         assert compose("train", overrides=["experiment=handwriting"]).data.augment.rotation == 10.0

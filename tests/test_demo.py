@@ -18,6 +18,8 @@ from PIL import Image, ImageDraw
 
 from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
 
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
 pytest.importorskip("gradio", reason="pip install -e '.[dev]' brings Gradio")

@@ -13,6 +13,8 @@ from mnist_cnn.data import normalize
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+
 
 def export_cli(*args):
     return subprocess.run([sys.executable, "-m", "mnist_cnn.export", *args], cwd=ROOT, capture_output=True,

@@ -52,6 +52,7 @@ class Uncaptured(GraphedStep):
         pass
 
 
+@pytest.mark.slow
 def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_path, monkeypatch):
     """The graphed path does its own backward and optimiser step; Lightning must count each step, advance
     the schedule once per step and log the same values, leaving the same weights."""
@@ -71,6 +72,7 @@ def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(weights, graphed[3]))
 
 
+@pytest.mark.slow
 def test_cuda_graph_true_on_cpu_is_refused_in_one_line(tmp_path, mnist_dir):
     result = run_train("model.cuda_graph=true", "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2, result.stderr[-2000:]

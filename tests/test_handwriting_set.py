@@ -5,9 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from matplotlib import font_manager
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
 
 
 def handwriting(*args: str) -> subprocess.CompletedProcess:

@@ -2,9 +2,12 @@
 kept in git without outputs."""
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
 
 NOTEBOOK = ROOT / "notebooks" / "lab.ipynb"
 PARTS = ["I) Data reading and splitting", "II) Data visualisation", "III) Model architecture", "IV) Fitting",

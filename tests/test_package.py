@@ -6,10 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 from torchvision.datasets import MNIST
 
 from conftest import FEW_BATCHES, ROOT
+
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
 
 
 def run(*args, **kwargs) -> subprocess.CompletedProcess:

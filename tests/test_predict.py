@@ -21,6 +21,8 @@ from mnist_cnn.data import normalize
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+
 
 def predict_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mnist_cnn.predict", *args], cwd=ROOT, capture_output=True,

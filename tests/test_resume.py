@@ -28,6 +28,7 @@ def final_metrics(run_dir):
     return {k: metrics[k] for k in FINAL}, [(h["val_acc"], h["val_loss"]) for h in metrics["history"]]
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_metrics(tmp_path, mnist_dir):
     runs = []
     for name in ("a", "b"):
@@ -40,6 +41,7 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path, mnist_dir):
     assert len(provenance["git_commit"] or "") in (0, 40) and "git_dirty" in provenance
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir):
     env = {**os.environ, "MNIST_CNN_DATA": mnist_dir}
     reference = run_train(*SMALL, f"hydra.run.dir={tmp_path / 'whole'}", env={"MNIST_CNN_DATA": mnist_dir})
@@ -86,6 +88,7 @@ def finished_run(tmp_path_factory, mnist_dir):
     (["seed=1,2", "-m"], "a resume continues one run; leave out -m"),
     ([], None),  # finished: said so, nothing to do
 ])
+@pytest.mark.slow
 def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished_run, mnist_dir, overrides, said):
     before = snapshot(finished_run)
     result = run_train(*overrides, f"resume={finished_run}", env={"MNIST_CNN_DATA": mnist_dir})
@@ -101,6 +104,7 @@ def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.slow
 def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tmp_path, mnist_dir):
     """Its checkpoint folder elsewhere (callbacks.checkpoint.dirpath): resume finds it there."""
     run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
@@ -118,6 +122,7 @@ def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tm
     assert "trainer.max_epochs=3" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # the next resume's base
 
 
+@pytest.mark.slow
 def test_a_resumed_run_still_reads_the_epochs_it_had_passed(tmp_path, mnist_dir):
     """read_epochs keeps its copies of best weights in the checkpoint. The checkpoint callback keeps the
     *lowest* val_acc here, an early epoch: the 3-epoch reading, made after the resume, must test weights
@@ -133,6 +138,7 @@ def test_a_resumed_run_still_reads_the_epochs_it_had_passed(tmp_path, mnist_dir)
     assert after["3"] == {**before["2"], "epochs": 3}  # epoch 3 was not the lowest: the best is from before
 
 
+@pytest.mark.slow
 def test_resume_of_a_missing_directory_is_refused(tmp_path):
     result = run_train(f"resume={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
@@ -158,6 +164,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_a_loss_blow_up_stops_the_run_naming_the_step(tmp_path, mnist_dir):
     result = run_train(*SMALL, "model.optimizer.lr=1e30", f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 2
@@ -179,6 +186,7 @@ def uninterrupted(tmp_path_factory, mnist_dir):
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.slow
 def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_path, mnist_dir, uninterrupted,
                                                                            signum, status):
     run_dir = tmp_path / "run"
@@ -244,6 +252,7 @@ def full_disk_after(monkeypatch, suffix: str, good_writes: int):
 
 
 @pytest.mark.parametrize("failing, good_writes", [("last.ckpt", 1), ("metrics.json", 0), ("samples.png", 0)])
+@pytest.mark.slow
 def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path, mnist_dir, monkeypatch, capsys,
                                                                         failing, good_writes):
     monkeypatch.setenv("MNIST_CNN_DATA", mnist_dir)
@@ -293,6 +302,7 @@ def test_periodic_checkpoints_go_by_time_on_cuda_and_by_steps_elsewhere(monkeypa
     assert by_time.periodic_save_due(trainer("cpu", 301))
 
 
+@pytest.mark.slow
 def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mnist_dir):
     """The run's saved overrides follow an extension that was interrupted: `resume=<dir>` alone goes on
     to the new trainer.max_epochs, not back to the old one."""

@@ -21,6 +21,7 @@ def job_metrics(job_dir):
     return json.loads((job_dir / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_an_epochs_grid_read_from_one_run_equals_separate_runs(tmp_path, mnist_dir):
     """read_epochs against one run per length, figure for figure. The checkpoint callback picks the
     *lowest* validation accuracy here, so that later readings must test an earlier epoch's weights."""
@@ -50,6 +51,7 @@ def summary_rows(sweep_dir):
     return list(csv.DictReader((sweep_dir / "summary.csv").open()))
 
 
+@pytest.mark.slow
 def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, mnist_dir):
     result = run_train("-m", "data.batch_size=32,64", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}",
                        env={"MNIST_CNN_DATA": mnist_dir})
@@ -71,6 +73,7 @@ def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, 
     assert "Sweep report:" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_reported_and_the_others_still_run(tmp_path, mnist_dir):
     result = run_train("-m", "data.validation_split=1.5,0.3", *TINY, f"hydra.sweep.dir={tmp_path}",
                        env={"MNIST_CNN_DATA": mnist_dir})
@@ -156,6 +159,7 @@ def test_interrupted_jobs_are_reported_apart_from_failed_ones(tmp_path):
     assert "job 5" not in summary.split("## Failed jobs")[1].split("## Interrupted")[0]
 
 
+@pytest.mark.slow
 def test_report_from_the_command_line(tmp_path):
     fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
     import subprocess, sys
@@ -196,6 +200,7 @@ def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_p
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+@pytest.mark.slow
 def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     result = run_train("-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY,
@@ -214,6 +219,7 @@ def test_slurm_launcher_config_composes():
     assert (launcher.partition, launcher.gpus_per_node, launcher.array_parallelism) == ("gpu", 1, 16)
 
 
+@pytest.mark.slow
 def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnist_dir):
     result = run_train("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}",
                        env={"MNIST_CNN_DATA": mnist_dir})
@@ -224,6 +230,7 @@ def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnis
     assert f"best_value: {max(float(r['best_val_acc']) for r in rows)}" in best
 
 
+@pytest.mark.slow
 def test_ddp_fit_with_two_cpu_processes(tmp_path, mnist_dir):
     result = run_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY, "data.eval_batch_size=40",
                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import run_train
 
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
 if not os.path.exists(CHROMIUM):

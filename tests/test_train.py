@@ -22,6 +22,8 @@ from mnist_cnn.mnist_files import OFFICIAL_SHA256
 
 from conftest import FEW_BATCHES, needs_cuda, run_train
 
+pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+
 RUN_FILES = ["metrics.json", "model_summary.txt", "samples.png", "confusion_matrix.png", "confusion_matrix.csv",
              "classification_report.txt", "classification_report.json", "learning_curves.png", "misclassified.png"]
 

@@ -19,15 +19,21 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class Distortions:
-    """Each image's distortion is drawn uniformly within these bounds."""
+    """Each image's distortion is drawn uniformly within these bounds (data.augment: mnist_cnn.config.AugmentConfig
+    declares each one, its range and its default)."""
 
-    rotation: float = 15.0  # degrees, either way
-    scale: float = 0.15  # relative, either way
-    shear: float = 10.0  # degrees, either way
-    shift: float = 2.0  # pixels, each axis, either way
-    elastic_alpha: float = 2.0  # pixels: the largest displacement of the smoothed field
-    elastic_sigma: float = 3.0  # pixels: the Gaussian that smooths it
-    thickness: float = 0.3  # probability of a dilation, and the same of an erosion
+    rotation: float  # degrees, either way
+    scale: float  # relative, either way
+    shear: float  # degrees, either way
+    shift: float  # pixels, each axis, either way
+    elastic_alpha: float  # pixels: the largest displacement of the smoothed field
+    elastic_sigma: float  # pixels: the Gaussian that smooths it
+    thickness: float  # probability of a dilation, and the same of an erosion
+
+    @property
+    def distorts(self) -> bool:
+        """Whether any bound is above zero (elastic_sigma only shapes the elastic field)."""
+        return any((self.rotation, self.scale, self.shear, self.shift, self.elastic_alpha, self.thickness))
 
     def __call__(self, x: torch.Tensor, background: float, seed: int) -> torch.Tensor:
         """x: (N, 1, H, W) images whose background level is `background` (after normalisation)."""

@@ -7,7 +7,6 @@ import difflib
 import os
 import re
 import sys
-import traceback
 from importlib import resources
 from typing import Callable
 
@@ -114,15 +113,6 @@ def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
         options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if ours else []
         print(f"{prog}: error: {nulled[0]}=null is not allowed: a config group takes one of its options"
               + (f": expected one of {', '.join(options)}" if options else ""), file=sys.stderr)
-        sys.exit(2)
-    except AttributeError as exc:  # OmegaConf cannot merge a dict into a section that is null (data.augment)
-        filled = [arg.partition("=")[0] for arg in sys.argv[1:] if re.fullmatch(r"[\w.]+=\{.*\}", arg)]
-        innermost = traceback.extract_tb(exc.__traceback__)[-1].filename
-        if not filled or "omegaconf" not in innermost:
-            raise
-        print(f"{prog}: error: {filled[0]}={{...}}: {filled[0]} is null in this config and cannot be filled from the "
-              f"command line; start from a config that sets it (experiment=handwriting) and override its keys so",
-              file=sys.stderr)
         sys.exit(2)
     except OSError as exc:  # what the job catches never gets here: this is Hydra's own run folder
         if not exc.filename:

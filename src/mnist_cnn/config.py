@@ -61,14 +61,15 @@ LIMIT = dict(allowed="null, a number of batches (an integer >= 0) or a fraction 
 
 @dataclass
 class AugmentConfig:
-    """mnist_cnn.augment.Distortions: each training image distorted, drawn within these bounds"""
-    rotation: float = key("rotation, degrees either way", 15.0, ge=0, le=180)
-    scale: float = key("scale change, relative, either way", 0.15, ge=0, lt=1)
-    shear: float = key("shear, degrees either way", 10.0, ge=0, lt=90)
-    shift: float = key("shift, pixels each axis either way", 2.0, ge=0, le=14)
-    elastic_alpha: float = key("elastic distortion: the largest displacement, pixels (0: none)", 2.0, ge=0, le=14)
+    """mnist_cnn.augment.Distortions: each training image distorted, drawn within these bounds; all zero (the
+    default, and the lab's runs): none. experiment=handwriting sets them."""
+    rotation: float = key("rotation, degrees either way", 0.0, ge=0, le=180)
+    scale: float = key("scale change, relative, either way", 0.0, ge=0, lt=1)
+    shear: float = key("shear, degrees either way", 0.0, ge=0, lt=90)
+    shift: float = key("shift, pixels each axis either way", 0.0, ge=0, le=14)
+    elastic_alpha: float = key("elastic distortion: the largest displacement, pixels (0: none)", 0.0, ge=0, le=14)
     elastic_sigma: float = key("elastic distortion: the smoothing Gaussian's sigma, pixels", 3.0, gt=0, le=9)
-    thickness: float = key("probability of a thicker stroke, and the same of a thinner one", 0.3, ge=0, le=0.5)
+    thickness: float = key("probability of a thicker stroke, and the same of a thinner one", 0.0, ge=0, le=0.5)
 
 
 @dataclass
@@ -83,8 +84,7 @@ class DataConfig:
     split: str = key("random (seeded) or tail (Keras: the last fraction, before shuffling)", choices=SPLITS)
     normalize: str = key("standard (the dataset's mean and std) or unit (x / 255, as the lab)", choices=NORMALIZE)
     seed: int = key("seeds the split, the batch order and the distortions", ge=0, le=SEED_MAX)
-    augment: Optional[AugmentConfig] = key("training-time distortions (experiment=handwriting); null: none, "
-                                           "as the lab", None)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass

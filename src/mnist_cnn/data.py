@@ -169,7 +169,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.validation_split, self.split, self.normalize, self.seed = validation_split, split, normalize, seed
-        self.distortions = Distortions(**augment) if augment else None  # training batches only
+        distortions = Distortions(**augment) if augment else None
+        self.distortions = distortions if distortions and distortions.distorts else None  # training batches only
         self.file_sha256: dict[str, str] = {}
         self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the lab shows them
 

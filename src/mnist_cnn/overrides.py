@@ -4,7 +4,6 @@ without Hydra's +, naming the declared keys it is closest to (`did you mean trai
 from __future__ import annotations
 
 import difflib
-import typing
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import fields, is_dataclass
 from importlib import resources
@@ -20,13 +19,11 @@ GROUPS = ("data", "model", "trainer", "logger", "callbacks")  # TrainConfig's no
 RENAMED = {"experiment": {"seed_baseline": "lab_baseline", "seed_elu": "lab_elu"}}
 
 
-def declared_keys(sections: dict | None = None) -> list[str]:
-    """Every key mnist-train's schema declares, dotted (model.* for every model together). sections, if
-    given, receives each optional section (null by default, such as data.augment) with its own keys."""
+def declared_keys() -> list[str]:
+    """Every key mnist-train's schema declares, dotted (model.* for every model together)."""
     keys = set()
 
     def walk(schema, prefix: str) -> None:
-        hints = typing.get_type_hints(schema)
         for f in fields(schema):
             default = f.default_factory() if f.default_factory is not NO_DEFAULT else None
             if is_dataclass(default):
@@ -34,9 +31,6 @@ def declared_keys(sections: dict | None = None) -> list[str]:
                 continue
             if not (prefix == "" and f.name in GROUPS):
                 keys.add(prefix + f.name)
-            section = next((t for t in typing.get_args(hints[f.name]) if is_dataclass(t)), None)
-            if section is not None and sections is not None:
-                sections[prefix + f.name] = [g.name for g in fields(section)]
 
     for path, schema in SCHEMAS.items():
         group, *option = path.split("/")[1:]
@@ -72,8 +66,7 @@ def check_overrides(args: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return  # Hydra reports the parse error itself, in one line (mnist_cnn.cli.one_line)
-    sections: dict[str, list[str]] = {}
-    keys = declared_keys(sections)
+    keys = declared_keys()
     groups = [p.name for p in resources.files("mnist_cnn.conf").iterdir() if p.is_dir() and p.name != "__pycache__"]
     for o in parsed:
         name = o.key_or_group
@@ -84,11 +77,5 @@ def check_overrides(args: list[str]) -> None:
                               f"lab_elu, so that seed= is only the random seed")
         if name in groups or name.split("/")[0] in groups or name == "hydra" or name.startswith("hydra."):
             continue
-        section = next((k for k in sections if name.startswith(f"{k}.")), None)
-        if section and name[len(section) + 1:] in sections[section]:
-            # a section that is null (off) unless a config sets it: a key inside it cannot be set alone
-            leaf = name[len(section) + 1:]
-            raise ConfigError(f"{name}: {section} is set as a whole, as in {section}={{{leaf}:{o.value()}}}, on a config "
-                              f"that sets it (experiment=handwriting); keys not given keep the config's values")
         if name not in keys and not any(k.startswith(f"{name}.") for k in keys):
             raise ConfigError(f"{name} is not a known key{did_you_mean(name, keys + ([] if '.' in name else groups))}")

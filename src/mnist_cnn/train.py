@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -96,17 +97,11 @@ def provenance() -> dict:
 
 
 def fit_and_test(cfg: DictConfig) -> dict:
-    out = Path(HydraConfig.get().runtime.output_dir)
+    """The run: build, fit (or resume), test the checkpoint validation chose, write its report files."""
     readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
     datamodule, model, trainer, history = build(cfg, (readings,) if readings else ())
     code = provenance()  # now, before training: the checkout may change while a long run goes on
-
-    # A multirun job that finds checkpoints in its own folder was requeued (SLURM: time limit, preemption).
-    checkpoints = checkpoint_dir(cfg)
-    requeued = HydraConfig.get().mode == RunMode.MULTIRUN and checkpoints is not None and checkpoints.is_dir()
-    resume_from = newest_checkpoint(checkpoints) if (cfg.resume or requeued) and checkpoints is not None else None
-    if cfg.resume or requeued:
-        log.info("resuming from %s", resume_from or "nothing: no checkpoint yet, starting afresh")
+    resume_from = resume_point(cfg)
     if trainer.is_global_zero:
         log.info("Model: %s, %s parameters; %s, precision %s", type(model).__name__,
                  f"{sum(p.numel() for p in model.parameters()):,}", device_words(trainer), trainer.precision)
@@ -116,20 +111,57 @@ def fit_and_test(cfg: DictConfig) -> dict:
     # Copied now: testing from a checkpoint restores callback states too, History's included, which
     # would cut its list back to the epochs the best checkpoint had seen.
     epochs = list(history.epochs)
-
     read = read_epochs(trainer, model, datamodule, readings, epochs, cfg.test) if readings else None
+    tested = test_best(cfg, trainer, model, datamodule, epochs, weights_in_memory_may_be_best=readings is None)
+    metrics = run_metrics(cfg, trainer, model, datamodule, epochs, tested, fit_seconds, code, read)
+    if trainer.is_global_zero:
+        write_and_say(cfg, trainer, model, datamodule, epochs, tested, metrics)
+    return metrics
+
+
+def resume_point(cfg: DictConfig) -> Path | None:
+    """The checkpoint to continue from: the newest in the run's folder, with resume=, or when a multirun
+    job finds checkpoints in its own folder, because it was requeued (SLURM: time limit, preemption)."""
+    checkpoints = checkpoint_dir(cfg)
+    requeued = HydraConfig.get().mode == RunMode.MULTIRUN and checkpoints is not None and checkpoints.is_dir()
+    if not (cfg.resume or requeued):
+        return None
+    resume_from = newest_checkpoint(checkpoints) if checkpoints is not None else None
+    log.info("resuming from %s", resume_from or "nothing: no checkpoint yet, starting afresh")
+    return resume_from
+
+
+@dataclass
+class Outcome:
+    """What the run's test used and gave: the epoch validation chose, its checkpoint, the test's figures
+    ({} with test=false), and the run's Evaluation (its report and mistakes)."""
+    best: dict
+    best_path: str
+    monitor: str | None
+    test: dict
+    evaluation: Evaluation
+
+
+def test_best(cfg: DictConfig, trainer, model, datamodule, epochs: list[dict],
+              weights_in_memory_may_be_best: bool) -> Outcome:
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     best = tested_epoch(epochs, checkpoint)
     # The best checkpoint of the last epoch holds the weights still in memory (unless readings loaded others):
     # test those rather than read the file back.
-    in_memory = readings is None and bool(epochs) and best.get("epoch") == epochs[-1]["epoch"]
+    in_memory = weights_in_memory_may_be_best and bool(epochs) and best.get("epoch") == epochs[-1]["epoch"]
     ckpt_path = None if in_memory else best_path or None
     test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0] if cfg.test else {}
     evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
+    return Outcome(best, best_path, checkpoint.monitor if checkpoint is not None else None, test, evaluation)
 
+
+def run_metrics(cfg: DictConfig, trainer, model, datamodule, epochs: list[dict], tested: Outcome, fit_seconds: float,
+                code: dict, read: dict | None) -> dict:
+    """metrics.json of a finished run: what the sweep report, TensorBoard's HParams and a resume read."""
     train_seconds = sum(e["train_seconds"] for e in epochs)
-    metrics = {
+    test, best = tested.test, tested.best
+    return {
         "status": "ok",
         "overrides": list(HydraConfig.get().overrides.task),
         "model": type(model).__name__,
@@ -139,8 +171,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
         "best_val_acc": best.get("val_acc"),
         "best_val_loss": best.get("val_loss"),
         "best_epoch": best.get("epoch"),
-        "best_checkpoint": best_path,
-        "misclassified_shown": len(evaluation.mistakes["true"]) if test else None,  # misclassified.png's count
+        "best_checkpoint": tested.best_path,
+        "misclassified_shown": len(tested.evaluation.mistakes["true"]) if test else None,  # misclassified.png's count
         "epochs": len(epochs),
         "fit_seconds": fit_seconds,
         "train_samples_per_second": sum(e["train_samples"] for e in epochs) / train_seconds if train_seconds else None,
@@ -153,16 +185,21 @@ def fit_and_test(cfg: DictConfig) -> dict:
         **({"read_at_epochs": read} if read is not None else {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    if trainer.is_global_zero:
-        artifacts.write_run(out, trainer, model, datamodule, epochs, evaluation, metrics)
-        if cfg.resume:
-            save_resumed_config(out, cfg)
-        if test:
-            tested = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
-            log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", test["test_acc"], test["test_loss"], tested,
-                     checkpoint.monitor if checkpoint is not None else "none")
-        log.info("Run directory: %s", out)
-    return metrics
+
+
+def write_and_say(cfg: DictConfig, trainer, model, datamodule, epochs: list[dict], tested: Outcome,
+                  metrics: dict) -> None:
+    """The run's report files, then the console's last lines: the test's figures and where the run is."""
+    out = Path(HydraConfig.get().runtime.output_dir)
+    artifacts.write_run(out, trainer, model, datamodule, epochs, tested.evaluation, metrics)
+    if cfg.resume:
+        save_resumed_config(out, cfg)
+    if tested.test:
+        best = tested.best
+        which = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
+        log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", tested.test["test_acc"], tested.test["test_loss"],
+                 which, tested.monitor or "none")
+    log.info("Run directory: %s", out)
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path | None:
