@@ -130,6 +130,7 @@ CROSS_KEY = [
     (["read_epochs=[1,3,5,10]"], "read_epochs"),  # the lab's run has 3 epochs
     (["read_epochs=[1]", "~callbacks.checkpoint"], "read_epochs"),
     (["model=null"], "model=null"),  # Hydra's own refusal names no group
+    (["hydra/launcher=null"], "hydra/launcher=null is not allowed"),
     (["+epochs=5"], "epochs is not a known key; did you mean trainer.max_epochs?"),  # + adds no undeclared key
     (["trainer.max_epoch=1"], "did you mean trainer.max_epochs?"),
     (["model.lr=0.1"], "model.lr is not a known key; did you mean model.optimizer.lr?"),

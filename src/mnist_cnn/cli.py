@@ -7,19 +7,37 @@ import difflib
 import os
 import re
 import sys
-from importlib import resources
+import typing
+from dataclasses import is_dataclass
 from typing import Callable
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf.errors import OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_cnn.interrupt import Interrupted
 
 CONFIG_PATH = "pkg://mnist_cnn.conf"  # conf/ of the repository, installed with the package
 # OmegaConf's words for a value of the wrong type -> what the key takes
-EXPECTED = {"to Integer": "an integer", "to Float": "a number", "valid bool": "true or false",
-            "is not Optional": "a value, not null", "list or tuple": "a list, such as [128,50]",
-            "to String": "a string"}
+WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list, such as [128,50]"}
+
+
+def expected(error: ValidationError) -> str | None:
+    """What the schema declares for the key a ValidationError names, in words: read from the dataclass that
+    declares the key (or, for a list's item, from the list's declared type), not from OmegaConf's message."""
+    if error.value is None:
+        return "a value, not null"
+    if is_dataclass(error.object_type):
+        declared = typing.get_type_hints(error.object_type).get(str(error.key))
+    else:  # an item of a list: the list's declared type holds the item's
+        declared = next(iter(typing.get_args(_without_none(error.ref_type))), None)
+    declared = _without_none(declared)
+    return WORDS.get(typing.get_origin(declared) or declared)
+
+
+def _without_none(declared):
+    """Optional[X] -> X."""
+    args = [a for a in typing.get_args(declared) if a is not type(None)]
+    return args[0] if typing.get_origin(declared) is typing.Union and len(args) == 1 else declared
 
 
 # Hydra's command-line flags that take the next argument as their value
@@ -54,21 +72,13 @@ def one_line(exc: BaseException) -> str:
         return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
-    dropped = re.match(r"Error resolving interpolation '(\$\{.*?\})'", str(exc))
-    if dropped:  # the defaults list's one interpolation: experiment_data, chosen by ${experiment}_${data}
-        return (f"~experiment and ~data are not allowed: experiment_data is chosen by {dropped[1]}; "
-                f"leave the option out instead (no experiment is the default)")
     cause = exc.__cause__
-    if isinstance(cause, ValidationError) and cause.full_key:
-        expected = next((words for clue, words in EXPECTED.items() if clue in str(cause)), None)
-        if expected:
-            value = "null" if cause.value is None else cause.value
-            return f"{cause.full_key}={value} is not allowed: expected {expected}"
-    refused = re.match(r"Could not override '([^']+)'", str(exc))  # a key the chosen option does not have
-    if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause) or refused:
-        key = refused[1] if refused else getattr(cause, "full_key", None) or str(cause).splitlines()[0]
+    if isinstance(cause, ValidationError) and cause.full_key and expected(cause):
+        value = "null" if cause.value is None else cause.value
+        return f"{cause.full_key}={value} is not allowed: expected {expected(cause)}"
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:  # a key this config lacks
         from mnist_cnn.overrides import declared_keys, did_you_mean  # they need this module first
-        return f"{key} is not a key of this config{did_you_mean(key, declared_keys())}"
+        return f"{cause.full_key} is not a key of this config{did_you_mean(cause.full_key, declared_keys())}"
     text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
     return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))
 
@@ -104,16 +114,6 @@ def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
         hydra_main()
     except (HydraException, OmegaConfBaseException) as exc:
         exit_with(prog, exc)
-    except ValueError as exc:  # Hydra refuses `group=null` with a ValueError that names no group
-        nulled = [arg[:-len("=null")] for arg in sys.argv[1:] if arg.endswith("=null") and "." not in arg]
-        if not nulled or not str(exc).startswith("Config group override must be"):
-            raise
-        folder = resources.files("mnist_cnn.conf").joinpath(nulled[0])  # hydra/... groups have plugins' options too
-        ours = folder.is_dir() and "/" not in nulled[0]
-        options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if ours else []
-        print(f"{prog}: error: {nulled[0]}=null is not allowed: a config group takes one of its options"
-              + (f": expected one of {', '.join(options)}" if options else ""), file=sys.stderr)
-        sys.exit(2)
     except OSError as exc:  # what the job catches never gets here: this is Hydra's own run folder
         if not exc.filename:
             raise

@@ -75,7 +75,17 @@ def check_overrides(args: list[str]) -> None:
         if old:
             raise ConfigError(f"{name}={old} is now {name}={RENAMED[name][old]}: the lab's runs are lab_baseline and "
                               f"lab_elu, so that seed= is only the random seed")
-        if name in groups or name.split("/")[0] in groups or name == "hydra" or name.startswith("hydra."):
+        if o.is_delete() and name in ("experiment", "data"):
+            raise ConfigError(f"~{name} is not allowed: experiment_data is chosen by ${{experiment}}_${{data}}; "
+                              "leave the option out instead (no experiment is the default)")
+        group = name in groups or name.split("/")[0] in groups or name.startswith("hydra/")
+        if group and o.is_sweep_override() is False and o.value() is None and not o.is_delete():
+            # Hydra refuses it too, with a ValueError that names no group
+            folder = resources.files("mnist_cnn.conf").joinpath(name)
+            options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if folder.is_dir() else []
+            raise ConfigError(f"{name}=null is not allowed: a config group takes one of its options"
+                              + (f": expected one of {', '.join(options)}" if options else ""))
+        if group or name == "hydra" or name.startswith("hydra."):
             continue
         if name not in keys and not any(k.startswith(f"{name}.") for k in keys):
             raise ConfigError(f"{name} is not a known key{did_you_mean(name, keys + ([] if '.' in name else groups))}")

@@ -241,12 +241,8 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
 
 
 class SweepReport(Callback):
-    """Hydra callback: the report at the end of every multirun.
-
-    Hydra turns a callback's exception into a warning, so failures are kept in `failures` for the
-    entry point to turn into its exit status."""
-
-    failures: list[str] = []
+    """Hydra callback: the report at the end of every multirun. A sweep with a failed job ends with exit
+    status 1 and one line saying so: SystemExit, since Hydra turns a callback's Exception into a warning."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -254,7 +250,9 @@ class SweepReport(Callback):
         print(f"Sweep report: {sweep_dir / 'summary.md'}")
         failed = [r for r in rows if r["status"] != "ok"]
         if failed:
-            SweepReport.failures.append(f"{len(failed)} of {len(rows)} jobs failed; see {sweep_dir / 'summary.csv'}")
+            print(f"mnist-train: {len(failed)} of {len(rows)} jobs failed; see {sweep_dir / 'summary.csv'}",
+                  file=sys.stderr)
+            sys.exit(1)
 
 
 def runs_table(runs: list[Path]) -> str:
