@@ -131,7 +131,7 @@ def plain_model(cls, device: torch.device):
     """The same layers, initialisation and optimiser, as stock PyTorch: Keras's layer order, nn.Dropout,
     nn.Flatten, the default layout."""
     torch.manual_seed(0)
-    module = cls(channels_last=False)
+    module = cls.with_defaults(channels_last=False)
     net = models.keras_order(module.net).to(device)
     return (net, *optimiser_and_decay(module))  # over the same parameter objects as net
 
@@ -330,7 +330,7 @@ def plain_same_maths_ms(device: torch.device, args, graphed: bool = False) -> fl
     batches = TensorBatches(datamodule.x_train.to(device), datamodule.y_train.to(device), OVERHEAD_BATCH,
                             shuffle=True, seed=42)
     torch.manual_seed(0)
-    model = ProseCNN().to(device)
+    model = ProseCNN.with_defaults().to(device)
     if models.wants_channels_last(None, device):
         model.net.to(memory_format=torch.channels_last)
     optimizer, schedule = optimiser_and_decay(model)

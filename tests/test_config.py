@@ -1,10 +1,12 @@
 """The config schema: every config composes; every mistaken value of every key is refused before any
 work in at most 3 lines, without a traceback, naming the key."""
 
+import inspect
 import sys
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
+import hydra.utils
 import lightning as L
 import pytest
 import torch
@@ -298,3 +300,22 @@ def test_one_distortion_is_set_like_any_key_and_the_others_keep_their_values(tmp
     assert dict(cfg.data.augment) == {"rotation": 0.0, "scale": 0.0, "shear": 0.0, "shift": 3.0,
                                       "elastic_alpha": 0.0, "elastic_sigma": 3.0, "thickness": 0.0}
     assert instantiate(cfg.data, _convert_="all").distortions.shift == 3.0
+
+
+@pytest.mark.parametrize("schema", [s for s in config.SCHEMAS.values() if issubclass(s, config.ModelConfig)])
+def test_each_model_takes_exactly_its_schemas_keys(schema):
+    """The schema is where a model's keys are declared (type, range, default, meaning); the class takes them all,
+    with no defaults of its own to disagree."""
+    cls = hydra.utils.get_class(schema._target_)
+    parameters = inspect.signature(cls).parameters
+    assert set(parameters) == {f.name for f in fields(schema)} - {"_target_"}
+    assert all(p.default is inspect.Parameter.empty for p in parameters.values())
+    assert config.model_schema(cls) is schema
+
+
+def test_the_data_modules_defaults_are_its_schemas():
+    """MNISTDataModule keeps defaults for use from Python (the notebook); they must be the schema's."""
+    parameters = inspect.signature(MNISTDataModule).parameters
+    for f in fields(config.DataConfig):
+        if f.name in parameters and f.name not in ("seed", "augment"):  # ${seed}; a section
+            assert parameters[f.name].default == f.default, f.name

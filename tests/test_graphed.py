@@ -61,7 +61,7 @@ def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_pat
         monkeypatch.setattr(models, "wants_cuda_graph", lambda *args, graphed=graphed: graphed)
         monkeypatch.setattr(models, "GraphedStep", Uncaptured)
         torch.manual_seed(0)
-        model = SpeedrunCNN(channels_last=False, cuda_graph=graphed or None)
+        model = SpeedrunCNN.with_defaults(channels_last=False, cuda_graph=graphed or None)
         trainer = fit(model, "cpu", tmp_path / str(graphed), enable_checkpointing=False)
         schedule = trainer.lr_scheduler_configs[0].scheduler
         runs.append((trainer.global_step, schedule.last_epoch, dict(trainer.callback_metrics), list(model.parameters())))
@@ -90,7 +90,7 @@ def test_the_captured_step_computes_the_uncaptured_one(tmp_path):
     weights, steps = [], []
     for graphed in (False, True):
         torch.manual_seed(0)
-        model = ProseCNN(cuda_graph=graphed)
+        model = ProseCNN.with_defaults(cuda_graph=graphed)
         trainer = fit(model, "gpu", tmp_path / str(graphed), enable_checkpointing=False, precision="32-true")
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         steps.append(trainer.global_step)
@@ -105,12 +105,12 @@ def test_the_captured_step_computes_the_uncaptured_one(tmp_path):
 def test_a_graphed_run_with_dropout_and_checkpoints_resumes(tmp_path):
     """The baseline (Adadelta, dropout) graphed in bf16, checkpointed, then resumed for a third epoch from a
     checkpoint that holds plain learning rates."""
-    model = BaselineCNN()
+    model = BaselineCNN.with_defaults()
     trainer = fit(model, "gpu", tmp_path, precision="bf16-mixed")
     assert trainer.global_step == 32 and trainer.callback_metrics["train_acc"] > 0
     checkpoint = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)
     assert isinstance(checkpoint["optimizer_states"][0]["param_groups"][0]["lr"], float)
-    again = fit(BaselineCNN(), "gpu", tmp_path / "resumed", precision="bf16-mixed", max_epochs=3,
+    again = fit(BaselineCNN.with_defaults(), "gpu", tmp_path / "resumed", precision="bf16-mixed", max_epochs=3,
                 ckpt_path=trainer.checkpoint_callback.best_model_path)
     assert again.global_step == 48 and torch.isfinite(again.callback_metrics["train_loss_epoch"])
 
@@ -144,7 +144,7 @@ def test_graphed_steps_between_logging_never_wait_for_the_gpu(tmp_path):
                         enable_model_summary=False, enable_checkpointing=False, precision="bf16-mixed",
                         deterministic=True, default_root_dir=tmp_path, callbacks=[quiet])
     try:
-        trainer.fit(BaselineCNN(), datamodule=Batches("cuda"))
+        trainer.fit(BaselineCNN.with_defaults(), datamodule=Batches("cuda"))
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert trainer.global_step == 32 and quiet.quiet >= 15

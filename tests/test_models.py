@@ -17,7 +17,7 @@ LAB_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933, Spe
 
 @pytest.mark.parametrize("cls", LAB_PARAMETERS)
 def test_output_shape_and_exact_parameter_count(cls):
-    model = cls()
+    model = cls.with_defaults()
     assert sum(p.numel() for p in model.parameters()) == LAB_PARAMETERS[cls]
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
@@ -25,7 +25,7 @@ def test_output_shape_and_exact_parameter_count(cls):
 @pytest.mark.parametrize("cls", LAB_PARAMETERS)
 def test_keras_initialisation(cls):
     """Glorot-uniform weights (bounded by sqrt(6 / (fan_in + fan_out))), zero biases."""
-    for layer in cls().net:
+    for layer in cls.with_defaults().net:
         if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
             receptive = layer.weight[0, 0].numel()
             fan_in, fan_out = layer.weight.shape[1] * receptive, layer.weight.shape[0] * receptive
@@ -36,7 +36,7 @@ def test_keras_initialisation(cls):
 
 
 def test_baseline_uses_keras_adadelta():
-    optimizer = BaselineCNN().configure_optimizers()
+    optimizer = BaselineCNN.with_defaults().configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adadelta)
     group = optimizer.param_groups[0]
     assert (group["lr"], group["rho"], group["eps"]) == (1.0, 0.95, 1e-7)
@@ -44,7 +44,7 @@ def test_baseline_uses_keras_adadelta():
 
 @pytest.mark.parametrize("cls", [EluCNN, ProseCNN])
 def test_sgd_with_keras_time_based_decay(cls):
-    model = cls()
+    model = cls.with_defaults()
     config = model.configure_optimizers()
     optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert config["lr_scheduler"]["interval"] == "step"
@@ -72,7 +72,7 @@ def learnable_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("cls", LAB_PARAMETERS)
 def test_one_optimiser_step_lowers_the_loss(cls, seed):
     torch.manual_seed(seed)
-    model = cls()
+    model = cls.with_defaults()
     model.trainer = SimpleNamespace(estimated_stepping_batches=100)  # the length of a one-cycle schedule
     x, y = learnable_batch(64, seed)
     config = model.configure_optimizers()
@@ -89,7 +89,7 @@ def test_one_optimiser_step_lowers_the_loss(cls, seed):
 def test_predictions_are_probabilities():
     from mnist_cnn.predict import predict
 
-    model = EluCNN().eval()
+    model = EluCNN.with_defaults().eval()
     images = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8)
     probs = predict(model, images, {"normalize": "standard", "dataset": "mnist"})
     assert probs.shape == (7, 10)
@@ -98,7 +98,7 @@ def test_predictions_are_probabilities():
 
 
 def test_architecture_comes_from_arguments():
-    model = BaselineCNN(conv1_channels=8, conv2_channels=16, dense_units=32)
+    model = BaselineCNN.with_defaults(conv1_channels=8, conv2_channels=16, dense_units=32)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert sum(p.numel() for p in model.parameters()) == 80 + 1168 + (16 * 12 * 12 * 32 + 32) + 330
 
@@ -110,7 +110,7 @@ def test_pooling_before_the_activation_and_flattening_in_the_dense_layer_keep_ke
     rounding with ELU (its vectorised expm1 is monotone only to the last bit) and in channels_last (the
     dense layer sums its inputs in memory order there)."""
     torch.manual_seed(0)
-    model = cls().eval()
+    model = cls.with_defaults().eval()
     reference = keras_order(model.net)
     assert len(list(reference.parameters())) == len(list(model.parameters()))
     x = torch.randn(16, 1, 28, 28)
@@ -158,12 +158,12 @@ def test_channels_last_is_a_switch_on_cpu_by_default():
     assert wants_channels_last(None, cpu) and not wants_channels_last(None, cuda)
     assert wants_channels_last(True, cuda) and not wants_channels_last(False, cpu)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    model = BaselineCNN()
+    model = BaselineCNN.with_defaults()
     model.trainer = trainer
     model.setup("fit")
     assert model.net[2].weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.net[2].weight.is_contiguous()
-    plain = BaselineCNN(channels_last=False)
+    plain = BaselineCNN.with_defaults(channels_last=False)
     plain.trainer = trainer
     plain.setup("fit")
     assert plain.net[2].weight.is_contiguous()
@@ -171,7 +171,7 @@ def test_channels_last_is_a_switch_on_cpu_by_default():
 
 def test_a_non_finite_loss_is_noted_on_the_device_and_named_by_its_first_step():
     """The guard reads nothing back per step (a host-device sync on a GPU); the check names the first bad step."""
-    model = ProseCNN()
+    model = ProseCNN.with_defaults()
     model.trainer = SimpleNamespace(num_training_batches=4, global_step=10)
     model.on_train_start()
     model.first_step = 10  # resumed at global step 10
@@ -182,7 +182,7 @@ def test_a_non_finite_loss_is_noted_on_the_device_and_named_by_its_first_step():
 
 
 def test_a_finite_run_passes_the_guard():
-    model = ProseCNN()
+    model = ProseCNN.with_defaults()
     model.trainer = SimpleNamespace(num_training_batches=4, global_step=0)
     model.on_train_start()
     for loss in (1.0, 0.5, 1e30):
@@ -223,7 +223,7 @@ def test_a_test_set_answered_right_has_no_mistakes_to_show():
 
 
 def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
-    model = SpeedrunCNN()
+    model = SpeedrunCNN.with_defaults()
     model.trainer = SimpleNamespace(estimated_stepping_batches=200)
     config = model.configure_optimizers()
     optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
@@ -241,13 +241,13 @@ def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
 def test_checkpoints_from_before_the_flatten_moved_still_load(cls):
     """Their layers after the flatten are numbered one higher (nn.Flatten had its own index)."""
     torch.manual_seed(0)
-    model = cls().eval()
+    model = cls.with_defaults().eval()
     layers = [i for i, layer in enumerate(model.net) if list(layer.parameters(recurse=False))]
     first_dense = next(i for i in layers if isinstance(model.net[i], torch.nn.Linear))
     old = {(f"net.{int(k.split('.')[1]) + 1}.{k.split('.')[2]}" if k.startswith("net.") and int(k.split(".")[1]) >= first_dense
             else k): v for k, v in model.state_dict().items()}
     assert set(old) != set(model.state_dict())
-    fresh = cls().eval()
+    fresh = cls.with_defaults().eval()
     fresh.load_state_dict(old)
     x = torch.randn(3, 1, 28, 28)
     assert torch.equal(fresh(x), model(x))

@@ -35,7 +35,8 @@ def load_model(path: str | Path) -> tuple[MNISTClassifier, dict]:
     if not isinstance(marker, dict) or marker.get("model") not in MODELS:
         raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train)")
     # compile is a training-speed switch; predict and export want the plain layers
-    model = MODELS[marker["model"]](**{**checkpoint["hyper_parameters"], "compile": False})
+    # with_defaults: a key that an older checkpoint lacks takes the schema's default
+    model = MODELS[marker["model"]].with_defaults(**{**checkpoint["hyper_parameters"], "compile": False})
     model.load_state_dict(checkpoint["state_dict"])
     data = checkpoint.get("datamodule_hyper_parameters") or {}
     return model.eval(), {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard")}

@@ -41,9 +41,16 @@ class ConfigError(UserError):
 
 
 def key(help: str, default: Any = MISSING, **rule: Any) -> Any:
-    """A config key: what it means, and what is allowed beyond its type. Rules: ge, gt, le, lt
+    """A config key: what it means, its default, and what is allowed beyond its type. Rules: ge, gt, le, lt
     (numbers; each item of a list), choices (a closed set), allowed + test (anything else)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **rule})
     return field(default=default, metadata={"help": help, **rule})
+
+
+def section(cls: type, help: str, **values: Any) -> Any:
+    """A nested section of `cls`, with `values` instead of its defaults where given."""
+    return field(default_factory=lambda: cls(**values), metadata={"help": help})
 
 
 def batch_count(v) -> bool:
@@ -57,6 +64,7 @@ def device_count(v) -> bool:
 
 LIMIT = dict(allowed="null, a number of batches (an integer >= 0) or a fraction between 0.0 and 1.0",
              test=batch_count)
+RUN_DIR = "${hydra:runtime.output_dir}"
 
 
 @dataclass
@@ -74,24 +82,27 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    """mnist_cnn.data.MNISTDataModule"""
-    _target_: str = key("the data module class")
-    dataset: str = key("mnist or fashion_mnist (data=fashion_mnist)", choices=tuple(DATASETS))
-    data_dir: Optional[str] = key("folder that holds MNIST/raw/ (FashionMNIST/raw/); null: $MNIST_CNN_DATA, else ~/.cache/mnist_cnn")
-    batch_size: int = key("training batch size (Keras's batch_size)", ge=1)
-    eval_batch_size: Optional[int] = key("validation and test batch size; null: batch_size on CPU, 6000 on CUDA", ge=1)
-    validation_split: float = key("fraction of the 60,000 training images held out for validation", gt=0, lt=1)
-    split: str = key("random (seeded) or tail (Keras: the last fraction, before shuffling)", choices=SPLITS)
-    normalize: str = key("standard (the dataset's mean and std) or unit (x / 255, as the lab)", choices=NORMALIZE)
-    seed: int = key("seeds the split, the batch order and the distortions", ge=0, le=SEED_MAX)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """mnist_cnn.data.MNISTDataModule (data=mnist; data=fashion_mnist changes the dataset)"""
+    _target_: str = key("the data module class", "mnist_cnn.data.MNISTDataModule")
+    dataset: str = key("mnist or fashion_mnist (data=fashion_mnist)", "mnist", choices=tuple(DATASETS))
+    data_dir: Optional[str] = key("folder that holds MNIST/raw/ (FashionMNIST/raw/); null: $MNIST_CNN_DATA, else "
+                                  "~/.cache/mnist_cnn, shared by every run and job, so fetched once", None)
+    batch_size: int = key("training batch size (Keras's batch_size)", 256, ge=1)
+    eval_batch_size: Optional[int] = key("validation and test batch size; null: batch_size on CPU, 6000 on CUDA",
+                                         None, ge=1)
+    validation_split: float = key("fraction of the 60,000 training images held out for validation", 0.3, gt=0, lt=1)
+    split: str = key("random (seeded) or tail (Keras: the last fraction, before shuffling)", "random", choices=SPLITS)
+    normalize: str = key("standard (the dataset's mean and std) or unit (x / 255, as the lab)", "standard",
+                         choices=NORMALIZE)
+    seed: int = key("seeds the split, the batch order and the distortions", "${seed}", ge=0, le=SEED_MAX)
+    augment: AugmentConfig = section(AugmentConfig, "training-time distortions (experiment=handwriting); all zero: none")
 
 
 @dataclass
 class OptimizerConfig:
     """A torch.optim class by name, with its arguments; unset (null) arguments keep torch's defaults."""
     name: str = key("a torch.optim class", choices=OPTIMIZERS)
-    lr: float = key("learning rate", gt=0)
+    lr: float = key("learning rate (with one_cycle: the schedule's peak)", gt=0)
     decay: float = key("Keras's time-based decay: lr / (1 + decay * step)", 0.0, ge=0)
     one_cycle: bool = key("torch's OneCycleLR over the whole fit, peaking at lr (instead of decay)", False)
     momentum: Optional[float] = key("SGD, RMSprop", None, ge=0)
@@ -103,147 +114,178 @@ class OptimizerConfig:
     fused: Optional[bool] = key("Adam, AdamW, SGD: the update as one fused kernel per step", None)
 
 
+# The lab's optimisers with Keras 2.3's defaults, which differ from PyTorch's
+KERAS_ADADELTA = dict(name="Adadelta", lr=1.0, rho=0.95, eps=1e-7)
+KERAS_SGD = dict(name="SGD", lr=0.01, momentum=0.9, nesterov=True, decay=1e-6)
+
+
 @dataclass
 class ModelConfig:
-    """What mnist_cnn.models.MNISTClassifier takes; each model adds its layers' sizes."""
-    _target_: str = key("the model class")
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    channels_last: Optional[bool] = key("the channels_last conv layout; null: on CPU only")
-    compile: bool = key("torch.compile the layers")
+    """What mnist_cnn.models.MNISTClassifier takes; each model adds its layers' sizes and its optimiser."""
+    channels_last: Optional[bool] = key("the channels_last conv layout; null: on CPU only (faster there, slower "
+                                        "on an H100)", None)
+    compile: bool = key("torch.compile the layers (GPU: see README, Performance)", False)
     cuda_graph: Optional[bool] = key("the training step captured once as a CUDA graph and replayed (mnist_cnn.graphed); "
                                      "null: wherever it can run (one CUDA device, no compile)", None)
 
 
 @dataclass
 class BaselineConfig(ModelConfig):
-    """mnist_cnn.models.BaselineCNN"""
-    conv1_channels: int = key("filters of the first convolution", ge=1)
-    conv2_channels: int = key("filters of the second convolution", ge=1)
-    kernel_size: int = key("convolution kernel size", ge=1)
-    pool_size: int = key("max-pooling size", ge=1)
-    conv_dropout: float = key("dropout after the convolutions", ge=0, lt=1)
-    dense_units: int = key("units of the hidden dense layer", ge=1)
-    dense_dropout: float = key("dropout after the hidden dense layer", ge=0, lt=1)
+    """mnist_cnn.models.BaselineCNN: part III of the lab, 1,199,882 parameters"""
+    _target_: str = key("the model class", "mnist_cnn.models.BaselineCNN")
+    conv1_channels: int = key("filters of the first convolution", 32, ge=1)
+    conv2_channels: int = key("filters of the second convolution", 64, ge=1)
+    kernel_size: int = key("convolution kernel size", 3, ge=1)
+    pool_size: int = key("max-pooling size", 2, ge=1)
+    conv_dropout: float = key("dropout after the convolutions", 0.25, ge=0, lt=1)
+    dense_units: int = key("units of the hidden dense layer", 128, ge=1)
+    dense_dropout: float = key("dropout after the hidden dense layer", 0.5, ge=0, lt=1)
+    optimizer: OptimizerConfig = section(OptimizerConfig, "Adadelta with Keras 2.3's defaults", **KERAS_ADADELTA)
 
 
 @dataclass
 class EluConfig(ModelConfig):
-    """mnist_cnn.models.EluCNN"""
-    block1_channels: int = key("filters of the first block's convolutions", ge=1)
-    block2_channels: int = key("filters of the second block's convolutions", ge=1)
-    kernel_size: int = key("convolution kernel size", ge=1)
-    pool_size: int = key("max-pooling size", ge=1)
-    conv_dropout: float = key("dropout after each block", ge=0, lt=1)
-    dense_units: int = key("units of the hidden dense layer", ge=1)
-    dense_dropout: float = key("dropout after the hidden dense layer", ge=0, lt=1)
+    """mnist_cnn.models.EluCNN: part VI of the lab, as its code builds it, 329,962 parameters"""
+    _target_: str = key("the model class", "mnist_cnn.models.EluCNN")
+    block1_channels: int = key("filters of the first block's convolutions", 32, ge=1)
+    block2_channels: int = key("filters of the second block's convolutions", 64, ge=1)
+    kernel_size: int = key("convolution kernel size", 3, ge=1)
+    pool_size: int = key("max-pooling size", 2, ge=1)
+    conv_dropout: float = key("dropout after each block", 0.25, ge=0, lt=1)
+    dense_units: int = key("units of the hidden dense layer", 256, ge=1)
+    dense_dropout: float = key("dropout after the hidden dense layer", 0.5, ge=0, lt=1)
+    optimizer: OptimizerConfig = section(OptimizerConfig, "SGD with Nesterov momentum and Keras's decay, as the lab",
+                                         **KERAS_SGD)
 
 
 @dataclass
-class TwoConvConfig(ModelConfig):
-    """What mnist_cnn.models.two_conv_blocks takes: two convolutions, each followed by max-pooling."""
-    conv1_channels: int = key("filters of the first convolution", ge=1)
-    conv1_kernel: int = key("kernel size of the first convolution", ge=1)
-    conv2_channels: int = key("filters of the second convolution", ge=1)
-    conv2_kernel: int = key("kernel size of the second convolution", ge=1)
-    pool_size: int = key("max-pooling size", ge=1)
+class ProseConfig(ModelConfig):
+    """mnist_cnn.models.ProseCNN: part VI of the lab, as its text describes it (its code never built this),
+    59,933 parameters"""
+    _target_: str = key("the model class", "mnist_cnn.models.ProseCNN")
+    conv1_channels: int = key("filters of the first convolution", 30, ge=1)
+    conv1_kernel: int = key("kernel size of the first convolution", 5, ge=1)
+    conv2_channels: int = key("filters of the second convolution", 15, ge=1)
+    conv2_kernel: int = key("kernel size of the second convolution", 3, ge=1)
+    pool_size: int = key("max-pooling size", 2, ge=1)
+    dropout: float = key("dropout after the convolutions", 0.2, ge=0, lt=1)
+    dense_units: List[int] = key("units of each hidden dense layer", [128, 50], ge=1)
+    optimizer: OptimizerConfig = section(OptimizerConfig, "SGD with Nesterov momentum and Keras's decay, as the lab",
+                                         **KERAS_SGD)
 
 
 @dataclass
-class ProseConfig(TwoConvConfig):
-    """mnist_cnn.models.ProseCNN"""
-    dropout: float = key("dropout after the convolutions", ge=0, lt=1)
-    dense_units: List[int] = key("units of each hidden dense layer", ge=1)
-
-
-@dataclass
-class SpeedrunConfig(TwoConvConfig):
-    """mnist_cnn.models.SpeedrunCNN"""
-    dense_units: int = key("units of the hidden dense layer", ge=1)
+class SpeedrunConfig(ModelConfig):
+    """mnist_cnn.models.SpeedrunCNN: experiment=speedrun's network, 321,066 parameters"""
+    _target_: str = key("the model class", "mnist_cnn.models.SpeedrunCNN")
+    conv1_channels: int = key("filters of the first convolution", 24, ge=1)
+    conv1_kernel: int = key("kernel size of the first convolution", 5, ge=1)
+    conv2_channels: int = key("filters of the second convolution (train_mnist_fast: 32; 48 won on validation)", 48,
+                              ge=1)
+    conv2_kernel: int = key("kernel size of the second convolution", 3, ge=1)
+    pool_size: int = key("max-pooling size", 2, ge=1)
+    dense_units: int = key("units of the hidden dense layer", 256, ge=1)
+    optimizer: OptimizerConfig = section(OptimizerConfig, "Adam with a one-cycle schedule, as train_mnist_fast",
+                                         name="Adam", lr=0.01, betas=[0.7, 0.9], one_cycle=True)
 
 
 @dataclass
 class TrainerConfig:
     """lightning.pytorch.Trainer (the arguments this project sets)"""
-    _target_: str = key("the trainer class")
-    default_root_dir: str = key("where Lightning writes when no logger says otherwise")
-    accelerator: str = key("what runs the maths", choices=ACCELERATORS)
+    _target_: str = key("the trainer class", "lightning.pytorch.Trainer")
+    default_root_dir: str = key("where Lightning writes when no logger says otherwise", RUN_DIR)
+    accelerator: str = key("what runs the maths", "auto", choices=ACCELERATORS)
     strategy: str = key("how several devices share the work", "auto", choices=STRATEGIES)
-    devices: Any = key("how many devices", allowed="an integer >= 1, -1 (all) or auto", test=device_count)
+    devices: Any = key("how many devices", 1, allowed="an integer >= 1, -1 (all) or auto", test=device_count)
     num_nodes: int = key("machines", 1, ge=1)
-    max_epochs: int = key("epochs to train (Keras's epochs)", ge=1)
+    max_epochs: int = key("epochs to train (Keras's epochs)", 3, ge=1)
     precision: str = key("number format of the maths; auto: bf16-mixed where the device computes bf16 natively, "
-                         "else 32-true (mnist_cnn.config.native_precision)", choices=PRECISIONS)
-    log_every_n_steps: int = key("training steps between logged values", ge=1)
-    deterministic: bool = key("deterministic algorithms: same config and seed, same metrics")
-    benchmark: Optional[bool] = key("cudnn.benchmark; null: off while deterministic")
-    limit_train_batches: Any = key("training batches per epoch", **LIMIT)
-    limit_val_batches: Any = key("validation batches per epoch", **LIMIT)
-    limit_test_batches: Any = key("test batches", **LIMIT)
-    num_sanity_val_steps: int = key("validation batches run before training", ge=-1)
-    fast_dev_run: Any = key("one batch of each (true) or n batches", allowed="true, false or an integer >= 0",
+                         "else 32-true (mnist_cnn.config.native_precision)", "auto", choices=PRECISIONS)
+    log_every_n_steps: int = key("training steps between logged values", 20, ge=1)
+    deterministic: bool = key("deterministic algorithms: same config and seed, same metrics, bit for bit", True)
+    benchmark: Optional[bool] = key("cudnn.benchmark; null: off while deterministic", None)
+    limit_train_batches: Any = key("training batches per epoch", None, **LIMIT)
+    limit_val_batches: Any = key("validation batches per epoch", None, **LIMIT)
+    limit_test_batches: Any = key("test batches", None, **LIMIT)
+    num_sanity_val_steps: int = key("validation batches run before training", 2, ge=-1)
+    fast_dev_run: Any = key("one batch of each stage (true), a smoke test in seconds, or n batches", False,
+                            allowed="true, false or an integer >= 0",
                             test=lambda v: isinstance(v, bool) or (isinstance(v, int) and v >= 0))
-    enable_model_summary: bool = key("Lightning's layer table on the console (model_summary.txt has it anyway)")
+    enable_model_summary: bool = key("Lightning's layer table on the console (model_summary.txt has it anyway)", False)
 
 
 @dataclass
 class CheckpointConfig:
     """mnist_cnn.checkpoints.RunCheckpoint (Lightning's ModelCheckpoint)"""
-    _target_: str = key("the checkpoint callback class")
-    every_n_steps: Optional[int] = key("also write last.ckpt every this many training steps", ge=1)
+    _target_: str = key("the checkpoint callback class", "mnist_cnn.checkpoints.RunCheckpoint")
+    every_n_steps: Optional[int] = key("also write last.ckpt every this many training steps (null: epoch ends only)",
+                                       100, ge=1)
     every_n_seconds: Optional[float] = key("or at the first step this long after the last save; null: 60 s on "
                                            "CUDA, else every_n_steps", None, gt=0)
-    dirpath: str = key("the checkpoint folder")
-    filename: str = key("the best checkpoint's file name pattern")
-    auto_insert_metric_name: bool = key("Lightning's metric-name prefix in file names")
-    monitor: str = key("the metric that chooses the best checkpoint", choices=("val_acc", "val_loss"))
-    mode: str = key("whether the monitored metric is better high or low", choices=("max", "min"))
-    save_top_k: int = key("best checkpoints kept (-1: all)", ge=-1)
-    save_last: bool = key("also keep last.ckpt")
+    dirpath: str = key("the checkpoint folder", f"{RUN_DIR}/checkpoints")
+    filename: str = key("the best checkpoint's file name pattern", "epoch{epoch:02d}-val_acc{val_acc:.4f}")
+    auto_insert_metric_name: bool = key("Lightning's metric-name prefix in file names", False)
+    monitor: str = key("the metric that chooses the best checkpoint", "val_acc", choices=("val_acc", "val_loss"))
+    mode: str = key("whether the monitored metric is better high or low", "max", choices=("max", "min"))
+    save_top_k: int = key("best checkpoints kept (-1: all)", 1, ge=-1)
+    save_last: bool = key("also keep last.ckpt", True)
 
 
 @dataclass
 class ProgressBarConfig:
-    _target_: str = key("the progress bar class")
-    refresh_rate: int = key("batches between refreshes (0: no bar)", ge=0)
+    """lightning.pytorch.callbacks.TQDMProgressBar"""
+    _target_: str = key("the progress bar class", "lightning.pytorch.callbacks.TQDMProgressBar")
+    refresh_rate: int = key("batches between refreshes (0: no bar)", 20, ge=0)
 
 
 @dataclass
 class LearningRateConfig:
-    _target_: str = key("the learning-rate monitor class")
-    logging_interval: Optional[str] = key("when the learning rate is logged", choices=("epoch", "step", None))
+    """lightning.pytorch.callbacks.LearningRateMonitor"""
+    _target_: str = key("the learning-rate monitor class", "lightning.pytorch.callbacks.LearningRateMonitor")
+    logging_interval: Optional[str] = key("when the learning rate is logged", "epoch", choices=("epoch", "step", None))
 
 
 @dataclass
 class TensorBoardConfig:
     """mnist_cnn.logger.RunLogger (Lightning's TensorBoardLogger)"""
-    _target_: str = key("the logger class")
-    save_dir: str = key("the folder the logger writes under")
-    name: str = key("its subfolder")
-    version: Optional[str] = key("the run's name in TensorBoard; null: its experiment and overrides")
+    _target_: str = key("the logger class", "mnist_cnn.logger.RunLogger")
+    save_dir: str = key("the folder the logger writes under", RUN_DIR)
+    name: str = key("its subfolder", "tensorboard")
+    version: Optional[str] = key("the run's name in TensorBoard; null: its experiment and overrides, e.g. "
+                                 "lab_baseline/seed=1", None)
 
 
 @dataclass
 class CSVConfig:
     """lightning.pytorch.loggers.CSVLogger"""
-    _target_: str = key("the logger class")
-    save_dir: str = key("the folder the logger writes under")
-    name: str = key("its subfolder")
-    version: str = key("its version subfolder ('' for none)")
+    _target_: str = key("the logger class", "lightning.pytorch.loggers.CSVLogger")
+    save_dir: str = key("the folder the logger writes under", RUN_DIR)
+    name: str = key("its subfolder", "csv")
+    version: str = key("its version subfolder ('' for none)", "")
 
 
 @dataclass
 class TrainConfig:
     """mnist-train: one option from each group, and the run's own keys."""
-    seed: int = key("seeds the split, the initialisation and the batch order", ge=0, le=SEED_MAX)
-    test: bool = key("test the best checkpoint once, after fitting")
-    resume: Optional[str] = key("a run directory to continue from its newest checkpoint")
+    seed: int = key("seeds the split, the initialisation and the batch order", 42, ge=0, le=SEED_MAX)
+    test: bool = key("test the best checkpoint once, after fitting", True)
+    resume: Optional[str] = key("a run directory to continue from its newest checkpoint, with the overrides it was "
+                                "started with (mnist_cnn.resume: only what does not change the run's results may "
+                                "differ)", None)
     read_epochs: Optional[List[int]] = key("also report what a run stopped after each of these epochs would have "
-                                           "(an epochs grid from one run; each 1..trainer.max_epochs)", None, ge=1)
+                                           "(an epochs grid from one run; each 1..trainer.max_epochs; exact, see "
+                                           "mnist_cnn.epoch_readings)", None, ge=1)
     data: Any = None
     model: Any = None
     trainer: Any = None
     logger: Any = None
     callbacks: Any = None
+
+
+def model_schema(cls: type) -> type:
+    """The schema of the model class `cls`: the one whose _target_ names it."""
+    path = f"{cls.__module__}.{cls.__qualname__}"
+    return next(s for s in SCHEMAS.values() if issubclass(s, ModelConfig) and s._target_ == path)
 
 
 SCHEMAS = {

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import lightning as L
+from omegaconf import OmegaConf
 
 from mnist_cnn.graphed import GraphedStep, obstacle
 
@@ -61,10 +62,6 @@ class FlattenLinear(nn.Linear):
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
-# The lab's optimisers with Keras 2.3's defaults, which differ from PyTorch's.
-ADADELTA = {"name": "Adadelta", "lr": 1.0, "rho": 0.95, "eps": 1e-7}
-KERAS_SGD = {"name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6}
-ADAM_ONE_CYCLE = {"name": "Adam", "lr": 0.01, "betas": (0.7, 0.9), "one_cycle": True}  # train_mnist_fast's
 
 
 def wants_channels_last(setting: bool | None, device: torch.device) -> bool:
@@ -97,12 +94,12 @@ class MNISTClassifier(L.LightningModule):
     decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps, as Keras 2.3.
     """
 
-    def __init__(self, optimizer: dict, channels_last: bool | None = None, compile: bool = False,
-                 cuda_graph: bool | None = None):
+    def __init__(self, net: nn.Sequential, optimizer: dict, channels_last: bool | None, compile: bool,
+                 cuda_graph: bool | None):
         super().__init__()
-        self.save_hyperparameters()  # collects the subclass's __init__ arguments too
+        self.save_hyperparameters(ignore=["net"])  # the subclass's arguments: what rebuilds it from a checkpoint
         self.example_input_array = torch.zeros(1, 1, 28, 28)
-        self.net = self.build()
+        self.net = net
         self.net.apply(keras_init)
         if compile:  # torch.compile of the layers; state_dict keys stay as they are
             self.net.compile()
@@ -118,6 +115,14 @@ class MNISTClassifier(L.LightningModule):
         self.val_acc = torchmetrics.Accuracy(**metric)
         self.test_acc = torchmetrics.Accuracy(**metric)
         self.register_load_state_dict_pre_hook(MNISTClassifier.renumber_layers)
+
+    @classmethod
+    def with_defaults(cls, **changes):
+        """The model as `model=<its option>` builds it, its schema's defaults (mnist_cnn.config), with `changes`."""
+        from mnist_cnn.config import model_schema  # config imports what models does, not the other way
+
+        node = OmegaConf.merge(OmegaConf.structured(model_schema(cls)), changes)
+        return cls(**{k: v for k, v in OmegaConf.to_container(node).items() if k != "_target_"})
 
     def __setattr__(self, name: str, value) -> None:
         """nn.Module's, with a shortcut for re-setting a plain attribute (not a tensor or module) that is
@@ -140,9 +145,6 @@ class MNISTClassifier(L.LightningModule):
         for key in [k for k in state_dict if k.startswith(f"{prefix}net.")]:
             index, _, rest = key[len(prefix) + 4 :].partition(".")
             state_dict[f"{prefix}net.{renamed[int(index)]}.{rest}"] = state_dict.pop(key)
-
-    def build(self) -> nn.Sequential:
-        raise NotImplementedError
 
     def setup(self, stage: str) -> None:
         if wants_channels_last(self.hparams.channels_last, self.trainer.strategy.root_device):
@@ -286,85 +288,73 @@ class MNISTClassifier(L.LightningModule):
 
 class BaselineCNN(MNISTClassifier):
     """Part III: Conv 32@3x3 ReLU, Conv 64@3x3 ReLU, MaxPool 2, Dropout 0.25, Dense 128 ReLU,
-    Dropout 0.5, Dense 10 -- 1,199,882 parameters."""
+    Dropout 0.5, Dense 10 -- 1,199,882 parameters. Arguments, defaults and ranges: mnist_cnn.config.BaselineConfig."""
 
-    def __init__(self, conv1_channels: int = 32, conv2_channels: int = 64, kernel_size: int = 3,
-                 pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 128,
-                 dense_dropout: float = 0.5, optimizer: dict = ADADELTA, channels_last: bool | None = None,
-                 compile: bool = False, cuda_graph: bool | None = None):
-        super().__init__(optimizer, channels_last, compile, cuda_graph)
-
-    def build(self) -> nn.Sequential:
-        h = self.hparams
+    def __init__(self, *, conv1_channels: int, conv2_channels: int, kernel_size: int, pool_size: int,
+                 conv_dropout: float, dense_units: int, dense_dropout: float, optimizer: dict,
+                 channels_last: bool | None, compile: bool, cuda_graph: bool | None):
         features = nn.Sequential(
-            nn.Conv2d(1, h.conv1_channels, h.kernel_size), nn.ReLU(),
-            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.kernel_size),
-            *pooled(h.pool_size, nn.ReLU()), Dropout(h.conv_dropout),
+            nn.Conv2d(1, conv1_channels, kernel_size), nn.ReLU(),
+            nn.Conv2d(conv1_channels, conv2_channels, kernel_size),
+            *pooled(pool_size, nn.ReLU()), Dropout(conv_dropout),
         )
-        return nn.Sequential(*features, *dense_head(features, [h.dense_units], "relu", h.dense_dropout))
+        net = nn.Sequential(*features, *dense_head(features, [dense_units], "relu", dense_dropout))
+        super().__init__(net, optimizer, channels_last, compile, cuda_graph)
 
 
 class EluCNN(MNISTClassifier):
-    """Part VI's code: two blocks of (Conv 3x3 ELU, Conv 3x3 ELU, MaxPool 2, Dropout 0.25),
-    32 then 64 channels, Dense 256 ELU, Dropout 0.5, Dense 10 -- 329,962 parameters."""
+    """Part VI's code: two blocks of (Conv 3x3 ELU, Conv 3x3 ELU, MaxPool 2, Dropout 0.25), 32 then 64 channels,
+    Dense 256 ELU, Dropout 0.5, Dense 10 -- 329,962 parameters. Arguments: mnist_cnn.config.EluConfig."""
 
-    def __init__(self, block1_channels: int = 32, block2_channels: int = 64, kernel_size: int = 3,
-                 pool_size: int = 2, conv_dropout: float = 0.25, dense_units: int = 256,
-                 dense_dropout: float = 0.5, optimizer: dict = KERAS_SGD, channels_last: bool | None = None,
-                 compile: bool = False, cuda_graph: bool | None = None):
-        super().__init__(optimizer, channels_last, compile, cuda_graph)
-
-    def build(self) -> nn.Sequential:
-        h = self.hparams
+    def __init__(self, *, block1_channels: int, block2_channels: int, kernel_size: int, pool_size: int,
+                 conv_dropout: float, dense_units: int, dense_dropout: float, optimizer: dict,
+                 channels_last: bool | None, compile: bool, cuda_graph: bool | None):
         layers, channels = [], 1
-        for out in (h.block1_channels, h.block2_channels):
-            layers += [nn.Conv2d(channels, out, h.kernel_size), nn.ELU(),
-                       nn.Conv2d(out, out, h.kernel_size), *pooled(h.pool_size, nn.ELU()), Dropout(h.conv_dropout)]
+        for out in (block1_channels, block2_channels):
+            layers += [nn.Conv2d(channels, out, kernel_size), nn.ELU(),
+                       nn.Conv2d(out, out, kernel_size), *pooled(pool_size, nn.ELU()), Dropout(conv_dropout)]
             channels = out
         features = nn.Sequential(*layers)
-        return nn.Sequential(*features, *dense_head(features, [h.dense_units], "elu", h.dense_dropout))
+        net = nn.Sequential(*features, *dense_head(features, [dense_units], "elu", dense_dropout))
+        super().__init__(net, optimizer, channels_last, compile, cuda_graph)
 
 
 class ProseCNN(MNISTClassifier):
     """The network part VI's text describes but its code never built: Conv 30@5x5, MaxPool 2,
     Conv 15@3x3, MaxPool 2, Dropout 0.2, Dense 128 ReLU, Dense 50 ReLU, Dense 10 -- 59,933
-    parameters. ELU in the convolutions, ReLU in the dense layers, as the text says."""
+    parameters. ELU in the convolutions, ReLU in the dense layers, as the text says.
+    Arguments: mnist_cnn.config.ProseConfig."""
 
-    def __init__(self, conv1_channels: int = 30, conv1_kernel: int = 5, conv2_channels: int = 15,
-                 conv2_kernel: int = 3, pool_size: int = 2, dropout: float = 0.2,
-                 dense_units: tuple[int, ...] = (128, 50), optimizer: dict = KERAS_SGD,
-                 channels_last: bool | None = None, compile: bool = False, cuda_graph: bool | None = None):
-        super().__init__(optimizer, channels_last, compile, cuda_graph)
-
-    def build(self) -> nn.Sequential:
-        h = self.hparams
-        features = nn.Sequential(*two_conv_blocks(h, nn.ELU), Dropout(h.dropout))
-        return nn.Sequential(*features, *dense_head(features, list(h.dense_units), "relu", 0.0))
+    def __init__(self, *, conv1_channels: int, conv1_kernel: int, conv2_channels: int, conv2_kernel: int,
+                 pool_size: int, dropout: float, dense_units: list[int], optimizer: dict,
+                 channels_last: bool | None, compile: bool, cuda_graph: bool | None):
+        features = nn.Sequential(*two_conv_blocks(conv1_channels, conv1_kernel, conv2_channels, conv2_kernel,
+                                                  pool_size, nn.ELU), Dropout(dropout))
+        net = nn.Sequential(*features, *dense_head(features, list(dense_units), "relu", 0.0))
+        super().__init__(net, optimizer, channels_last, compile, cuda_graph)
 
 
 class SpeedrunCNN(MNISTClassifier):
     """experiment=speedrun's network: tuomaso/train_mnist_fast's (Conv 24@5x5, MaxPool 2, ReLU, Conv 32@3x3,
     MaxPool 2, ReLU, Dense 256 ReLU, Dense 10, no dropout) with 48 filters in the second convolution, which
     scored higher on validation for a slightly longer epoch (docs/performance.md, "The speedrun") --
-    321,066 parameters."""
+    321,066 parameters. Arguments: mnist_cnn.config.SpeedrunConfig."""
 
-    def __init__(self, conv1_channels: int = 24, conv1_kernel: int = 5, conv2_channels: int = 48,
-                 conv2_kernel: int = 3, pool_size: int = 2, dense_units: int = 256,
-                 optimizer: dict = ADAM_ONE_CYCLE, channels_last: bool | None = None, compile: bool = False,
-                 cuda_graph: bool | None = None):
-        super().__init__(optimizer, channels_last, compile, cuda_graph)
-
-    def build(self) -> nn.Sequential:
-        h = self.hparams
-        features = nn.Sequential(*two_conv_blocks(h, nn.ReLU))
-        return nn.Sequential(*features, *dense_head(features, [h.dense_units], "relu", 0.0))
+    def __init__(self, *, conv1_channels: int, conv1_kernel: int, conv2_channels: int, conv2_kernel: int,
+                 pool_size: int, dense_units: int, optimizer: dict, channels_last: bool | None, compile: bool,
+                 cuda_graph: bool | None):
+        features = nn.Sequential(*two_conv_blocks(conv1_channels, conv1_kernel, conv2_channels, conv2_kernel,
+                                                  pool_size, nn.ReLU))
+        net = nn.Sequential(*features, *dense_head(features, [dense_units], "relu", 0.0))
+        super().__init__(net, optimizer, channels_last, compile, cuda_graph)
 
 
-def two_conv_blocks(h, activation: type[nn.Module]) -> list[nn.Module]:
+def two_conv_blocks(conv1_channels: int, conv1_kernel: int, conv2_channels: int, conv2_kernel: int, pool_size: int,
+                    activation: type[nn.Module]) -> list[nn.Module]:
     """Conv (conv1_channels @ conv1_kernel), max-pool, activation, then the same with conv2's sizes: the
     features of ProseCNN (ELU) and SpeedrunCNN (ReLU)."""
-    return [nn.Conv2d(1, h.conv1_channels, h.conv1_kernel), *pooled(h.pool_size, activation()),
-            nn.Conv2d(h.conv1_channels, h.conv2_channels, h.conv2_kernel), *pooled(h.pool_size, activation())]
+    return [nn.Conv2d(1, conv1_channels, conv1_kernel), *pooled(pool_size, activation()),
+            nn.Conv2d(conv1_channels, conv2_channels, conv2_kernel), *pooled(pool_size, activation())]
 
 
 def pooled(pool_size: int, activation: nn.Module) -> list[nn.Module]:
