@@ -501,9 +501,7 @@ def graph_floor(name: str, device: torch.device, variant: str, steps: int = 200,
         model.net.to(memory_format=torch.channels_last)
     model.steps_on_device = torch.zeros((), dtype=torch.long, device=device)
     model.first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=device)
-    settings = {k: v for k, v in model.hparams.optimizer.items() if v is not None and k not in ("decay", "one_cycle")}
-    optimizer = getattr(torch.optim, settings.pop("name"))(model.parameters(), **{
-        k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    optimizer = model.make_optimizer()  # its schedule, if any, is left out: the floor is the step's own time
     x = torch.randn(16 * batch_size, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (16 * batch_size,), device=device)
     torch.use_deterministic_algorithms(deterministic)

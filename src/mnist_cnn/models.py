@@ -270,16 +270,20 @@ class MNISTClassifier(L.LightningModule):
             if rng["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
 
-    def configure_optimizers(self):
-        kwargs = {k: v for k, v in self.hparams.optimizer.items() if v is not None}  # null: torch's default
-        name, decay, one_cycle = kwargs.pop("name"), kwargs.pop("decay", 0.0), kwargs.pop("one_cycle", False)
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """The torch.optim class model.optimizer names, with its arguments (null: torch's default)."""
+        kwargs = {k: v for k, v in self.hparams.optimizer.items() if v is not None and k not in ("decay", "one_cycle")}
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
-        optimizer = getattr(torch.optim, name)(self.parameters(), **kwargs)
-        if one_cycle:  # momentum left alone, as train_mnist_fast's recipe does
-            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=kwargs["lr"], cycle_momentum=False,
+        return getattr(torch.optim, kwargs.pop("name"))(self.parameters(), **kwargs)
+
+    def configure_optimizers(self):
+        optimizer, settings = self.make_optimizer(), self.hparams.optimizer
+        if settings.get("one_cycle"):  # momentum left alone, as train_mnist_fast's recipe does
+            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings["lr"], cycle_momentum=False,
                                                            total_steps=self.trainer.estimated_stepping_batches)
-        elif decay:
+        elif settings.get("decay"):
+            decay = settings["decay"]
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))
         else:
             return optimizer
