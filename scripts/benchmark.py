@@ -232,7 +232,7 @@ def project_trainer(name, precision, device, args, out_dir, *overrides, callback
             f"hydra.runtime.output_dir={out_dir}", *overrides])
     HydraConfig.instance().set_config(cfg)
     timer = BatchClock(device)
-    datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer, *callbacks))
+    datamodule, model, trainer, *_ = build(cfg, extra_callbacks=(timer, *callbacks))
     if preload:
         datamodule.prepare_data()
         datamodule.setup()

@@ -158,20 +158,19 @@ KINDS = ("fonts", "pen", "dark on light", "light on dark")
 def compared(results: list[dict], groups: list[list[str]]) -> list[dict]:
     """Each group's mean over its runs, with its 95% interval, and its difference from the first group."""
     by_checkpoint = {r["checkpoint"]: r for r in results}
-    rows = []
+    kinds = ("accuracy", *(k for k in KINDS if k in results[0]))
+    rows, first = [], {}
     for name, *runs in groups:
         row = {"group": name, "runs": len(runs)}
-        for kind in ("accuracy", *(k for k in KINDS if k in results[0])):
+        for kind in kinds:
             e = estimate([by_checkpoint[r][kind] for r in runs])
             row[kind] = {"mean": e.mean, "half_width": e.half_width}
-            if rows:
-                first = rows[0]["estimates"][kind]
-                d = welch(e, first)
+            if kind in first:
+                d = welch(e, first[kind])
                 row[kind].update(minus_first=d.value, low=d.low, high=d.high, distinguishable=d.distinguishable)
-            row.setdefault("estimates", {})[kind] = e
+            else:
+                first[kind] = e
         rows.append(row)
-    for row in rows:
-        del row["estimates"]
     return rows
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-import torchmetrics
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
+from torchmetrics.utilities.plot import plot_confusion_matrix
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.figures import save_figure
@@ -68,7 +68,7 @@ def learning_curves_figure(history: list[dict]):
 
 def confusion_figure(report: dict, classes: list[str]):
     matrix = torch.tensor(report["confusion_matrix"])
-    fig, ax = torchmetrics.ConfusionMatrix(task="multiclass", num_classes=len(classes)).plot(val=matrix, labels=classes)
+    fig, ax = plot_confusion_matrix(matrix, labels=classes)
     fig.set_size_inches(7, 7)  # four-digit counts overlap at torchmetrics' default size
     if max(len(c) for c in classes) > 2:  # Fashion-MNIST's names would overlap
         ax.tick_params(axis="x", labelrotation=45)

@@ -73,9 +73,10 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
     cause = exc.__cause__
-    if isinstance(cause, ValidationError) and cause.full_key and expected(cause):
+    takes = expected(cause) if isinstance(cause, ValidationError) and cause.full_key else None
+    if takes:
         value = "null" if cause.value is None else cause.value
-        return f"{cause.full_key}={value} is not allowed: expected {expected(cause)}"
+        return f"{cause.full_key}={value} is not allowed: expected {takes}"
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:  # a key this config lacks
         from mnist_cnn.overrides import declared_keys, did_you_mean  # they need this module first
         return f"{cause.full_key} is not a key of this config{did_you_mean(cause.full_key, declared_keys())}"

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 import torchmetrics
 
-from mnist_cnn.models import NUM_CLASSES
+from mnist_cnn.models import METRIC, NUM_CLASSES
 
 MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
 
@@ -19,11 +19,9 @@ class Evaluation(L.Callback):
         self.mistakes: dict | None = None  # the last test's, as misclassified.png shows them
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        # validate_args off: its checks run torch.unique on every batch, a host-device sync per step
-        metric = dict(task="multiclass", num_classes=NUM_CLASSES, validate_args=False)
-        self.confusion = torchmetrics.ConfusionMatrix(**metric).to(pl_module.device)
+        self.confusion = torchmetrics.ConfusionMatrix(**METRIC).to(pl_module.device)
         self.per_class = torchmetrics.MetricCollection({
-            f"{name}_{average}": cls(**metric, average=average)
+            f"{name}_{average}": cls(**METRIC, average=average)
             for name, cls in (("precision", torchmetrics.Precision), ("recall", torchmetrics.Recall),
                               ("f1", torchmetrics.F1Score))
             for average in ("none", "macro", "weighted")

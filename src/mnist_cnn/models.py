@@ -14,6 +14,9 @@ from omegaconf import OmegaConf
 from mnist_cnn.graphed import GraphedStep, obstacle
 
 NUM_CLASSES = 10
+# torchmetrics' arguments for every metric here; validate_args off: its checks run torch.unique on every
+# batch, a host-device sync per step
+METRIC = dict(task="multiclass", num_classes=NUM_CLASSES, validate_args=False)
 
 
 class Dropout(nn.Dropout):
@@ -103,8 +106,6 @@ class MNISTClassifier(L.LightningModule):
         self.net.apply(keras_init)
         if compile:  # torch.compile of the layers; state_dict keys stay as they are
             self.net.compile()
-        # validate_args off: its checks run torch.unique on every batch, a host-device sync per step
-        metric = dict(task="multiclass", num_classes=NUM_CLASSES, validate_args=False)
         # This epoch's summed training loss, right predictions (both on the device) and samples: plain sums,
         # not torchmetrics objects, because their per-step Python cost showed in the Trainer's overhead
         # (docs/performance.md), and because a CUDA graph can update these in place (mnist_cnn.graphed).
@@ -112,8 +113,8 @@ class MNISTClassifier(L.LightningModule):
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.train_samples = 0
         self.graphed: GraphedStep | None = None
-        self.val_acc = torchmetrics.Accuracy(**metric)
-        self.test_acc = torchmetrics.Accuracy(**metric)
+        self.val_acc = torchmetrics.Accuracy(**METRIC)
+        self.test_acc = torchmetrics.Accuracy(**METRIC)
         self.register_load_state_dict_pre_hook(MNISTClassifier.renumber_layers)
 
     @classmethod

@@ -79,7 +79,7 @@ def check_overrides(args: list[str]) -> None:
             raise ConfigError(f"~{name} is not allowed: experiment_data is chosen by ${{experiment}}_${{data}}; "
                               "leave the option out instead (no experiment is the default)")
         group = name in groups or name.split("/")[0] in groups or name.startswith("hydra/")
-        if group and o.is_sweep_override() is False and o.value() is None and not o.is_delete():
+        if group and not o.is_sweep_override() and not o.is_delete() and o.value() is None:
             # Hydra refuses it too, with a ValueError that names no group
             folder = resources.files("mnist_cnn.conf").joinpath(name)
             options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if folder.is_dir() else []

@@ -63,21 +63,21 @@ def built(group: str, node: DictConfig, **kwargs):
 
 
 def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
-    """The data module, model, trainer and history of a run, as its config says."""
+    """The data module, model, trainer, history and evaluation of a run, as its config says."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # Deterministic algorithms also fill every new tensor with NaN, to expose reads of unwritten memory: a
     # debugging aid, not part of determinism, that adds a kernel per allocation to each GPU step.
     torch.utils.deterministic.fill_uninitialized_memory = False
     datamodule = built("data", cfg.data, _convert_="all")  # plain containers in hparams and checkpoints
     model = built("model", cfg.model, _convert_="all")  # plain containers in hparams and checkpoints
-    history = History()
+    history, evaluation = History(), Evaluation()
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
-    callbacks += [history, Evaluation(), *extra_callbacks]
+    callbacks += [history, evaluation, *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
                     plugins=[background_checkpoint_io()],
                     precision=native_precision(cfg.trainer.precision, cfg.trainer.accelerator))
-    return datamodule, model, trainer, history
+    return datamodule, model, trainer, history, evaluation
 
 
 def provenance() -> dict:
@@ -98,7 +98,7 @@ def provenance() -> dict:
 def fit_and_test(cfg: DictConfig) -> dict:
     """The run: build, fit (or resume), test the checkpoint validation chose, write its report files."""
     readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
-    datamodule, model, trainer, history = build(cfg, (readings,) if readings else ())
+    datamodule, model, trainer, history, evaluation = build(cfg, (readings,) if readings else ())
     code = provenance()  # now, before training: the checkout may change while a long run goes on
     resume_from = resume_point(cfg)
     if trainer.is_global_zero:
@@ -111,7 +111,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
     # would cut its list back to the epochs the best checkpoint had seen.
     epochs = list(history.epochs)
     read = read_epochs(trainer, model, datamodule, readings, epochs, cfg.test) if readings else None
-    tested = test_best(cfg, trainer, model, datamodule, epochs, weights_in_memory_may_be_best=readings is None)
+    tested = test_best(cfg, trainer, model, datamodule, evaluation, epochs,
+                       weights_in_memory_may_be_best=readings is None)
     metrics = run_metrics(cfg, trainer, model, datamodule, epochs, tested, fit_seconds, code, read)
     if trainer.is_global_zero:
         write_and_say(cfg, trainer, model, datamodule, epochs, tested, metrics)
@@ -141,7 +142,7 @@ class Outcome:
     evaluation: Evaluation
 
 
-def test_best(cfg: DictConfig, trainer, model, datamodule, epochs: list[dict],
+def test_best(cfg: DictConfig, trainer, model, datamodule, evaluation: Evaluation, epochs: list[dict],
               weights_in_memory_may_be_best: bool) -> Outcome:
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
@@ -151,7 +152,6 @@ def test_best(cfg: DictConfig, trainer, model, datamodule, epochs: list[dict],
     in_memory = weights_in_memory_may_be_best and bool(epochs) and best.get("epoch") == epochs[-1]["epoch"]
     ckpt_path = None if in_memory else best_path or None
     test = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0] if cfg.test else {}
-    evaluation = next(c for c in trainer.callbacks if isinstance(c, Evaluation))
     return Outcome(best, best_path, checkpoint.monitor if checkpoint is not None else None, test, evaluation)
 
 
