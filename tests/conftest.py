@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -6,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_cnn import train
 from mnist_cnn.data import default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
 
@@ -49,6 +52,29 @@ def run_train(*overrides: str, env: dict | None = None, timeout: int = 600) -> s
     )
 
 
+def in_process(main, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A command's `main` run in this process with `args` as its command line: its exit status and what it
+    printed, as run_train gives them. A fresh interpreter spends about 5 s importing torch and Lightning
+    before it reads its first argument; here that is paid once. Python warnings go to pytest here, not to
+    the console, so tests of what the console shows use run_train."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.setattr(sys, "argv", [main.__module__, *args])
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        try:
+            main()
+            status = 0
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess([main.__module__, *args], status, out.getvalue(), err.getvalue())
+
+
+def train_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python train.py [overrides]` in this process (in_process)."""
+    return in_process(train.main, *overrides, env=env)
+
+
 # A few batches of real MNIST: enough to exercise every file a run writes.
 # GPU tests carry @pytest.mark.gpu (select them with -m gpu) and this, which skips them without CUDA.
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
@@ -63,7 +89,7 @@ FEW_BATCHES = (
 def trained_run(tmp_path_factory, mnist_dir) -> Path:
     """A briefly trained baseline (100 batches): a real checkpoint for predict and export."""
     run_dir = tmp_path_factory.mktemp("trained")
-    result = run_train("trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=10",
+    result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=10",
                        "trainer.limit_test_batches=2", "trainer.precision=bf16-mixed", "logger=csv",
                        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
                        env={"MNIST_CNN_DATA": mnist_dir})

@@ -21,7 +21,7 @@ from mnist_cnn import config, export, predict, train
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.models import MNISTClassifier
 
-from conftest import run_train
+from conftest import run_train, train_here
 
 CONF = Path(mnist_cnn.conf.__file__).parent
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
@@ -232,13 +232,13 @@ def test_a_users_group_file_takes_effect(tmp_path):
     mine = tmp_path / "my_configs" / "trainer"
     mine.mkdir(parents=True)
     (mine / "long.yaml").write_text("defaults:\n  - default\n\nmax_epochs: 10\n")
-    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "--cfg", "job")
+    result = train_here("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "--cfg", "job")
     assert result.returncode == 0, result.stderr
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10
-    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
+    result = train_here("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # lab_elu sets 10 as well: its own
     (mine / "long.yaml").write_text("defaults:\n  - default\n\nmax_epochs: 7\n")
-    result = run_train("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
+    result = train_here("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # the named experiment's value
 
 

@@ -17,6 +17,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
+from mnist_cnn.demo import main as demo_main
+
+from conftest import in_process
 
 pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
 
@@ -53,8 +56,9 @@ class Tripwire:
             connection.close()
 
 
-@pytest.fixture()
-def demo(trained_run, tmp_path):
+@pytest.fixture(scope="module")
+def demo(trained_run):
+    """One server for the module's browser tests, as a user leaves it running between digits."""
     port, tripwire = free_port(), Tripwire()
     proxy = f"http://127.0.0.1:{tripwire.port}"
     env = {**os.environ, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
@@ -192,8 +196,7 @@ def test_the_reader_takes_sketchpad_layers_and_gives_nothing_for_a_blank_canvas(
 def test_a_bad_checkpoint_is_one_line_and_no_server(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
-    result = subprocess.run([sys.executable, "-m", "mnist_cnn.demo", str(bad), "--port", str(free_port())],
-                            capture_output=True, text=True, timeout=120)
+    result = in_process(demo_main, str(bad), "--port", str(free_port()))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"mnist-demo: error: {bad}: refused, not a checkpoint")
 

@@ -1,24 +1,21 @@
 """mnist-export: ONNX (checked with onnxruntime) and TorchScript give the model's own probabilities."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 from torchvision.datasets import MNIST
 
+from mnist_cnn import export
 from mnist_cnn.checkpoints import load_model
 from mnist_cnn.data import normalize
 
-from conftest import ROOT
+from conftest import in_process
 
-pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+pytestmark = pytest.mark.slow  # a trained checkpoint
 
 
 def export_cli(*args):
-    return subprocess.run([sys.executable, "-m", "mnist_cnn.export", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return in_process(export.main, *args)  # the installed command runs in test_package
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,26 @@
 """scripts/handwriting.py: the non-MNIST digit set, made from a font every install has, and scored."""
 
+import importlib.util
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from matplotlib import font_manager
 
-from conftest import ROOT
+from conftest import ROOT, in_process
 
-pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+pytestmark = pytest.mark.slow  # a trained checkpoint, and a set rendered twice
+
+
+SPEC = importlib.util.spec_from_file_location("handwriting", ROOT / "scripts" / "handwriting.py")
+SCRIPT = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(SCRIPT)
 
 
 def handwriting(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "handwriting.py"), *args], capture_output=True,
-                          text=True, timeout=600)
+    """`python scripts/handwriting.py ARGS`, in this process."""
+    return in_process(SCRIPT.main, *args)
 
 
 def test_the_set_is_rendered_and_any_checkpoint_scored_on_it(tmp_path, trained_run):

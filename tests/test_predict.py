@@ -6,7 +6,6 @@ import pathlib
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -19,14 +18,13 @@ from mnist_cnn import predict
 from mnist_cnn.checkpoints import load_model, run_checkpoint
 from mnist_cnn.data import normalize
 
-from conftest import ROOT
+from conftest import in_process
 
-pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+pytestmark = pytest.mark.slow  # a trained checkpoint
 
 
 def predict_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnist_cnn.predict", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return in_process(predict.main, *args)  # the installed command runs in test_package
 
 
 def test_predictions_on_rendered_real_digits_agree_with_the_model(tmp_path, trained_run, mnist_dir):

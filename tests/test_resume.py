@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from mnist_cnn import atomic, train
 from mnist_cnn.checkpoints import AtomicCheckpointIO
 from mnist_cnn.interrupt import AtStepEnd, Interrupted
 
-from conftest import ROOT, run_train
+from conftest import ROOT, train_here
 
 SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
          "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=csv",
@@ -28,26 +29,31 @@ def final_metrics(run_dir):
     return {k: metrics[k] for k in FINAL}, [(h["val_acc"], h["val_loss"]) for h in metrics["history"]]
 
 
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory, mnist_dir):
+    """SMALL trained in one go: what a rerun, a resumed run and an extended one must each reproduce."""
+    run_dir = tmp_path_factory.mktemp("whole")
+    result = train_here(*SMALL, f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
 @pytest.mark.slow
-def test_same_config_and_seed_give_identical_metrics(tmp_path, mnist_dir):
-    runs = []
-    for name in ("a", "b"):
-        result = run_train(*SMALL, f"hydra.run.dir={tmp_path / name}", env={"MNIST_CNN_DATA": mnist_dir})
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs.append(final_metrics(tmp_path / name))
-    assert runs[0] == runs[1]
-    provenance = json.loads((tmp_path / "a" / "metrics.json").read_text())["provenance"]
+def test_same_config_and_seed_give_identical_metrics(tmp_path, mnist_dir, whole):
+    again = train_here(*SMALL, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert final_metrics(tmp_path) == final_metrics(whole)
+    provenance = json.loads((whole / "metrics.json").read_text())["provenance"]
     assert provenance["torch"] == torch.__version__.split("+")[0] or provenance["torch"] == torch.__version__
     assert len(provenance["git_commit"] or "") in (0, 40) and "git_dirty" in provenance
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir):
+def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole):
+    """Killed in its own process (as the user's machine would kill it); resumed here."""
     env = {**os.environ, "MNIST_CNN_DATA": mnist_dir}
-    reference = run_train(*SMALL, f"hydra.run.dir={tmp_path / 'whole'}", env={"MNIST_CNN_DATA": mnist_dir})
-    assert reference.returncode == 0, reference.stderr[-3000:]
     # step saves and epoch-end saves share one last.ckpt (no versioned last-v1.ckpt beside it)
-    assert sorted(p.name for p in (tmp_path / "whole" / "checkpoints").glob("last*")) == ["last.ckpt"]
+    assert sorted(p.name for p in (whole / "checkpoints").glob("last*")) == ["last.ckpt"]
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT, env=env,
@@ -62,10 +68,10 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir):
     step = torch.load(last, weights_only=True)["global_step"]
     assert step % 8 != 0, f"killed at step {step}: not mid-epoch"
 
-    resumed = run_train(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
+    resumed = train_here(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in (killed / "train.log").read_text()
-    assert final_metrics(killed) == final_metrics(tmp_path / "whole")
+    assert final_metrics(killed) == final_metrics(whole)
 
 
 def snapshot(run_dir) -> dict:
@@ -75,7 +81,7 @@ def snapshot(run_dir) -> dict:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, mnist_dir):
     run_dir = tmp_path_factory.mktemp("finished")
-    result = run_train(*SMALL, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SMALL, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -91,7 +97,7 @@ def finished_run(tmp_path_factory, mnist_dir):
 @pytest.mark.slow
 def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished_run, mnist_dir, overrides, said):
     before = snapshot(finished_run)
-    result = run_train(*overrides, f"resume={finished_run}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*overrides, f"resume={finished_run}", env={"MNIST_CNN_DATA": mnist_dir})
     lines = (result.stdout + result.stderr).strip().splitlines()
     if said is None:
         assert result.returncode == 0 and lines == [
@@ -105,20 +111,18 @@ def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished
 
 
 @pytest.mark.slow
-def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tmp_path, mnist_dir):
+def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tmp_path, mnist_dir, whole):
     """Its checkpoint folder elsewhere (callbacks.checkpoint.dirpath): resume finds it there."""
     run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
     elsewhere = f"callbacks.checkpoint.dirpath={tmp_path / 'ckpts'}"
-    first = run_train(*SMALL, "trainer.max_epochs=2", elsewhere, f"hydra.run.dir={run_dir}", env=env)
+    first = train_here(*SMALL, "trainer.max_epochs=2", elsewhere, f"hydra.run.dir={run_dir}", env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     two = json.loads((run_dir / "metrics.json").read_text())
-    extended = run_train("trainer.max_epochs=3", f"resume={run_dir}", env=env)
+    extended = train_here("trainer.max_epochs=3", f"resume={run_dir}", env=env)
     assert extended.returncode == 0, extended.stderr[-3000:]
     three = json.loads((run_dir / "metrics.json").read_text())
     assert [h["epoch"] for h in three["history"]] == [1, 2, 3] and three["history"][:2] == two["history"]
-    whole = run_train(*SMALL, f"hydra.run.dir={tmp_path / 'whole'}", env=env)  # 3 epochs in one go
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    assert final_metrics(run_dir) == final_metrics(tmp_path / "whole")
+    assert final_metrics(run_dir) == final_metrics(whole)  # 3 epochs in one go
     assert "trainer.max_epochs=3" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # the next resume's base
 
 
@@ -128,10 +132,10 @@ def test_a_resumed_run_still_reads_the_epochs_it_had_passed(tmp_path, mnist_dir)
     *lowest* val_acc here, an early epoch: the 3-epoch reading, made after the resume, must test weights
     copied before it."""
     small, env = (*SMALL[1:], "callbacks.checkpoint.mode=min"), {"MNIST_CNN_DATA": mnist_dir}
-    first = run_train(*small, "trainer.max_epochs=2", "read_epochs=[1,2]", f"hydra.run.dir={tmp_path}", env=env)
+    first = train_here(*small, "trainer.max_epochs=2", "read_epochs=[1,2]", f"hydra.run.dir={tmp_path}", env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     before = json.loads((tmp_path / "metrics.json").read_text())["read_at_epochs"]
-    resumed = run_train(*small, "trainer.max_epochs=3", "read_epochs=[1,2,3]", f"resume={tmp_path}", env=env)
+    resumed = train_here(*small, "trainer.max_epochs=3", "read_epochs=[1,2,3]", f"resume={tmp_path}", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = json.loads((tmp_path / "metrics.json").read_text())["read_at_epochs"]
     assert after["1"] == before["1"] and after["2"] == before["2"]
@@ -140,7 +144,7 @@ def test_a_resumed_run_still_reads_the_epochs_it_had_passed(tmp_path, mnist_dir)
 
 @pytest.mark.slow
 def test_resume_of_a_missing_directory_is_refused(tmp_path):
-    result = run_train(f"resume={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
+    result = train_here(f"resume={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert f"resume={tmp_path / 'nope'}: no such run directory" in result.stderr
 
@@ -166,7 +170,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
 
 @pytest.mark.slow
 def test_a_loss_blow_up_stops_the_run_naming_the_step(tmp_path, mnist_dir):
-    result = run_train(*SMALL, "model.optimizer.lr=1e30", f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SMALL, "model.optimizer.lr=1e30", f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 2
     err = result.stderr.strip().splitlines()[-1]
     assert err.startswith("mnist-train: error: training loss is") and "at step" in err
@@ -180,7 +184,7 @@ SIGNALLED = (*SMALL[1:], "trainer.max_epochs=2", "trainer.limit_train_batches=30
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, mnist_dir):
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    result = run_train(*SIGNALLED, f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SIGNALLED, f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     return final_metrics(run_dir)
 
@@ -209,8 +213,13 @@ def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_
     assert f"Resume with:\n  {metrics['resume_command']}" in err
     assert not list(run_dir.rglob("*.tmp"))
 
-    resumed = subprocess.run(metrics["resume_command"], shell=True, cwd=ROOT, capture_output=True, text=True,
-                             env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, timeout=600)
+    if signum == signal.SIGTERM:  # the command as printed, in a shell
+        resumed = subprocess.run(metrics["resume_command"], shell=True, cwd=ROOT, capture_output=True, text=True,
+                                 env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, timeout=600)
+    else:  # the same command's arguments, in this process
+        program, script, *args = shlex.split(metrics["resume_command"])
+        assert (program, script) == ("python", "train.py")
+        resumed = train_here(*args, env={"MNIST_CNN_DATA": mnist_dir})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert final_metrics(run_dir) == uninterrupted
 
@@ -307,7 +316,7 @@ def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mn
     """The run's saved overrides follow an extension that was interrupted: `resume=<dir>` alone goes on
     to the new trainer.max_epochs, not back to the old one."""
     run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
-    first = run_train(*SIGNALLED[:-2], "trainer.max_epochs=1", "trainer.limit_train_batches=30",
+    first = train_here(*SIGNALLED[:-2], "trainer.max_epochs=1", "trainer.limit_train_batches=30",
                       f"hydra.run.dir={run_dir}", env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -321,6 +330,6 @@ def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mn
     _, err = process.communicate(timeout=300)
     assert process.returncode == 143, err[-3000:]
     assert "- trainer.max_epochs=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
-    resumed = run_train(f"resume={run_dir}", env=env)
+    resumed = train_here(f"resume={run_dir}", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2

@@ -11,7 +11,7 @@ from scipy import stats
 from mnist_cnn.intervals import estimate, seeds_to_separate
 from mnist_cnn.report import main, read_jobs, write_report
 
-from conftest import run_train
+from conftest import in_process, run_train, train_here
 
 TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv")
@@ -28,9 +28,9 @@ def test_an_epochs_grid_read_from_one_run_equals_separate_runs(tmp_path, mnist_d
     common = ("trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
               "callbacks.progress_bar.refresh_rate=0", "logger=csv", "callbacks.checkpoint.mode=min", "seed=0")
     env = {"MNIST_CNN_DATA": mnist_dir}
-    read = run_train("-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}", env=env)
+    read = train_here("-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}", env=env)
     assert read.returncode == 0, read.stderr[-3000:]
-    separate = run_train("-m", "trainer.max_epochs=1,3", *common, f"hydra.sweep.dir={tmp_path / 'separate'}", env=env)
+    separate = train_here("-m", "trainer.max_epochs=1,3", *common, f"hydra.sweep.dir={tmp_path / 'separate'}", env=env)
     assert separate.returncode == 0, separate.stderr[-3000:]
 
     readings = job_metrics(tmp_path / "read" / "0")["read_at_epochs"]
@@ -53,7 +53,7 @@ def summary_rows(sweep_dir):
 
 @pytest.mark.slow
 def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, mnist_dir):
-    result = run_train("-m", "data.batch_size=32,64", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}",
+    result = train_here("-m", "data.batch_size=32,64", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}",
                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(tmp_path)
@@ -75,7 +75,7 @@ def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, 
 
 @pytest.mark.slow
 def test_a_failing_job_is_reported_and_the_others_still_run(tmp_path, mnist_dir):
-    result = run_train("-m", "data.validation_split=1.5,0.3", *TINY, f"hydra.sweep.dir={tmp_path}",
+    result = train_here("-m", "data.validation_split=1.5,0.3", *TINY, f"hydra.sweep.dir={tmp_path}",
                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 1
     assert "1 of 2 jobs failed" in result.stderr
@@ -159,18 +159,15 @@ def test_interrupted_jobs_are_reported_apart_from_failed_ones(tmp_path):
     assert "job 5" not in summary.split("## Failed jobs")[1].split("## Interrupted")[0]
 
 
-@pytest.mark.slow
 def test_report_from_the_command_line(tmp_path):
     fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
-    import subprocess, sys
-    result = subprocess.run([sys.executable, "-m", "mnist_cnn.report", str(tmp_path)], capture_output=True, text=True)
+    result = in_process(main, str(tmp_path))
     assert result.returncode == 1  # the killed job counts as a failure
     assert "# Sweep summary" in result.stdout and len(read_jobs(tmp_path)) == 5
-    missing = subprocess.run([sys.executable, "-m", "mnist_cnn.report", str(tmp_path / "nope")],
-                             capture_output=True, text=True)
+    missing = in_process(main, str(tmp_path / "nope"))
     assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
     assert missing.stderr.startswith(f"mnist-report: error: {tmp_path / 'nope'}: no such directory (see mnist-report --help)")
-    helped = subprocess.run([sys.executable, "-m", "mnist_cnn.report", "--help"], capture_output=True, text=True)
+    helped = in_process(main, "--help")
     assert helped.returncode == 0 and "multirun directory" in helped.stdout
 
 
@@ -221,7 +218,7 @@ def test_slurm_launcher_config_composes():
 
 @pytest.mark.slow
 def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnist_dir):
-    result = run_train("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}",
+    result = train_here("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}",
                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(tmp_path)
