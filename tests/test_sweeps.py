@@ -200,7 +200,7 @@ def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_p
 @pytest.mark.slow
 def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    result = run_train("-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY,
+    result = train_here("-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY,
                        f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["status"] for r in summary_rows(tmp_path)] == ["ok", "ok"]
