@@ -26,6 +26,12 @@ FILES_BEFORE: set[Path] = set()
 
 def pytest_sessionstart(session):
     FILES_BEFORE.update(repository_files())
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # `pytest -n auto` runs a worker per core: one thread each, for the training done in the worker
+        # and the commands it starts, or each would spin on the other's core. Every run then trains with
+        # one thread, so runs a test compares were trained alike.
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 def pytest_sessionfinish(session, exitstatus):
