@@ -1,5 +1,6 @@
 """Nothing lost: kill and resume, bit-for-bit reruns, atomic checkpoints, loss blow-ups."""
 
+import csv
 import errno
 import json
 import os
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
@@ -74,6 +76,12 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole
     assert final_metrics(killed) == final_metrics(whole)
 
 
+def validation_rows(run_dir) -> list[tuple[str, str, str]]:
+    """metrics.csv's validation rows: (epoch, val_acc, val_loss)."""
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as f:
+        return [(r["epoch"], r["val_acc"], r["val_loss"]) for r in csv.DictReader(f) if r.get("val_acc")]
+
+
 def snapshot(run_dir) -> dict:
     return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
@@ -118,11 +126,15 @@ def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tm
     first = train_here(*SMALL, "trainer.max_epochs=2", elsewhere, f"hydra.run.dir={run_dir}", env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     two = json.loads((run_dir / "metrics.json").read_text())
-    extended = train_here("trainer.max_epochs=3", f"resume={run_dir}", env=env)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        extended = train_here("trainer.max_epochs=3", f"resume={run_dir}", env=env)
     assert extended.returncode == 0, extended.stderr[-3000:]
+    assert not [w for w in said if "exists and is not empty" in str(w.message)]  # its own folders: nothing to say
     three = json.loads((run_dir / "metrics.json").read_text())
     assert [h["epoch"] for h in three["history"]] == [1, 2, 3] and three["history"][:2] == two["history"]
     assert final_metrics(run_dir) == final_metrics(whole)  # 3 epochs in one go
+    assert validation_rows(run_dir) == validation_rows(whole)  # metrics.csv kept the first two epochs' rows
     assert "trainer.max_epochs=3" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # the next resume's base
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -112,12 +111,6 @@ class RunCheckpoint(ModelCheckpoint):
         if seconds is not None:
             return time.monotonic() - self.saved_at >= seconds
         return bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        with warnings.catch_warnings():
-            if trainer.ckpt_path:  # a resumed run continues in its own folder, which holds its checkpoints
-                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-            super().setup(trainer, pl_module, stage)
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)

@@ -257,8 +257,8 @@ class TensorBoardConfig:
 
 @dataclass
 class CSVConfig:
-    """lightning.pytorch.loggers.CSVLogger"""
-    _target_: str = key("the logger class", "lightning.pytorch.loggers.CSVLogger")
+    """mnist_cnn.logger.RunCSVLogger (Lightning's CSVLogger, keeping a resumed run's rows)"""
+    _target_: str = key("the logger class", "mnist_cnn.logger.RunCSVLogger")
     save_dir: str = key("the folder the logger writes under", RUN_DIR)
     name: str = key("its subfolder", "csv")
     version: str = key("its version subfolder ('' for none)", "")

@@ -1,4 +1,5 @@
-"""TensorBoard set up for comparing runs: `tensorboard --logdir outputs`.
+"""The run's loggers: TensorBoard set up for comparing runs (`tensorboard --logdir outputs`), and a CSV
+logger that keeps a resumed run's earlier rows.
 
 Lightning's TensorBoardLogger, with three changes:
 - each run is named by what distinguishes it, `<experiment or model>/<override>/<override>...`
@@ -11,10 +12,14 @@ Lightning's TensorBoardLogger, with three changes:
 
 from __future__ import annotations
 
+import csv
+import warnings
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 TAGS = {"train_loss_step": "loss/train_step", "train_loss_epoch": "loss/train", "val_loss": "loss/val",
@@ -61,3 +66,29 @@ class RunLogger(TensorBoardLogger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.save()  # flushed, not closed: the run's test and figures go into the same file
+
+
+class RunCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, except that a resumed run adds to the metrics.csv it finds. Lightning's writer
+    deletes that file when it starts ("Previous log files in this directory will be deleted"), and with it
+    the rows of every epoch before the resume."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is not None:
+            return self._experiment
+        rows = Path(self.log_dir, ExperimentWriter.NAME_METRICS_FILE)
+        if not rows.is_file():
+            return super().experiment
+        kept = rows.with_name(rows.name + ".kept")
+        rows.replace(kept)  # out of the writer's reach while it starts; a crash here leaves it beside
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+                writer = super().experiment
+        finally:
+            kept.replace(rows)
+        with rows.open(newline="") as f:  # its columns: the writer rewrites the header when new ones come
+            writer.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+        return writer

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,10 @@ def fit_and_test(cfg: DictConfig) -> dict:
         log.info("Model: %s, %s parameters; %s, precision %s", type(model).__name__,
                  f"{sum(p.numel() for p in model.parameters()):,}", device_words(trainer), trainer.precision)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    with warnings.catch_warnings():
+        if resume_from is not None:  # a resumed run continues in its own folder, which holds its checkpoints
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     fit_seconds = time.perf_counter() - start
     # Copied now: testing from a checkpoint restores callback states too, History's included, which
     # would cut its list back to the epochs the best checkpoint had seen.
