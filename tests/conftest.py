@@ -60,7 +60,7 @@ def run_train(*overrides: str, env: dict | None = None, timeout: int = 600) -> s
 
 def in_process(main, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """A command's `main` run in this process with `args` as its command line: its exit status and what it
-    printed, as run_train gives them. A fresh interpreter spends about 5 s importing torch and Lightning
+    printed, as run_train gives them. A fresh interpreter spends seconds importing torch and Lightning
     before it reads its first argument; here that is paid once. Python warnings go to pytest here, not to
     the console, so tests of what the console shows use run_train."""
     out, err = io.StringIO(), io.StringIO()
@@ -96,8 +96,8 @@ def trained_run(tmp_path_factory, mnist_dir) -> Path:
     """A briefly trained baseline (100 batches): a real checkpoint for predict and export."""
     run_dir = tmp_path_factory.mktemp("trained")
     result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=10",
-                       "trainer.limit_test_batches=2", "trainer.precision=bf16-mixed", "logger=csv",
-                       "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
-                       env={"MNIST_CNN_DATA": mnist_dir})
+                        "trainer.limit_test_batches=2", "trainer.precision=bf16-mixed", "logger=csv",
+                        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
+                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

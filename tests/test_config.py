@@ -165,22 +165,15 @@ def test_a_mistaken_value_is_refused_in_one_line_before_any_work(tmp_path, monke
     assert not list((tmp_path / "run" / "checkpoints").glob("*"))
 
 
-def train_main(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    return exit_info.value.code, *capsys.readouterr()
-
-
-def test_folders_that_cannot_be_made_are_refused(tmp_path, monkeypatch, capsys):
+def test_folders_that_cannot_be_made_are_refused(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    status, _, err = train_main(monkeypatch, capsys, f"data.data_dir={blocker}/mnist", f"hydra.run.dir={tmp_path / 'run'}")
-    assert status == 2 and err.strip() == (
+    result = train_here(f"data.data_dir={blocker}/mnist", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and result.stderr.strip() == (
         f"mnist-train: error: data.data_dir={blocker}/mnist: cannot be a folder, {blocker} is a file")
-    status, _, err = train_main(monkeypatch, capsys, f"hydra.run.dir={blocker}/run")
-    assert status == 2 and len(err.strip().splitlines()) == 1
-    assert f"{blocker}/run: Not a directory" in err and "hydra.run.dir" in err
+    result = train_here(f"hydra.run.dir={blocker}/run")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"{blocker}/run: Not a directory" in result.stderr and "hydra.run.dir" in result.stderr
 
 
 @pytest.mark.parametrize("override, expected", [

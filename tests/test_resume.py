@@ -70,8 +70,11 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole
     step = torch.load(last, weights_only=True)["global_step"]
     assert step % 8 != 0, f"killed at step {step}: not mid-epoch"
 
-    resumed = train_here(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        resumed = train_here(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not [w for w in said if "exists and is not empty" in str(w.message)], [str(w.message) for w in said]
     assert "resuming from" in (killed / "train.log").read_text()
     assert final_metrics(killed) == final_metrics(whole)
 
@@ -130,7 +133,7 @@ def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tm
         warnings.simplefilter("always")
         extended = train_here("trainer.max_epochs=3", f"resume={run_dir}", env=env)
     assert extended.returncode == 0, extended.stderr[-3000:]
-    assert not [w for w in said if "exists and is not empty" in str(w.message)]  # its own folders: nothing to say
+    assert not [w for w in said if "exists and is not empty" in str(w.message)], [str(w.message) for w in said]
     three = json.loads((run_dir / "metrics.json").read_text())
     assert [h["epoch"] for h in three["history"]] == [1, 2, 3] and three["history"][:2] == two["history"]
     assert final_metrics(run_dir) == final_metrics(whole)  # 3 epochs in one go
@@ -329,7 +332,7 @@ def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mn
     to the new trainer.max_epochs, not back to the old one."""
     run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
     first = train_here(*SIGNALLED[:-2], "trainer.max_epochs=1", "trainer.limit_train_batches=30",
-                      f"hydra.run.dir={run_dir}", env=env)
+                       f"hydra.run.dir={run_dir}", env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     written = last.stat().st_mtime_ns

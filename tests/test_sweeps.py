@@ -54,7 +54,7 @@ def summary_rows(sweep_dir):
 @pytest.mark.slow
 def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, mnist_dir):
     result = train_here("-m", "data.batch_size=32,64", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}",
-                       env={"MNIST_CNN_DATA": mnist_dir})
+                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(tmp_path)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
@@ -76,7 +76,7 @@ def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, 
 @pytest.mark.slow
 def test_a_failing_job_is_reported_and_the_others_still_run(tmp_path, mnist_dir):
     result = train_here("-m", "data.validation_split=1.5,0.3", *TINY, f"hydra.sweep.dir={tmp_path}",
-                       env={"MNIST_CNN_DATA": mnist_dir})
+                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 1
     assert "1 of 2 jobs failed" in result.stderr
     failed, ok = summary_rows(tmp_path)
@@ -201,7 +201,7 @@ def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_p
 def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     result = train_here("-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY,
-                       f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["status"] for r in summary_rows(tmp_path)] == ["ok", "ok"]
 
@@ -219,7 +219,7 @@ def test_slurm_launcher_config_composes():
 @pytest.mark.slow
 def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnist_dir):
     result = train_here("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}",
-                       env={"MNIST_CNN_DATA": mnist_dir})
+                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(tmp_path)
     assert len(rows) == 2 and all("model.optimizer.lr=" in r["overrides"] for r in rows)

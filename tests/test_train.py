@@ -111,7 +111,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
 
 def test_speedrun_runs_one_cycle_and_checkpoints_at_the_epoch_end_only(tmp_path, mnist_dir):
     result = train_here("experiment=speedrun", "trainer.limit_train_batches=120", *FEW_BATCHES[2:], "logger=csv",
-                       f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["model"] == "SpeedrunCNN" and metrics["parameters"] == 321_066 and metrics["epochs"] == 1
@@ -138,7 +138,7 @@ def session_hparams(event_file) -> dict:
 @pytest.mark.parametrize("model, parameters", [("elu", 329_962), ("prose_cnn", 59_933)])
 def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
     result = train_here(f"model={model}", *FEW_BATCHES, "logger=csv", f"hydra.run.dir={tmp_path}",
-                       env={"MNIST_CNN_DATA": mnist_dir})
+                        env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["parameters"] == parameters and metrics["test_acc"] is not None
@@ -149,7 +149,7 @@ def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
 
 def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mnist_dir):
     result = train_here("-m", "data.batch_size=32,64", *FEW_BATCHES, "trainer.max_epochs=1",
-                       f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = [json.loads((tmp_path / str(i) / "metrics.json").read_text()) for i in (0, 1)]
     assert [j["config"]["data"]["batch_size"] for j in jobs] == [32, 64]
@@ -185,9 +185,9 @@ def test_gpu_switches_train(tmp_path, mnist_dir):
 def test_metrics_keep_every_epoch_when_the_tested_checkpoint_is_an_earlier_one(tmp_path, mnist_dir):
     """Testing from the best checkpoint restores callback states; the run's history must not shrink."""
     result = train_here("trainer.max_epochs=3", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-                       "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
-                       "callbacks.checkpoint.mode=min",  # 'best' = the worst epoch: usually the first
-                       f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
+                        "callbacks.checkpoint.mode=min",  # 'best' = the worst epoch: usually the first
+                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
@@ -223,7 +223,7 @@ def test_a_read_only_data_folder_that_holds_the_files_is_used(tmp_path, mnist_di
         with pytest.raises(OSError):
             (data / "MNIST" / "raw" / "probe").write_text("")
         result = train_here(*FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", f"data.data_dir={data}",
-                           f"hydra.run.dir={tmp_path / 'run'}")
+                            f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (data / "MNIST" / "raw").iterdir()) == sorted(OFFICIAL_SHA256)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["data_sha256"] == OFFICIAL_SHA256

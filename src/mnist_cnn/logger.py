@@ -69,9 +69,9 @@ class RunLogger(TensorBoardLogger):
 
 
 class RunCSVLogger(CSVLogger):
-    """Lightning's CSVLogger, except that a resumed run adds to the metrics.csv it finds. Lightning's writer
-    deletes that file when it starts ("Previous log files in this directory will be deleted"), and with it
-    the rows of every epoch before the resume."""
+    """Lightning's CSVLogger, except that a run adds to the metrics.csv it finds in its folder (a resumed
+    run's). Lightning's writer deletes that file when it starts, and with it the rows of every epoch
+    before the resume; it also warns of the deletion whenever the folder holds anything at all."""
 
     @property
     @rank_zero_experiment
@@ -79,16 +79,17 @@ class RunCSVLogger(CSVLogger):
         if self._experiment is not None:
             return self._experiment
         rows = Path(self.log_dir, ExperimentWriter.NAME_METRICS_FILE)
-        if not rows.is_file():
-            return super().experiment
         kept = rows.with_name(rows.name + ".kept")
-        rows.replace(kept)  # out of the writer's reach while it starts; a crash here leaves it beside
+        if rows.is_file():
+            rows.replace(kept)  # out of the writer's reach while it starts; a crash here leaves it beside
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # nothing it could delete is left in its reach
                 warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
                 writer = super().experiment
         finally:
-            kept.replace(rows)
-        with rows.open(newline="") as f:  # its columns: the writer rewrites the header when new ones come
-            writer.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+            if kept.is_file():
+                kept.replace(rows)
+        if rows.is_file():
+            with rows.open(newline="") as f:  # its columns: the writer rewrites the header when new ones come
+                writer.metrics_keys = list(csv.DictReader(f).fieldnames or [])
         return writer
