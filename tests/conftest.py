@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from mnist_cnn import train
 from mnist_cnn.data import default_data_dir
@@ -93,11 +94,17 @@ FEW_BATCHES = (
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, mnist_dir) -> Path:
-    """A briefly trained baseline (100 batches): a real checkpoint for predict and export."""
-    run_dir = tmp_path_factory.mktemp("trained")
-    result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.limit_val_batches=10",
-                        "trainer.limit_test_batches=2", "trainer.precision=bf16-mixed", "logger=csv",
-                        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
-                        env={"MNIST_CNN_DATA": mnist_dir})
-    assert result.returncode == 0, result.stderr[-3000:]
+    """A briefly trained baseline (100 batches): a real checkpoint for predict, export and the demo, read
+    only. Under `pytest -n`, the first worker to need it trains it and the others wait and share it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's temporary folder, above each worker's own
+    run_dir = shared / "trained"
+    with FileLock(f"{run_dir}.lock"):
+        if not (run_dir / "metrics.json").exists():
+            result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100",
+                                "trainer.limit_val_batches=10", "trainer.limit_test_batches=2",
+                                "trainer.precision=bf16-mixed", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
+                                f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+            assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

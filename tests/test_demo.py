@@ -21,7 +21,7 @@ from mnist_cnn.demo import main as demo_main
 
 from conftest import in_process
 
-pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+pytestmark = pytest.mark.slow  # a trained checkpoint, the demo server and a browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")

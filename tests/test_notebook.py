@@ -7,7 +7,7 @@ from nbclient import NotebookClient
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+pytestmark = pytest.mark.slow  # a Jupyter kernel that trains
 
 NOTEBOOK = ROOT / "notebooks" / "lab.ipynb"
 PARTS = ["I) Data reading and splitting", "II) Data visualisation", "III) Model architecture", "IV) Fitting",

@@ -12,7 +12,7 @@ from torchvision.datasets import MNIST
 
 from conftest import FEW_BATCHES, ROOT
 
-pytestmark = pytest.mark.slow  # each test starts processes (training, a server, a browser, a build)
+pytestmark = pytest.mark.slow  # a wheel built, installed and run
 
 
 def run(*args, **kwargs) -> subprocess.CompletedProcess:
