@@ -2,7 +2,6 @@
 work in at most 3 lines, without a traceback, naming the key."""
 
 import inspect
-import sys
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import mnist_cnn.conf
-from mnist_cnn import config, export, predict, train
+from mnist_cnn import config, export, predict
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.models import MNISTClassifier
 
@@ -147,16 +146,13 @@ CROSS_KEY = [
 
 
 @pytest.mark.parametrize("overrides, key", schema_cases() + CROSS_KEY)
-def test_a_mistaken_value_is_refused_in_one_line_before_any_work(tmp_path, monkeypatch, capsys, overrides, key):
+def test_a_mistaken_value_is_refused_in_one_line_before_any_work(tmp_path, overrides, key):
     if any(o.endswith(("=gpu", "=cuda")) for o in overrides) and torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
     data_dir = tmp_path / "data"
-    monkeypatch.setenv("MNIST_CNN_DATA", str(data_dir))
-    monkeypatch.setattr(sys, "argv", ["train.py", *overrides, f"hydra.run.dir={tmp_path / 'run'}"])
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    out, err = capsys.readouterr()
-    assert exit_info.value.code == 2, err
+    result = train_here(*overrides, f"hydra.run.dir={tmp_path / 'run'}", env={"MNIST_CNN_DATA": str(data_dir)})
+    out, err = result.stdout, result.stderr
+    assert result.returncode == 2, err
     assert "Traceback" not in out + err
     assert len((out + err).strip().splitlines()) <= 3, out + err
     line = err.strip().splitlines()[-1]

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import json
 import struct
-import sys
 
 import numpy as np
 import pytest
@@ -14,9 +13,11 @@ import torch
 from PIL import Image
 from torchvision.datasets import FashionMNIST
 
-from mnist_cnn import mnist_files, predict, train
+from mnist_cnn import mnist_files, predict
 from mnist_cnn.data import DATASETS, MNISTDataModule
 from mnist_cnn.mnist_files import MNISTUnavailable, ensure_fashion_mnist, raw_dir
+
+from conftest import in_process, train_here
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -89,12 +90,11 @@ def test_the_data_module_uses_fashion_mnists_own_constants_and_names(tmp_path, d
     assert DATASETS["fashion_mnist"].title == "Fashion-MNIST"
 
 
-def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian, monkeypatch, capsys):
+def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian):
     run = tmp_path / "run"
-    monkeypatch.setattr(sys, "argv", [
-        "train.py", "data=fashion_mnist", f"data.data_dir={tmp_path / 'data'}", "data.batch_size=30",
-        "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}"])
-    train.main()
+    trained = train_here("data=fashion_mnist", f"data.data_dir={tmp_path / 'data'}", "data.batch_size=30",
+                         "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
     report = json.loads((run / "classification_report.json").read_text())
     assert list(report["per_class"]) == CLASSES
     rows = list(csv.reader((run / "confusion_matrix.csv").open()))
@@ -105,7 +105,6 @@ def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian, monkeypatc
     image = np.zeros((28, 28), dtype=np.uint8)
     image[6:8, 4:24] = 255  # the bar of class 2
     Image.fromarray(image).save(tmp_path / "bar.png")
-    capsys.readouterr()
-    predict.main([str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "bar.png"), "--json"])
-    (result,) = json.loads(capsys.readouterr().out)
+    predicted = in_process(predict.main, str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "bar.png"), "--json")
+    (result,) = json.loads(predicted.stdout)
     assert result["label"] == CLASSES[result["class"]] and "digit" not in result

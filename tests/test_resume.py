@@ -14,7 +14,7 @@ import warnings
 import pytest
 import torch
 
-from mnist_cnn import atomic, train
+from mnist_cnn import atomic
 from mnist_cnn.checkpoints import AtomicCheckpointIO
 from mnist_cnn.interrupt import AtStepEnd, Interrupted
 
@@ -277,16 +277,13 @@ def full_disk_after(monkeypatch, suffix: str, good_writes: int):
 
 @pytest.mark.parametrize("failing, good_writes", [("last.ckpt", 1), ("metrics.json", 0), ("samples.png", 0)])
 @pytest.mark.slow
-def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path, mnist_dir, monkeypatch, capsys,
+def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path, mnist_dir, monkeypatch,
                                                                         failing, good_writes):
-    monkeypatch.setenv("MNIST_CNN_DATA", mnist_dir)
-    monkeypatch.setattr(sys, "argv", ["train.py", *SMALL, f"hydra.run.dir={tmp_path}"])
     full_disk_after(monkeypatch, failing, good_writes)
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
+    result = train_here(*SMALL, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     monkeypatch.undo()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 1
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 1
     assert err[-1].startswith("mnist-train: error: ") and err[-1].endswith(f"{failing}: No space left on device")
     assert "Traceback" not in "\n".join(err)
     assert not list(tmp_path.rglob("*.tmp"))
