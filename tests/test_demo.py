@@ -181,6 +181,22 @@ def test_an_uploaded_photo_is_read(demo, tmp_path):
     assert external == [] and tripwire.hits == 0, (external, tripwire.hits)
 
 
+def test_a_browser_that_leaves_mid_upload_is_not_an_error(demo):
+    """A tab closed while its drawing uploads: the server keeps quiet and keeps reading (the module's
+    server checks its console for tracebacks when it stops)."""
+    url, _ = demo
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    boundary = "mnistdemo"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"d.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                  f"Content-Length: {len(head) + 100_000}\r\n\r\n".encode() + head + b"\x89PNG" * 100)
+    # the server is still there, and still answers
+    assert urllib.request.urlopen(url, timeout=10).status == 200
+
+
 def test_the_reader_takes_sketchpad_layers_and_gives_nothing_for_a_blank_canvas(trained_run):
     reader = Reader(str(trained_run))
     blank = np.zeros((280, 280, 4), dtype=np.uint8)  # transparent: paper

@@ -11,6 +11,7 @@ analytics, nothing fetched from elsewhere. Ctrl-C stops it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -99,6 +100,14 @@ def page(reader: Reader):
     return demo, theme
 
 
+def browser_left(record: logging.LogRecord) -> bool:
+    """False for the server's report of a browser that closed mid-upload (a tab closed while its drawing
+    was on its way): the browser left, nothing failed, and the report is a 60-line traceback."""
+    from starlette.requests import ClientDisconnect
+
+    return not (record.exc_info and isinstance(record.exc_info[1], ClientDisconnect))
+
+
 def parser() -> Parser:
     p = Parser(prog=PROG, description="A local web page: draw a digit (or upload a photo) and see what the network reads.")
     p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
@@ -114,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         exit_with(PROG, exc)
     demo, theme = page(reader)
+    logging.getLogger("uvicorn.error").addFilter(browser_left)
     try:
         demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, quiet=True,
                     share=False, ssr_mode=False, theme=theme, footer_links=[], js=CHOOSE_BRUSH)
