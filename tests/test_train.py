@@ -37,16 +37,21 @@ def console_lines(result) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not PROGRESS.search(line)]
 
 
+# the progress bar on, as a user sees it; fewer batches in an epoch than the logging interval
+AS_SEEN = tuple("trainer.log_every_n_steps=5" if o.startswith("trainer.log_every_n_steps") else o for o in FEW_BATCHES[:-1])
+
+
 def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
-    # the progress bar on, as a user sees it
-    result = run_train(*FEW_BATCHES[:-1], f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = run_train(*AS_SEEN, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
     assert result.returncode == 0, result.stderr[-3000:]
     lines = console_lines(result)
     assert len(lines) <= 15, lines
     said = "\n".join(lines)
     for chatter in ("Tip", "GPU available", "TPU available", "Skipping", "transfer_batch_to_device", "LeafSpec",
-                    "Restoring states", "Seed set", "| Name", "Warning", "warn"):
+                    "Restoring states", "Seed set", "| Name", "Warning", "warn", "logging interval", ".py:"):
         assert chatter not in said, (chatter, lines)
+    bar = (result.stdout + result.stderr).replace("\r", "\n")
+    assert re.search(r"^Epoch 2/2: 100%\|", bar, re.MULTILINE) and "v_num" not in bar and "Epoch 0" not in bar
     test_lines = [line for line in lines if "Test accuracy" in line or "test_acc" in line]
     test_acc = json.loads((tmp_path / "metrics.json").read_text())["test_acc"]
     assert len(test_lines) == 1 and test_lines[0].startswith(f"Test accuracy {test_acc:.4f}, loss "), test_lines
@@ -85,7 +90,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert metrics["best_checkpoint"].endswith(".ckpt")
 
     (event_file,) = (tmp_path / "tensorboard").rglob("events.out.tfevents.*")  # one file for fit, test and figures
-    assert event_file.parent == tmp_path / "tensorboard" / "baseline" / "/".join(FEW_BATCHES[:-1])  # model, overrides
+    assert event_file.parent == tmp_path / "tensorboard" / "baseline" / "/".join(AS_SEEN)  # model, overrides
     events = EventAccumulator(str(event_file), size_guidance={"images": 0, "tensors": 0}).Reload()
     tags = events.Tags()
     assert {"loss/train_step", "loss/train", "accuracy/train", "loss/val", "accuracy/val", "loss/test", "accuracy/test",

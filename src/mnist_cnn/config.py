@@ -233,8 +233,8 @@ class CheckpointConfig:
 
 @dataclass
 class ProgressBarConfig:
-    """lightning.pytorch.callbacks.TQDMProgressBar"""
-    _target_: str = key("the progress bar class", "lightning.pytorch.callbacks.TQDMProgressBar")
+    """mnist_cnn.progress.ProgressBar (Lightning's TQDMProgressBar)"""
+    _target_: str = key("the progress bar class", "mnist_cnn.progress.ProgressBar")
     refresh_rate: int = key("batches between refreshes (0: no bar)", 20, ge=0)
 
 

@@ -45,6 +45,10 @@ from mnist_cnn.resume import Finished, finished_metrics, resume_overrides
 
 log = logging.getLogger(__name__)
 PROG = "mnist-train"
+# Lightning warns, with its file and line, when an epoch has fewer batches than trainer.log_every_n_steps
+# (a quick run with trainer.limit_train_batches): the epoch's figures are logged all the same, and the
+# step loss at the interval the key sets, across epochs.
+warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
 
 
 def built(group: str, node: DictConfig, **kwargs):
