@@ -1,4 +1,5 @@
-"""mnist-export: ONNX (checked with onnxruntime) and TorchScript give the model's own probabilities."""
+"""mnist-export: ONNX (checked with onnxruntime), torch.export's .pt2 and TorchScript give the model's own
+probabilities."""
 
 import numpy as np
 import pytest
@@ -39,9 +40,20 @@ def test_onnx_matches_pytorch_over_the_test_set(tmp_path, trained_run, test_set)
     assert np.abs(got - expected).max() < 1e-4
 
 
+def test_pt2_matches_pytorch_at_any_batch_size(tmp_path, trained_run, test_set):
+    result = export_cli(str(trained_run), str(tmp_path / "model.pt2"))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    x, expected = test_set
+    with torch.no_grad():
+        for batch in (1, 7, 2000):
+            assert np.abs(program(torch.from_numpy(x[:batch])).numpy() - expected[:batch]).max() < 1e-5, batch
+
+
 def test_torchscript_matches_pytorch(tmp_path, trained_run, test_set):
     result = export_cli(str(trained_run / "checkpoints" / "last.ckpt"), str(tmp_path / "model.pt"))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0
+    assert result.stderr.strip() == f"mnist-export: note: {export.DEPRECATED['torchscript']}", result.stderr
     scripted = torch.jit.load(str(tmp_path / "model.pt"))
     x, _ = test_set
     model, _ = load_model(trained_run / "checkpoints" / "last.ckpt")

@@ -43,6 +43,10 @@ def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path,
     predicted = run(venv / "bin" / "mnist-predict", "run", "seven.png", "--json", cwd=work, env=env).stdout
     assert '"digit":' in predicted
     run(venv / "bin" / "mnist-export", "run/checkpoints/last.ckpt", "model.onnx", cwd=work, env=env)
-    assert sorted(p.name for p in work.iterdir()) == ["model.onnx", "run", "seven.png"]  # nothing else written
+    # what the console shows: nothing from torch.export; for TorchScript one note, not torch.jit's warnings
+    assert run(venv / "bin" / "mnist-export", "run", "model.pt2", cwd=work, env=env).stderr == ""
+    note = run(venv / "bin" / "mnist-export", "run", "model.pt", cwd=work, env=env).stderr.strip().splitlines()
+    assert len(note) == 1 and note[0].startswith("mnist-export: note: TorchScript is deprecated"), note
+    assert sorted(p.name for p in work.iterdir()) == ["model.onnx", "model.pt", "model.pt2", "run", "seven.png"]
     probabilities = np.asarray(json.loads(predicted)[0]["probabilities"])
     assert abs(probabilities.sum() - 1) < 1e-3

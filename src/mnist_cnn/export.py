@@ -1,7 +1,8 @@
 """Export a trained checkpoint for serving outside this project.
 
     mnist-export outputs/runs/<run> model.onnx       # a run directory: the checkpoint it tested
-    mnist-export path/to/last.ckpt model.pt          # TorchScript, by the suffix (or --format torchscript)
+    mnist-export path/to/last.ckpt model.pt2         # torch.export's program, by the suffix (or --format pt2)
+    mnist-export path/to/last.ckpt model.pt          # TorchScript (deprecated by PyTorch; .pt2 replaces it)
 
 The exported graph takes normalised images (N, 1, 28, 28), as mnist_cnn.data.normalize makes them,
 and returns softmax probabilities (N, 10), as predict does.
@@ -10,7 +11,9 @@ and returns softmax probabilities (N, 10), as predict does.
 from __future__ import annotations
 
 import io
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,7 +24,9 @@ from mnist_cnn.checkpoints import load_model, run_checkpoint
 from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with
 
 PROG = "mnist-export"
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
+DEPRECATED = {"torchscript": "TorchScript is deprecated by PyTorch; model.pt2 (torch.export) is its successor, "
+                             "loaded with torch.export.load(path).module()"}
 
 
 def export(model, fmt: str, out: Path) -> Path:
@@ -37,9 +42,15 @@ def export(model, fmt: str, out: Path) -> Path:
                               output_names=["probabilities"], dynamo=False,
                               dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}})
             data = exported.read_bytes()
-    else:
+    elif fmt == "pt2":
+        program = torch.export.export(graph, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
         buffer = io.BytesIO()
-        with torch.no_grad():
+        torch.export.save(program, buffer)
+        data = buffer.getvalue()
+    else:  # torch.jit warns of its deprecation three times; main says it once, in words that say what replaces it
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             torch.jit.save(torch.jit.trace(graph, example), buffer)
         data = buffer.getvalue()
     write_atomically(out, data)
@@ -47,11 +58,12 @@ def export(model, fmt: str, out: Path) -> Path:
 
 
 def parser() -> Parser:
-    p = Parser(prog=PROG, description="Export a trained checkpoint as ONNX or TorchScript: normalised images "
+    p = Parser(prog=PROG, description="Export a trained checkpoint as ONNX, a torch.export program (.pt2) or "
+               "TorchScript: normalised images "
                "(N, 1, 28, 28) in, softmax probabilities (N, 10) out.")
     p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("output", metavar="OUTPUT", nargs="?", help="the file to write (default: beside the checkpoint)")
-    p.add_argument("--format", choices=tuple(SUFFIXES), help="default: by OUTPUT's suffix (.onnx, .pt), else onnx")
+    p.add_argument("--format", choices=tuple(SUFFIXES), help="default: by OUTPUT's suffix (.onnx, .pt2, .pt), else onnx")
     return p
 
 
@@ -61,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.format is None and args.output and Path(args.output).suffix not in by_suffix:
             raise UserError(f"{args.output}: the format cannot be told from the suffix {Path(args.output).suffix!r} "
-                            "(.onnx or .pt); add --format onnx or --format torchscript")
+                            "(.onnx, .pt2 or .pt); add --format onnx, pt2 or torchscript")
         fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
         checkpoint = run_checkpoint(args.ckpt)
         model, _ = load_model(checkpoint)
@@ -70,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"{out}: folder {out.parent} does not exist")
     except UserError as exc:
         exit_with(PROG, exc)
+    if fmt in DEPRECATED:
+        print(f"{PROG}: note: {DEPRECATED[fmt]}", file=sys.stderr)
     try:
         print(f"wrote {export(model, fmt, out)}")
     except OSError as exc:  # a full disk, say
