@@ -24,11 +24,21 @@ from conftest import in_process
 pytestmark = pytest.mark.slow  # a trained checkpoint, the demo server and a browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
-pytest.importorskip("gradio", reason="pip install -e '.[dev]' brings Gradio")
 if not os.path.exists(CHROMIUM):
     pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)", allow_module_level=True)
 LOCAL = ("http://127.0.0.1", "data:", "blob:")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def gradio():
+    """Imported when the module's tests run, not when it is collected: the fast tier collects it too, and
+    importing Gradio and Playwright took it several seconds."""
+    return pytest.importorskip("gradio", reason="pip install -e '.[dev]' brings Gradio")
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    return pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
 
 
 def free_port() -> int:
@@ -130,7 +140,7 @@ ONE = [(0.52, 0.15), (0.5, 0.5), (0.49, 0.85)]
 ZERO = [(0.5 + 0.22 * np.sin(t), 0.5 - 0.33 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 17)]
 
 
-def test_a_drawn_one_and_zero_are_read_with_their_28x28_input(demo, tmp_path):
+def test_a_drawn_one_and_zero_are_read_with_their_28x28_input(demo, playwright, tmp_path):
     url, tripwire = demo
     external = []
     with playwright.sync_playwright() as p:
@@ -163,7 +173,7 @@ def test_a_drawn_one_and_zero_are_read_with_their_28x28_input(demo, tmp_path):
         shutil.copy(tmp_path / "demo.png", os.path.join(keep, "demo.png"))
 
 
-def test_an_uploaded_photo_is_read(demo, tmp_path):
+def test_an_uploaded_photo_is_read(demo, playwright, tmp_path):
     """A 7 written dark on light paper, as a phone would photograph it."""
     url, tripwire = demo
     photo = Image.new("RGB", (600, 800), (235, 230, 220))

@@ -90,6 +90,7 @@ def test_the_data_module_uses_fashion_mnists_own_constants_and_names(tmp_path, d
     assert DATASETS["fashion_mnist"].title == "Fashion-MNIST"
 
 
+@pytest.mark.slow  # trains
 def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian):
     run = tmp_path / "run"
     trained = train_here("data=fashion_mnist", f"data.data_dir={tmp_path / 'data'}", "data.batch_size=30",

