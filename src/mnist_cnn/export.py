@@ -42,16 +42,15 @@ def export(model, fmt: str, out: Path) -> Path:
                               output_names=["probabilities"], dynamo=False,
                               dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}})
             data = exported.read_bytes()
-    elif fmt == "pt2":
-        program = torch.export.export(graph, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    else:
         buffer = io.BytesIO()
-        torch.export.save(program, buffer)
-        data = buffer.getvalue()
-    else:  # torch.jit warns of its deprecation three times; main says it once, in words that say what replaces it
-        buffer = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-            torch.jit.save(torch.jit.trace(graph, example), buffer)
+        if fmt == "pt2":
+            batch = torch.export.Dim("batch", min=1)
+            torch.export.save(torch.export.export(graph, (example,), dynamic_shapes=({0: batch},)), buffer)
+        else:  # torch.jit warns of its deprecation three times; main says it once, naming what replaces it
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+                torch.jit.save(torch.jit.trace(graph, example), buffer)
         data = buffer.getvalue()
     write_atomically(out, data)
     return out
