@@ -31,6 +31,16 @@ def final_metrics(run_dir):
     return {k: metrics[k] for k in FINAL}, [(h["val_acc"], h["val_loss"]) for h in metrics["history"]]
 
 
+def resume_here(*overrides: str, env: dict):
+    """train_here for a resume, which must not warn that the run's own folders exist and are not empty:
+    a resumed run continues in them, and Lightning's warning speaks of deleting files."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = train_here(*overrides, env=env)
+    assert not [w for w in said if "exists and is not empty" in str(w.message)], [str(w.message) for w in said]
+    return result
+
+
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory, mnist_dir):
     """SMALL trained in one go: what a rerun, a resumed run and an extended one must each reproduce."""
@@ -70,11 +80,8 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole
     step = torch.load(last, weights_only=True)["global_step"]
     assert step % 8 != 0, f"killed at step {step}: not mid-epoch"
 
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        resumed = train_here(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
+    resumed = resume_here(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert not [w for w in said if "exists and is not empty" in str(w.message)], [str(w.message) for w in said]
     assert "resuming from" in (killed / "train.log").read_text()
     assert final_metrics(killed) == final_metrics(whole)
 
@@ -129,11 +136,8 @@ def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tm
     first = train_here(*SMALL, "trainer.max_epochs=2", elsewhere, f"hydra.run.dir={run_dir}", env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     two = json.loads((run_dir / "metrics.json").read_text())
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        extended = train_here("trainer.max_epochs=3", f"resume={run_dir}", env=env)
+    extended = resume_here("trainer.max_epochs=3", f"resume={run_dir}", env=env)
     assert extended.returncode == 0, extended.stderr[-3000:]
-    assert not [w for w in said if "exists and is not empty" in str(w.message)], [str(w.message) for w in said]
     three = json.loads((run_dir / "metrics.json").read_text())
     assert [h["epoch"] for h in three["history"]] == [1, 2, 3] and three["history"][:2] == two["history"]
     assert final_metrics(run_dir) == final_metrics(whole)  # 3 epochs in one go
