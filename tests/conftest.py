@@ -13,16 +13,30 @@ from mnist_cnn import train
 from mnist_cnn.data import default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
 
+import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 NOT_OURS = {".git", "__pycache__", ".pytest_cache"}  # git's and Python's own bookkeeping
 
 
 def repository_files() -> set[Path]:
-    return {p for p in ROOT.rglob("*") if not NOT_OURS & set(p.relative_to(ROOT).parts)
-            and not any(part.endswith(".egg-info") for part in p.parts)}
+    """Every file under the repository but git's, Python's, and a virtual environment's (README installs
+    into .venv; pip may write into it while the tests run)."""
+    found = set()
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in NOT_OURS and not d.endswith(".egg-info")
+                   and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))]
+        found.update(Path(folder, f) for f in files)
+    return found
 
 
 FILES_BEFORE: set[Path] = set()
+CONTROLLER = not os.environ.get("PYTEST_XDIST_WORKER")  # the process that ends last, with -n or without
+
+
+def pytest_configure(config):
+    if CONTROLLER:
+        processes.adopt_orphans()  # what a test started, and what that started, is found at the end
 
 
 def pytest_sessionstart(session):
@@ -35,11 +49,18 @@ def pytest_sessionstart(session):
         torch.set_num_threads(1)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session, exitstatus):
-    """Tests write under tmp_path only: a file left in the repository fails the run."""
+    """Tests write under tmp_path only: a file left in the repository fails the run. Every process a
+    test started has ended: one still running is named, killed, and fails the run."""
     left = sorted(repository_files() - FILES_BEFORE)
     if left:
         print(f"\nTests left {len(left)} file(s) in the repository: " + ", ".join(str(p.relative_to(ROOT)) for p in left[:10]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    running = processes.leftovers() if CONTROLLER else []
+    if running:
+        print(f"\nTests left {len(running)} process(es) running (now killed): "
+              + "; ".join(f"{pid} {command[:120]}" for pid, command in running[:10]))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -51,12 +72,9 @@ def mnist_dir() -> str:
     return data_dir
 
 
-def run_train(*overrides: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real entry point, as a user runs it from the repository root."""
-    return subprocess.run(
-        [sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
-    )
+    return processes.run([sys.executable, "train.py", *overrides], cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def in_process(main, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -5,6 +5,7 @@ one README shows)."""
 
 import io
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
 from mnist_cnn.demo import main as demo_main
 
 from conftest import in_process
+from processes import SERVER, free_port, started
 
 pytestmark = pytest.mark.slow  # a trained checkpoint, the demo server and a browser
 
@@ -39,12 +41,6 @@ def gradio():
 @pytest.fixture(scope="module")
 def playwright():
     return pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Tripwire:
@@ -74,18 +70,25 @@ def demo(trained_run):
     env = {**os.environ, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the demo must turn analytics off itself
-    process = subprocess.Popen([sys.executable, "-m", "mnist_cnn.demo", str(trained_run), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    first = process.stdout.readline()
-    assert first.strip() == f"mnist-demo: reading with {trained_run} at http://127.0.0.1:{port}/ (Ctrl-C stops)", (
-        first + process.stderr.read()[-2000:] if process.poll() is not None else first)
-    try:
-        yield f"http://127.0.0.1:{port}/", tripwire
-    finally:
-        process.send_signal(2)  # Ctrl-C
-        out, err = process.communicate(timeout=30)
-        tripwire.server.close()
+    with started([sys.executable, "-m", "mnist_cnn.demo", trained_run, "--port", port], stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True, env=env) as process:
+        first = first_line(process)
+        assert first.strip() == f"mnist-demo: reading with {trained_run} at http://127.0.0.1:{port}/ (Ctrl-C stops)", (
+            first + process.stderr.read()[-2000:] if process.poll() is not None else first)
+        try:
+            yield f"http://127.0.0.1:{port}/", tripwire
+        finally:
+            process.send_signal(2)  # Ctrl-C
+            tripwire.server.close()
+            out, err = process.communicate(timeout=SERVER)
     assert process.returncode == 0 and err.strip().endswith("mnist-demo: stopped") and "Traceback" not in err, err[-2000:]
+
+
+def first_line(process) -> str:
+    """The server's first line, or a failure once processes.SERVER seconds have passed without one."""
+    ready = select.select([process.stdout], [], [], SERVER)[0]
+    assert ready, f"mnist-demo printed nothing within {SERVER:.0f} s"
+    return process.stdout.readline()
 
 
 def browser_page(p, external: list):

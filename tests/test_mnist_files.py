@@ -1,3 +1,4 @@
+import contextlib
 import gzip
 import hashlib
 import os
@@ -13,6 +14,8 @@ from torchvision.datasets import MNIST
 
 from mnist_cnn import mnist_files
 from mnist_cnn.mnist_files import MNISTUnavailable, ensure_mnist, load_arrays_pickle, raw_dir
+
+from processes import COMMAND, started
 
 
 def fake_official(monkeypatch, tmp_path):
@@ -144,9 +147,10 @@ print(mnist_files.ensure_mnist(root) == mnist_files.OFFICIAL_SHA256)
 @pytest.mark.slow  # two processes
 def test_jobs_starting_together_on_an_empty_folder_fetch_once(tmp_path):
     log = tmp_path / "fetches.log"
-    jobs = [subprocess.Popen([sys.executable, "-c", FETCHER, str(tmp_path / "data"), str(log)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [job.communicate(timeout=120) for job in jobs]
+    with contextlib.ExitStack() as stack:
+        jobs = [stack.enter_context(started([sys.executable, "-c", FETCHER, tmp_path / "data", log], text=True,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)) for _ in range(2)]
+        results = [job.communicate(timeout=COMMAND) for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], results
     assert [out.strip() for out, _ in results] == ["True", "True"]
     assert log.read_text() == "fetch\n"  # one fetched; the other waited, then found the files verified

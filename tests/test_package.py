@@ -1,24 +1,39 @@
 """The package as `pip install .` or a wheel gives it: configs inside, entry points working from any folder."""
 
 import json
+import os
 import shutil
+import site
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from torchvision.datasets import MNIST
 
+import processes
 from conftest import FEW_BATCHES, ROOT
 
 pytestmark = pytest.mark.slow  # a wheel built, installed and run
 
 
 def run(*args, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600, **kwargs)
+    result = processes.run(args, **kwargs)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
+
+
+def borrowing_venv(venv: Path) -> None:
+    """A fresh environment that sees the packages of the one running the tests, however they were installed
+    (a venv, the system's Python, the user's site), as plain entries on sys.path: their .pth files are not
+    run, so an editable install of mnist_cnn stays invisible, and the environment's own site-packages come
+    first. `--system-site-packages` would borrow the base interpreter's packages instead of a venv's."""
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    borrowed = [p for p in dict.fromkeys([*site.getsitepackages(), site.getusersitepackages()]) if os.path.isdir(p)]
+    (own,) = (venv / "lib").glob("python3*/site-packages")
+    (own / "borrowed.pth").write_text("".join(f"{p}\n" for p in borrowed))
 
 
 def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path, mnist_dir):
@@ -29,8 +44,9 @@ def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path,
     (wheel,) = (tmp_path / "dist").glob("mnist_cnn-*.whl")
     # A fresh environment that borrows torch & co. from this one, but not mnist_cnn: the wheel's copy wins.
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", "--system-site-packages", venv)
-    run(venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel)
+    borrowing_venv(venv)
+    run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps", "--no-index", "-q",
+        wheel)
     located = run(venv / "bin" / "python", "-c", "import mnist_cnn.conf; print(mnist_cnn.conf.__file__)").stdout
     assert located.startswith(str(venv))
 

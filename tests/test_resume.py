@@ -19,6 +19,7 @@ from mnist_cnn.checkpoints import AtomicCheckpointIO
 from mnist_cnn.interrupt import AtStepEnd, Interrupted
 
 from conftest import ROOT, train_here
+from processes import COMMAND, run, started
 
 SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
          "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=csv",
@@ -68,14 +69,14 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole
     assert sorted(p.name for p in (whole / "checkpoints").glob("last*")) == ["last.ckpt"]
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)  # mid-epoch: the first checkpoint is at step 3 of 8
-    process.wait()
+    with started([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT, env=env,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        deadline = time.monotonic() + COMMAND
+        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)  # mid-epoch: the first checkpoint is at step 3 of 8
+        process.wait()
     assert last.exists() and not (killed / "metrics.json").exists()
     step = torch.load(last, weights_only=True)["global_step"]
     assert step % 8 != 0, f"killed at step {step}: not mid-epoch"
@@ -213,15 +214,15 @@ def uninterrupted(tmp_path_factory, mnist_dir):
 def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_path, mnist_dir, uninterrupted,
                                                                            signum, status):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "train.py", *SIGNALLED, f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                               env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
     last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signum)  # training has begun: the first step checkpoint is at step 3 of 30
-    _, err = process.communicate(timeout=300)
+    with started([sys.executable, "train.py", *SIGNALLED, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                 env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + COMMAND
+        while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signum)  # training has begun: the first step checkpoint is at step 3 of 30
+        _, err = process.communicate(timeout=COMMAND)
     assert process.returncode == status, err[-3000:]
     assert "Traceback" not in err
 
@@ -233,8 +234,7 @@ def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_
     assert not list(run_dir.rglob("*.tmp"))
 
     if signum == signal.SIGTERM:  # the command as printed, in a shell
-        resumed = subprocess.run(metrics["resume_command"], shell=True, cwd=ROOT, capture_output=True, text=True,
-                                 env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, timeout=600)
+        resumed = run(["sh", "-c", metrics["resume_command"]], cwd=ROOT, env={**os.environ, "MNIST_CNN_DATA": mnist_dir})
     else:  # the same command's arguments, in this process
         program, script, *args = shlex.split(metrics["resume_command"])
         assert (program, script) == ("python", "train.py")
@@ -337,13 +337,13 @@ def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mn
     assert first.returncode == 0, first.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     written = last.stat().st_mtime_ns
-    process = subprocess.Popen([sys.executable, "train.py", "trainer.max_epochs=2", f"resume={run_dir}"], cwd=ROOT,
-                               env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while last.stat().st_mtime_ns == written and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)  # in epoch 2: the first step checkpoint of the extension is written
-    _, err = process.communicate(timeout=300)
+    with started([sys.executable, "train.py", "trainer.max_epochs=2", f"resume={run_dir}"], cwd=ROOT,
+                 env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + COMMAND
+        while last.stat().st_mtime_ns == written and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)  # in epoch 2: the first step checkpoint of the extension is written
+        _, err = process.communicate(timeout=COMMAND)
     assert process.returncode == 143, err[-3000:]
     assert "- trainer.max_epochs=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     resumed = train_here(f"resume={run_dir}", env=env)

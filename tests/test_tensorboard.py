@@ -6,7 +6,6 @@ one README shows)."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import urllib.request
 import pytest
 
 from conftest import train_here
+from processes import SERVER, free_port, started
 
 pytestmark = pytest.mark.slow  # a sweep, a server and a browser
 
@@ -22,12 +22,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
 if not os.path.exists(CHROMIUM):
     pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_chart(tmp_path, mnist_dir):
@@ -39,11 +33,10 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
     assert result.returncode == 0, result.stderr[-3000:]
 
     port = free_port()
-    board = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1",
-                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
+    with started([sys.executable, "-m", "tensorboard.main", "--logdir", sweep, "--host", "127.0.0.1", "--port", port],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        deadline = time.monotonic() + SERVER
         while True:
             try:
                 runs = json.loads(urllib.request.urlopen(f"{url}/data/runs", timeout=2).read())
@@ -51,7 +44,7 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, "TensorBoard did not list the 3 runs within 60 s"
+            assert time.monotonic() < deadline, f"TensorBoard did not list the 3 runs within {SERVER:.0f} s"
             time.sleep(0.3)
         for job, batch in enumerate((32, 64, 128)):
             assert f"{job}/tensorboard/baseline/data.batch_size={batch}/trainer.max_epochs=3/" in "\n".join(runs)
@@ -78,9 +71,6 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
             page.wait_for_timeout(1000)  # the last lines' transitions
             page.screenshot(path=str(shot))
             browser.close()
-    finally:
-        board.terminate()
-        board.wait(timeout=30)
     assert shot.stat().st_size > 10_000
     keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
     if keep:
