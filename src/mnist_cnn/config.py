@@ -9,6 +9,7 @@ sets kept in each field's metadata are checked by `check_ranges` after compositi
 from __future__ import annotations
 
 import inspect
+import re
 import tempfile
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -34,6 +35,7 @@ PRECISIONS = ("auto",) + typing.get_args(_PRECISION_INPUT_STR) + typing.get_args
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 STRATEGIES = ("auto", *StrategyRegistry.available_strategies())
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
+FOLDER_NAME = re.compile(r"(?!\.\.?$)[\w.=,+-]+")  # one folder, not . or ..
 
 
 class ConfigError(UserError):
@@ -265,9 +267,25 @@ class CSVConfig:
 
 
 @dataclass
+class MLflowConfig:
+    """mnist_cnn.tracking.RunMLFlowLogger (Lightning's MLFlowLogger), beside TensorBoard"""
+    _target_: str = key("the logger class", "mnist_cnn.tracking.RunMLFlowLogger")
+    tracking_uri: str = key("the tracking store: a server (http://host:5000) or a database (sqlite:///path.db); "
+                            "by default MLFLOW_TRACKING_URI, else outputs/mlflow.db",
+                            "${oc.env:MLFLOW_TRACKING_URI,'sqlite:///outputs/mlflow.db'}")
+    experiment_name: str = key("the MLflow experiment the runs go into", "mnist-cnn")
+    save_dir: str = key("the run's folder, whose mlflow.json names its MLflow run", RUN_DIR)
+    run_name: Optional[str] = key("the run's name in MLflow; null: as in TensorBoard", None)
+
+
+@dataclass
 class TrainConfig:
     """mnist-train: one option from each group, and the run's own keys."""
     seed: int = key("seeds the split, the initialisation and the batch order", 42, ge=0, le=SEED_MAX)
+    name: Optional[str] = key("the run's name: its folder (outputs/runs/<name>, or -2, -3, ... where taken), its "
+                              "TensorBoard and MLflow run; null: named by the time it started and its overrides",
+                              None, allowed="a folder name: letters, digits, '.', '_', '-', '=', ',', '+'",
+                              test=lambda v: v is None or (isinstance(v, str) and FOLDER_NAME.fullmatch(v) is not None))
     test: bool = key("test the best checkpoint once, after fitting", True)
     resume: Optional[str] = key("a run directory to continue from its newest checkpoint, with the overrides it was "
                                 "started with (mnist_cnn.resume: only what does not change the run's results may "
@@ -296,6 +314,7 @@ SCHEMAS = {
     "schema/callbacks/checkpoint": CheckpointConfig, "schema/callbacks/progress_bar": ProgressBarConfig,
     "schema/callbacks/learning_rate": LearningRateConfig,
     "schema/logger/tensorboard": TensorBoardConfig, "schema/logger/csv": CSVConfig,
+    "schema/logger/mlflow": MLflowConfig,
 }
 for path, node in SCHEMAS.items():
     group, _, name = path.rpartition("/")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
@@ -28,6 +29,7 @@ from mnist_cnn.data import DATASETS
 from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, predict
 
 PROG = "mnist-demo"
+STOP_SECONDS = 10  # what Ctrl-C waits for the server to close before the process ends
 # Gradio's sketchpad opens with no tool chosen and asks for one: the page chooses the brush once it is there
 CHOOSE_BRUSH = """() => {
     const choose = () => {
@@ -135,8 +137,15 @@ def main(argv: list[str] | None = None) -> None:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        demo.close()
-        print(f"{PROG}: stopped", file=sys.stderr)
+        # Gradio's close, and then the interpreter's exit, wait for every worker thread; one still serving a
+        # browser that went away held the process after Ctrl-C (seen on a loaded 2-core machine: minutes).
+        # The page stops taking requests at once; after STOP_SECONDS the process ends, whatever is left.
+        stopping = threading.Thread(target=demo.close, kwargs={"verbose": False}, daemon=True)
+        stopping.start()
+        stopping.join(timeout=STOP_SECONDS)
+        print(f"{PROG}: stopped", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,20 @@ import lightning as L
 class History(L.Callback):
     def __init__(self) -> None:
         self.epochs: list[dict] = []
+        self._samples, self._resumed_samples = 0, 0
 
-    def state_dict(self) -> dict:  # kept in checkpoints, so a resumed run keeps its earlier epochs
-        return {"epochs": self.epochs}
+    def state_dict(self) -> dict:
+        """Kept in checkpoints, so that a resumed run keeps its earlier epochs, and the samples the epoch it
+        continues had seen (its training time restarts: the time before the interruption is not known)."""
+        return {"epochs": self.epochs, "samples": self._samples}
 
     def load_state_dict(self, state: dict) -> None:
         self.epochs = list(state["epochs"])
+        self._resumed_samples = state.get("samples", 0)
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch gets no epoch start
+        self._samples, self._resumed_samples = self._resumed_samples, 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start, self._val_seconds, self._samples = time.perf_counter(), 0.0, 0

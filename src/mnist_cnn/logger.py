@@ -28,7 +28,7 @@ TAGS = {"train_loss_step": "loss/train_step", "train_loss_epoch": "loss/train", 
 LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["^accuracy/train$", "^accuracy/val$"]],
                                    "loss": ["Multiline", ["^loss/train$", "^loss/val$"]]}}
 # Overrides that do not change what a run computes, or that only locate it, stay out of its name.
-UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger")
+UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger", "name=")
 
 
 def run_name() -> str:

@@ -263,6 +263,10 @@ class MNISTClassifier(L.LightningModule):
             checkpoint["lr_schedulers"] = [self.graphed.portable(s) for s in checkpoint.get("lr_schedulers", [])]
         checkpoint["rng"] = {"torch": torch.get_rng_state(),
                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+        # the epoch's training sums so far: a run resumed mid-epoch reports the whole epoch's loss and accuracy
+        checkpoint["train_epoch_sums"] = {"loss": self.train_loss_sum.detach().cpu().clone(),
+                                          "correct": self.train_correct.detach().cpu().clone(),
+                                          "samples": self.train_samples}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rng = checkpoint.get("rng")
@@ -270,6 +274,11 @@ class MNISTClassifier(L.LightningModule):
             torch.set_rng_state(rng["torch"])
             if rng["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+        sums = checkpoint.get("train_epoch_sums")
+        if sums:  # Lightning calls no on_train_epoch_start for the epoch a resume continues
+            self.train_loss_sum.copy_(sums["loss"])
+            self.train_correct.copy_(sums["correct"])
+            self.train_samples = sums["samples"]
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """The torch.optim class model.optimizer names, with its arguments (null: torch's default)."""

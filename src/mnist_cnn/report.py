@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from mnist_cnn import tracking
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.cli import Parser
 from mnist_cnn.figures import save_figure
@@ -241,14 +242,22 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
 
 
 class SweepReport(Callback):
-    """Hydra callback: the report at the end of every multirun. A sweep with a failed job ends with exit
+    """Hydra callback: the report at the end of every multirun, in its folder and, with logger=mlflow, on
+    the sweep's parent run in MLflow, made before the jobs start. A sweep with a failed job ends with exit
     status 1 and one line saying so: SystemExit, since Hydra turns a callback's Exception into a warning."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        mlflow = (config.get("logger") or {}).get("mlflow")
+        if mlflow is not None:
+            sweep_dir = Path(config.hydra.sweep.dir)
+            tracking.start_sweep(sweep_dir, mlflow.tracking_uri, mlflow.experiment_name, f"sweep {sweep_dir.name}")
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = write_report(sweep_dir)
         print(f"Sweep report: {sweep_dir / 'summary.md'}")
         failed = [r for r in rows if r["status"] != "ok"]
+        tracking.finish_sweep(sweep_dir, ok=not failed)
         if failed:
             print(f"mnist-train: {len(failed)} of {len(rows)} jobs failed; see {sweep_dir / 'summary.csv'}",
                   file=sys.stderr)

@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import artifacts
+from mnist_cnn import artifacts, tracking
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra, split_args
@@ -42,6 +42,7 @@ from mnist_cnn.interrupt import Interrupted, Interruptible
 from mnist_cnn.mnist_files import MNISTUnavailable
 from mnist_cnn.overrides import check_overrides
 from mnist_cnn.resume import Finished, finished_metrics, resume_overrides
+from mnist_cnn.run_folder import check_given
 
 log = logging.getLogger(__name__)
 PROG = "mnist-train"
@@ -109,6 +110,10 @@ def fit_and_test(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         log.info("Model: %s, %s parameters; %s, precision %s", type(model).__name__,
                  f"{sum(p.numel() for p in model.parameters()):,}", device_words(trainer), trainer.precision)
+    for tracker in trackers(trainer):
+        config = OmegaConf.to_container(cfg, resolve=True)
+        tracker.describe(artifacts.distinguishing({"model": type(model).__name__, "precision": str(trainer.precision),
+                                                   "config": config}), OmegaConf.to_yaml(config), code["git_commit"])
     start = time.perf_counter()
     with warnings.catch_warnings():
         if resume_from is not None:  # a resumed run continues in its own folder, which holds its checkpoints
@@ -201,12 +206,18 @@ def write_and_say(cfg: DictConfig, trainer, model, datamodule, epochs: list[dict
     artifacts.write_run(out, trainer, model, datamodule, epochs, tested.evaluation, metrics)
     if cfg.resume:
         save_resumed_config(out, cfg)
+    for tracker in trackers(trainer):
+        tracker.finish(metrics, tested.best_path or None, trainer.global_step)
     if tested.test:
         best = tested.best
         which = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
         log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", tested.test["test_acc"], tested.test["test_loss"],
                  which, tested.monitor or "none")
     log.info("Run directory: %s", out)
+
+
+def trackers(trainer) -> list[tracking.RunMLFlowLogger]:
+    return [lg for lg in trainer.loggers if isinstance(lg, tracking.RunMLFlowLogger)]
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path | None:
@@ -252,6 +263,7 @@ def record(cfg: DictConfig, status: str, **fields) -> None:
                                     "config": OmegaConf.to_container(cfg, resolve=False)})
     except OSError as exc:  # a full disk, say: the error that brought us here is the one to report
         log.warning("could not write %s: %s", path, exc.strerror)
+    tracking.mark(path.parent, status, fields.get("reason"))
 
 
 def resume_command(run_dir: str) -> str:
@@ -320,6 +332,10 @@ def main() -> None:
         resume = next((a.partition("=")[2] for a in args if a.startswith("resume=")), None)
         if resume:
             sys.argv[1:] = resume_arguments(resume, args)
+        else:
+            flags, overrides = split_args(args)
+            check_given(overrides, multirun=bool({"-m", "--multirun"} & set(flags)) or any(
+                o.startswith("sweep=") for o in overrides))
     except Finished as exc:
         print(f"{PROG}: {exc}")
         sys.exit(0)

@@ -1,0 +1,320 @@
+"""Many runs at once: each in its own folder, all gathered in MLflow (`logger=mlflow`), whatever happens to
+the tracking store. Processes are real where the behaviour is about processes.
+
+The MLflow UI's screenshot goes to tmp_path; with MNIST_CNN_SCREENSHOTS=<folder> it is kept there too
+(docs/ has the one README shows)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from mnist_cnn.data import normalize
+from mnist_cnn.run_folder import claim
+
+from conftest import FEW_BATCHES, ROOT, train_here
+from processes import COMMAND, SERVER, free_port, started, stop_group
+
+EPOCHS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def store(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def client_of(uri: str):
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(uri)
+
+
+def history(client, run_id: str, key: str) -> dict[int, float]:
+    """A metric's values by step; a value logged again at the same step (a resume repeating the steps
+    after its checkpoint) counts once, the last."""
+    return {m.step: m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)}
+
+
+# --- folders ---------------------------------------------------------------------------------------------
+
+def test_a_taken_folder_name_gets_the_next_free_suffix(tmp_path):
+    first = claim(str(tmp_path / "runs"), "trial", "stamp")
+    second = claim(str(tmp_path / "runs"), "trial", "stamp")
+    third = claim(str(tmp_path / "runs"), None, "2026-12-06_10-00-00")
+    assert [Path(p).name for p in (first, second, third)] == ["trial", "trial-2", "2026-12-06_10-00-00"]
+    assert all(Path(p).is_dir() for p in (first, second, third))
+
+
+def test_a_folder_holding_another_run_is_refused(tmp_path, mnist_dir):
+    (tmp_path / ".hydra").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    result = train_here(f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"hydra.run.dir={tmp_path} holds another run" in result.stderr and f"resume={tmp_path}" in result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.slow  # five processes
+def test_runs_and_multiruns_started_together_each_get_their_own_folder(tmp_path, mnist_dir):
+    """Three runs and two two-job multiruns, all named alike and started at once: a folder each."""
+    tiny = [*FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "name=together"]
+    env = {**os.environ, "MNIST_CNN_DATA": mnist_dir}
+    commands = [[sys.executable, ROOT / "train.py", *tiny, f"seed={s}"] for s in (1, 2, 3)]
+    commands += [[sys.executable, ROOT / "train.py", "-m", *tiny, f"seed={s},{s + 10}"] for s in (4, 5)]
+    with started(commands[0], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as a, \
+            started(commands[1], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as b, \
+            started(commands[2], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as c, \
+            started(commands[3], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as d, \
+            started(commands[4], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as e:
+        outputs = [p.communicate(timeout=COMMAND) for p in (a, b, c, d, e)]
+        assert [p.returncode for p in (a, b, c, d, e)] == [0] * 5, [err[-2000:] for _, err in outputs]
+
+    runs = sorted((tmp_path / "outputs" / "runs").iterdir())
+    assert [r.name for r in runs] == ["together", "together-2", "together-3"]
+    seeds = sorted(json.loads((r / "metrics.json").read_text())["config"]["seed"] for r in runs)
+    assert seeds == [1, 2, 3]
+    for r in runs:
+        assert json.loads((r / "metrics.json").read_text())["status"] == "ok"
+        assert sorted(p.name for p in (r / "checkpoints").glob("last*")) == ["last.ckpt"]  # its own, no last-v1
+    sweeps = sorted((tmp_path / "outputs" / "multirun").iterdir())
+    assert [s.name for s in sweeps] == ["together", "together-2"]
+    job_seeds = sorted(json.loads((job / "metrics.json").read_text())["config"]["seed"]
+                       for s in sweeps for job in s.iterdir() if (job / "metrics.json").exists())
+    assert job_seeds == [4, 5, 14, 15]
+    assert all((s / "summary.md").exists() for s in sweeps)
+
+
+# --- MLflow ----------------------------------------------------------------------------------------------
+
+def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp_path, mnist_dir):
+    """`logger=mlflow` into a SQLite store: params, every epoch's metrics, the test figures, the folder's
+    files and the tested checkpoint as a model that MLflow loads and that reads the run's test digits."""
+    uri = store(tmp_path)
+    result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
+                        "trainer.limit_train_batches=20", "trainer.precision=32-true", "data.eval_batch_size=250",
+                        f"hydra.run.dir={tmp_path / 'run'}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MLflow" not in result.stdout + result.stderr  # nothing to say when tracking works
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+    client = client_of(uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("mnist-cnn").experiment_id])
+    run_id = found.info.run_id
+    assert json.loads((tmp_path / "run" / "mlflow.json").read_text())["run_id"] == run_id
+    assert found.info.status == "FINISHED" and found.data.tags["status"] == "ok"
+    assert found.info.run_name == "baseline/trainer.max_epochs=2/trainer.limit_train_batches=4/" \
+        "trainer.limit_val_batches=2/trainer.limit_test_batches=3/trainer.log_every_n_steps=1/" \
+        "trainer.limit_train_batches=20/trainer.precision=32-true/data.eval_batch_size=250"
+    assert found.data.params == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": "256",
+                                 "validation_split": "0.3", "max_epochs": "2", "optimizer": "Adadelta", "lr": "1.0",
+                                 "precision": "32-true", "seed": "42"}
+    commit = metrics["provenance"]["git_commit"]
+    assert found.data.tags.get("mlflow.source.git.commit") == commit if commit else True
+    for key in EPOCHS:
+        assert len(history(client, run_id, key)) == 2, key  # one value per epoch
+    assert [round(v, 6) for v in history(client, run_id, "val_acc").values()] == \
+        [round(e["val_acc"], 6) for e in metrics["history"]]
+    assert found.data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert found.data.metrics["best_val_acc"] == pytest.approx(metrics["best_val_acc"])
+    files = {f.path for f in client.list_artifacts(run_id)}
+    assert {"metrics.json", "config.yaml", "confusion_matrix.png", "learning_curves.png", "samples.png",
+            "misclassified.png", "classification_report.txt", "model_summary.txt", "model"} <= files
+    assert json.loads(Path(client.download_artifacts(run_id, "metrics.json", str(tmp_path))).read_text()) == metrics
+
+    import mlflow.pytorch
+    mlflow.set_tracking_uri(uri)
+    network = mlflow.pytorch.load_model(f"runs:/{run_id}/model").eval()
+    tested = MNIST(mnist_dir, train=False)
+    images = normalize(tested.data[:750], "standard")  # the 3 test batches of 250
+    with torch.no_grad():
+        read = network(images).argmax(dim=1)
+    assert (read == tested.targets[:750]).float().mean().item() == pytest.approx(metrics["test_acc"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def parallel_sweep(tmp_path_factory, mnist_dir):
+    """A 3-job multirun, the jobs in 3 processes at once (joblib), into one fresh SQLite store."""
+    folder = tmp_path_factory.mktemp("parallel")
+    uri = store(folder)
+    result = train_here("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "data.batch_size=32,64,128",
+                        "logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
+                        f"hydra.sweep.dir={folder / 'sweep'}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return uri, folder / "sweep"
+
+
+@pytest.mark.slow  # a 3-process sweep
+def test_a_parallel_multirun_is_a_parent_with_a_finished_child_per_job(parallel_sweep):
+    uri, sweep = parallel_sweep
+    client = client_of(uri)
+    runs = client.search_runs([client.get_experiment_by_name("mnist-cnn").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and len(runs) == 4, [r.info.run_name for r in runs]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.info.run_name == f"sweep {sweep.name}"
+    assert {"summary.md", "summary.csv"} <= {f.path for f in client.list_artifacts(parent.info.run_id)}
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.params["batch_size"] for r in children) == ["128", "32", "64"]
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["status"] == "ok"
+        assert len(history(client, child.info.run_id, "val_acc")) == 2 and "test_acc" in child.data.metrics
+
+
+@pytest.mark.slow  # a server and a browser
+def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)")
+    uri, sweep = parallel_sweep
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with started([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+                  "--port", port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        wait_for(f"{url}/health")
+        experiment = client_of(uri).get_experiment_by_name("mnist-cnn").experiment_id
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1500, "height": 800})
+            page.goto(f"{url}/#/experiments/{experiment}/runs", timeout=60_000)
+            page.get_by_text(f"sweep {sweep.name}").first.wait_for(timeout=60_000)
+            toggle = page.get_by_role("button", name="Expand all").or_(page.locator("[aria-label*='xpand']")).first
+            if toggle.count():
+                toggle.click()
+            for batch in (32, 64, 128):
+                page.get_by_text(f"data.batch_size={batch}").first.wait_for(timeout=30_000)
+            page.get_by_text("val_acc").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)
+            shot = tmp_path / "mlflow.png"
+            page.screenshot(path=str(shot))
+            browser.close()
+    keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
+    if keep:
+        shutil.copy(shot, os.path.join(keep, "mlflow.png"))
+
+
+def wait_for(url: str) -> None:
+    deadline = time.monotonic() + SERVER
+    while True:
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {SERVER:.0f} s"
+        time.sleep(0.3)
+
+
+@pytest.mark.slow  # a server, and a training run in its own process
+def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp_path, mnist_dir):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run_dir = tmp_path / "run"
+    with started([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store(tmp_path), "--host",
+                  "127.0.0.1", "--port", port, "--workers", "1"], cwd=tmp_path,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
+        wait_for(f"{url}/health")
+        with started([sys.executable, "train.py", "logger=mlflow", f"logger.mlflow.tracking_uri={url}",
+                      "trainer.max_epochs=4", "trainer.limit_train_batches=25", "trainer.limit_val_batches=2",
+                      "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
+                      f"hydra.run.dir={run_dir}"], cwd=ROOT, env={**os.environ, "MNIST_CNN_DATA": mnist_dir},
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as training:
+            client = client_of(url)
+            deadline = time.monotonic() + COMMAND
+            while not (run_dir / "mlflow.json").exists() or not client.get_metric_history(
+                    json.loads((run_dir / "mlflow.json").read_text())["run_id"], "val_acc"):
+                assert training.poll() is None and time.monotonic() < deadline, "no epoch reached the server"
+                time.sleep(0.2)
+            run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+            recorded = client.get_run(run_id)
+            assert recorded.data.params["model"] == "BaselineCNN" and recorded.data.tags["status"] == "running"
+            stop_group(server)  # the server goes away in the middle of the run
+            out, err = training.communicate(timeout=COMMAND)
+    assert training.returncode == 0, err[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["epochs"] == 4
+    assert all((run_dir / f).exists() for f in ("confusion_matrix.png", "learning_curves.png", "checkpoints/last.ckpt"))
+    said = [line for line in (out + err).splitlines() if "MLflow" in line]
+    assert len(said) == 1 and f"MLflow at {url} failed while" in said[0] and str(run_dir) in said[0], out + err
+    assert "Traceback" not in out + err
+
+
+def test_a_store_unreachable_at_the_start_is_one_line_and_the_run_completes(tmp_path, mnist_dir):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={url}", *FEW_BATCHES, "trainer.max_epochs=1",
+                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "ok"
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "MLflow" in line]
+    assert len(said) == 1 and f"MLflow at {url} failed while" in said[0], result.stdout + result.stderr
+
+
+SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
+         "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=mlflow",
+         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0")
+
+
+def epoch_figures(run_dir: Path) -> list[dict]:
+    keep = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_samples")
+    return [{k: e[k] for k in keep} for e in json.loads((run_dir / "metrics.json").read_text())["history"]]
+
+
+@pytest.mark.slow  # a run killed in its own process
+def test_a_killed_and_resumed_run_is_one_mlflow_run_with_the_whole_history(tmp_path, mnist_dir):
+    env = {"MNIST_CNN_DATA": mnist_dir}
+    uri = store(tmp_path)
+    whole = tmp_path / "whole"
+    result = train_here(*SMALL, f"logger.mlflow.tracking_uri={store(tmp_path / 'other')}", f"hydra.run.dir={whole}",
+                        env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    last = killed / "checkpoints" / "last.ckpt"
+    with started([sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={killed}"],
+                 cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        deadline = time.monotonic() + COMMAND
+        while not (last.exists() and torch.load(last, weights_only=True)["global_step"] > 8) and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)  # killed in epoch 2, after its first step checkpoint
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert torch.load(last, weights_only=True)["global_step"] % 8 != 0, "not mid-epoch"
+    resumed = train_here(f"resume={killed}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    assert epoch_figures(killed) == epoch_figures(whole)  # the training figures too, not only validation
+    client = client_of(uri)
+    (one,) = client.search_runs([client.get_experiment_by_name("mnist-cnn").experiment_id])
+    assert one.info.status == "FINISHED" and one.data.tags["status"] == "ok"
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        assert list(history(client, one.info.run_id, key).values()) == pytest.approx(
+            [e[key] for e in epoch_figures(whole)], abs=1e-6), key
+
+
+@pytest.mark.slow  # a run signalled in its own process
+def test_a_sigtermed_run_is_marked_interrupted_in_mlflow(tmp_path, mnist_dir):
+    uri, run_dir = store(tmp_path), tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with started([sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={run_dir}"],
+                 cwd=ROOT, env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE, text=True) as process:
+        deadline = time.monotonic() + COMMAND
+        while not last.exists() and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=COMMAND)
+    assert process.returncode == 143, err[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+    client = client_of(uri)
+    (one,) = client.search_runs([client.get_experiment_by_name("mnist-cnn").experiment_id])
+    assert one.data.tags["status"] == "interrupted" and one.info.status == "KILLED"
