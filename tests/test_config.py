@@ -76,7 +76,7 @@ def bad_values(field) -> list[tuple[str, str]]:
     if "choices" in rule:
         cases.append(("unknown option", "nonsense"))
     elif "test" in rule:
-        cases.append(("not allowed", "many"))
+        cases.append(("not allowed", rule.get("refused", "many")))
     elif "bool" in kind:
         cases.append(("wrong type", "maybe"))
     elif "List" in kind:

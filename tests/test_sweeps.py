@@ -188,6 +188,32 @@ def test_report_compares_single_runs_and_names_a_damaged_metrics_file(tmp_path, 
     assert sorted(tmp_path.rglob("*")) == before  # a comparison writes nothing
 
 
+def test_report_states_the_settings_every_job_shared_and_an_interval_wider_than_its_mean(tmp_path):
+    fixed = ["trainer.max_epochs=1", "++trainer.limit_train_batches=50"]
+    for job, (batch, seed, fit) in enumerate([(32, 0, 3.0), (32, 1, 120.0), (64, 0, 4.0), (64, 1, 4.2)]):
+        write_job(tmp_path / str(job), [*fixed, f"data.batch_size={batch}", f"seed={seed}"], best_val_acc=0.9 + job / 100,
+                  test_acc=0.9, best_val_loss=0.1, test_loss=0.1, epochs=1, fit_seconds=fit,
+                  train_samples_per_second=1000.0)
+    write_report(tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Every job was run with: `trainer.max_epochs=1` `++trainer.limit_train_batches=50`." in summary
+    rows = {line.split(" | ")[0].lstrip("| ").rstrip(" ★"): line.split(" | ") for line in summary.splitlines()
+            if line.startswith("| data.batch_size=") and line.count(" | ") == 6}  # the configurations' table
+    assert rows["data.batch_size=32"][5] == "61.5 (varied more than its mean)"
+    assert rows["data.batch_size=32"][2] == f"{0.905:.4f} ± {estimate([0.90, 0.91]).half_width:.4f}"  # not a time
+    assert rows["data.batch_size=64"][5] == f"4.1 ± {estimate([4.0, 4.2]).half_width:.1f}"
+
+
+def test_single_runs_side_by_side_say_once_what_they_all_shared(tmp_path, capsys):
+    for name in "ab":
+        write_job(tmp_path / name, ["trainer.max_epochs=2", f"seed={name}"], model="BaselineCNN", best_val_acc=0.98,
+                  test_acc=0.97, epochs=2, fit_seconds=12.0)
+    main([str(tmp_path / name) for name in "ab"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "Every run was given: trainer.max_epochs=2"
+    assert [line.split(" | ")[2] for line in out.splitlines() if line.startswith(f"| {tmp_path}")] == ["seed=a", "seed=b"]
+
+
 def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_path, capsys):
     fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
     (tmp_path / "1" / "metrics.json").write_text("{")

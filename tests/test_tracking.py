@@ -161,8 +161,11 @@ def test_a_parallel_multirun_is_a_parent_with_a_finished_child_per_job(parallel_
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"sweep {sweep.name}"
     assert {"summary.md", "summary.csv"} <= {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert parent.data.tags["every job's overrides"] == " ".join(["logger=mlflow", f"logger.mlflow.tracking_uri={uri}",
+                                                                 *FEW_BATCHES])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.params["batch_size"] for r in children) == ["128", "32", "64"]
+    assert sorted(r.info.run_name for r in children) == [f"baseline/data.batch_size={b}" for b in (128, 32, 64)]
     for child in children:
         assert child.info.status == "FINISHED" and child.data.tags["status"] == "ok"
         assert len(history(client, child.info.run_id, "val_acc")) == 2 and "test_acc" in child.data.metrics
@@ -184,16 +187,21 @@ def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1500, "height": 800})
+            page = browser.new_page(viewport={"width": 1400, "height": 760})
             page.goto(f"{url}/#/experiments/{experiment}/runs", timeout=60_000)
-            page.get_by_text(f"sweep {sweep.name}").first.wait_for(timeout=60_000)
-            toggle = page.get_by_role("button", name="Expand all").or_(page.locator("[aria-label*='xpand']")).first
-            if toggle.count():
-                toggle.click()
+            parent = page.locator("[role=row]", has_text=f"sweep {sweep.name}")
+            parent.first.wait_for(timeout=60_000)
+            assistant = page.get_by_role("button", name="Close")  # MLflow's assistant panel, not ours to show
+            if assistant.count():
+                assistant.first.click()
+            page.get_by_role("button", name="Toggle sidebar").click()  # room for the runs' names
+            parent.locator('button[data-component-id*="runnamecellrenderer"]').first.click()  # its children
             for batch in (32, 64, 128):
-                page.get_by_text(f"data.batch_size={batch}").first.wait_for(timeout=30_000)
-            page.get_by_text("val_acc").first.wait_for(timeout=30_000)
-            page.wait_for_timeout(1000)
+                page.get_by_text(f"baseline/data.batch_size={batch}", exact=True).first.wait_for(timeout=30_000)
+            page.locator("input[name=runs-view-mode][value=CHART]").dispatch_event("click")
+            page.get_by_placeholder("Search metric charts").fill("acc")
+            page.get_by_text("val_acc", exact=True).first.wait_for(timeout=30_000)
+            page.wait_for_timeout(2000)  # the charts' lines drawn
             shot = tmp_path / "mlflow.png"
             page.screenshot(path=str(shot))
             browser.close()

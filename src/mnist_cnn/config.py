@@ -44,7 +44,8 @@ class ConfigError(UserError):
 
 def key(help: str, default: Any = MISSING, **rule: Any) -> Any:
     """A config key: what it means, its default, and what is allowed beyond its type. Rules: ge, gt, le, lt
-    (numbers; each item of a list), choices (a closed set), allowed + test (anything else)."""
+    (numbers; each item of a list), choices (a closed set), allowed + test (anything else; refused: a value
+    the test refuses, for tests/test_config.py's table, where "many" would pass)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **rule})
     return field(default=default, metadata={"help": help, **rule})
@@ -285,7 +286,8 @@ class TrainConfig:
     name: Optional[str] = key("the run's name: its folder (outputs/runs/<name>, or -2, -3, ... where taken), its "
                               "TensorBoard and MLflow run; null: named by the time it started and its overrides",
                               None, allowed="a folder name: letters, digits, '.', '_', '-', '=', ',', '+'",
-                              test=lambda v: v is None or (isinstance(v, str) and FOLDER_NAME.fullmatch(v) is not None))
+                              test=lambda v: v is None or (isinstance(v, str) and FOLDER_NAME.fullmatch(v) is not None),
+                              refused="runs/a")
     test: bool = key("test the best checkpoint once, after fitting", True)
     resume: Optional[str] = key("a run directory to continue from its newest checkpoint, with the overrides it was "
                                 "started with (mnist_cnn.resume: only what does not change the run's results may "

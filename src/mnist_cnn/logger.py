@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -31,14 +32,20 @@ LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["^accuracy/train$"
 UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger", "name=")
 
 
-def run_name() -> str:
-    """`<experiment or model>/<override>/...` from the run's Hydra overrides; "run" outside a Hydra app."""
+def run_name(only: set[str] | None = None) -> str:
+    """`<experiment or model>/<override>/...` from the run's Hydra overrides; "run" outside a Hydra app.
+    A run given name= is called by its folder's name (the name, or name-2, ... where it was taken); a job of
+    a named multirun by that name and its overrides. `only`: the keys whose overrides to name (a sweep's)."""
     if not HydraConfig.initialized():
         return "run"
     hydra = HydraConfig.get()
-    overrides = [o.lstrip("+~").replace("/", "_") for o in hydra.overrides.task if not o.lstrip("+~").startswith(UNNAMED)]
+    named = next((o.partition("=")[2] for o in hydra.overrides.task if o.startswith("name=")), None)
+    if named and hydra.mode != RunMode.MULTIRUN:
+        return Path(hydra.runtime.output_dir).name
+    overrides = [o.lstrip("+~").replace("/", "_") for o in hydra.overrides.task if not o.lstrip("+~").startswith(UNNAMED)
+                 and (only is None or o.lstrip("+~").partition("=")[0] in only)]
     choices = hydra.runtime.choices
-    return "/".join([choices.get("experiment") or choices.get("model") or "run", *overrides])
+    return "/".join([named or choices.get("experiment") or choices.get("model") or "run", *overrides])
 
 
 class RunLogger(TensorBoardLogger):

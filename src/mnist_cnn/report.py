@@ -106,6 +106,19 @@ def fmt(e: Estimate | None, digits=4) -> str:
     return f"{e.mean:.{digits}f}" + (f" ± {e.half_width:.{digits}f}" if e.half_width is not None else "")
 
 
+def fmt_time(e: Estimate | None, digits: int) -> str:
+    """A time or a speed, which cannot be negative: an interval wider than the mean (jobs that ran side by
+    side, a first job paying for the imports) says nothing about it, and is said to be so."""
+    if e is not None and e.half_width is not None and e.half_width > e.mean:
+        return f"{e.mean:.{digits}f} (varied more than its mean)"
+    return fmt(e, digits)
+
+
+def shared(overrides: list[list[str]]) -> list[str]:
+    """The overrides every job (or run) was given alike: the settings the comparison holds fixed."""
+    return [o for o in overrides[0] if all(o in others for others in overrides[1:])] if overrides else []
+
+
 def ranked(configs: dict[str, dict]) -> list[str]:
     return sorted(configs, key=lambda c: configs[c]["best_val_acc"].mean, reverse=True)
 
@@ -152,15 +165,17 @@ def verdict(configs: dict[str, dict], differences: dict[str, tuple[Difference, i
 def summary_markdown(rows: list[dict], configs: dict[str, dict], differences: dict) -> str:
     order = ranked(configs)
     counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "failed", "interrupted"))
+    fixed = shared([r["overrides"].split() for r in rows])
     lines = ["# Sweep summary", "", f"{len(rows)} jobs: {counts}. Mean ± the half-width of its 95% interval over seeds (Student's t); the best "
              "configuration is chosen by validation accuracy alone (★); test accuracy is reported, never used to choose.",
+             "", "Every job was run with: " + (" ".join(f"`{o}`" for o in fixed) if fixed else "the defaults (no override shared by all)") + ".",
              "", "| configuration | seeds | val_acc | test_acc | val_loss | fit s | train samples/s |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in order:
         c = configs[name]
         mark = " ★" if name == order[0] else ""
         lines.append(f"| {name}{mark} | {c['n']} | {fmt(c.get('best_val_acc'))} | {fmt(c.get('test_acc'))} | "
-                     f"{fmt(c.get('best_val_loss'))} | {fmt(c.get('fit_seconds'), 1)} | {fmt(c.get('train_samples_per_second'), 0)} |")
+                     f"{fmt(c.get('best_val_loss'))} | {fmt_time(c.get('fit_seconds'), 1)} | {fmt_time(c.get('train_samples_per_second'), 0)} |")
     read = [r for r in rows if r["read_from"]]
     if read:
         lengths = sorted({r["read_from"].rpartition(" of ")[2] for r in read})
@@ -249,8 +264,8 @@ class SweepReport(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         mlflow = (config.get("logger") or {}).get("mlflow")
         if mlflow is not None:
-            sweep_dir = Path(config.hydra.sweep.dir)
-            tracking.start_sweep(sweep_dir, mlflow.tracking_uri, mlflow.experiment_name, f"sweep {sweep_dir.name}")
+            tracking.start_sweep(Path(config.hydra.sweep.dir), mlflow.tracking_uri, mlflow.experiment_name,
+                                 list(config.hydra.overrides.task), list(config.hydra.sweeper.get("params") or {}))
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -265,10 +280,13 @@ class SweepReport(Callback):
 
 
 def runs_table(runs: list[Path]) -> str:
-    """Single runs side by side: what each was and what it scored."""
-    lines = ["| run | model | overrides | epochs | best val_acc | test_acc | fit s |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for run in runs:
-        m = read_metrics(run)
+    """Single runs side by side: what each was and what it scored; the overrides all of them share once, above."""
+    metrics = [read_metrics(run) for run in runs]
+    fixed = shared([list(m.get("overrides") or []) for m in metrics]) if len(runs) > 1 else []
+    lines = ["Every run was given: " + " ".join(fixed), ""] if fixed else []
+    lines += ["| run | model | overrides | epochs | best val_acc | test_acc | fit s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run, m in zip(runs, metrics):
+        m = {**m, "overrides": [o for o in m.get("overrides") or [] if o not in fixed]}
         if m.get("status") != "ok":
             lines.append(f"| {run} | {m.get('model', '')} | {' '.join(m.get('overrides') or [])} | {m.get('status')}: "
                          f"{m.get('reason') or m.get('signal', '')} | | | |")

@@ -51,7 +51,10 @@ def holds_a_run(folder: Path) -> bool:
 
 def check_given(overrides: list[str], multirun: bool) -> None:
     """A folder given by hand that already holds another run is refused: it is written into only by
-    `resume=` of that run (which names it itself)."""
+    `resume=` of that run (which names it itself), and by the other processes of a DDP run, which Lightning
+    starts with their rank 0's folder."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
+        return
     for override in overrides:
         key, _, value = override.partition("=")
         if key == ("hydra.sweep.dir" if multirun else "hydra.run.dir") and value and holds_a_run(Path(value)):

@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -115,9 +117,9 @@ def read_record(folder: Path) -> dict | None:
     return record if isinstance(record, dict) and record.get("run_id") else None
 
 
-def write_record(folder: Path, uri: str, experiment: str, run_id: str) -> None:
+def write_record(folder: Path, uri: str, experiment: str, run_id: str, **more) -> None:
     write_atomically(folder / RECORD, json.dumps({"tracking_uri": shown(uri), "experiment_id": experiment,
-                                                  "run_id": run_id}, indent=2) + "\n")
+                                                  "run_id": run_id, **more}, indent=2) + "\n")
 
 
 def said_lost(uri: str, what: str, exc: BaseException, folder: Path) -> None:
@@ -133,10 +135,12 @@ class RunMLFlowLogger(MLFlowLogger):
     def __init__(self, tracking_uri: str, experiment_name: str, save_dir: str, run_name: str | None = None):
         self.folder, self.lost = Path(save_dir), False
         uri = store_uri(tracking_uri)
+        parent = sweep_record()
+        # a sweep's job is named by what the sweep varies; what all its jobs share is on the parent run
+        run_name = run_name or described_name(set(parent["swept"]) if parent and parent.get("swept") else None)
         try:
             client_for(uri)  # the store made once, under its lock, before Lightning's constructor opens it
-            super().__init__(experiment_name=experiment_name, run_name=run_name or described_name(),
-                             tracking_uri=uri, log_model=False)
+            super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, log_model=False)
         except tracker_errors() as exc:
             said_lost(uri, "opening the store", exc, self.folder)
             Logger.__init__(self)
@@ -174,7 +178,7 @@ class RunMLFlowLogger(MLFlowLogger):
             client.set_tag(self._run_id, "status", "running")
             return
         tags = {"status": "running", "run_dir": str(self.folder.absolute()), "mlflow.source.name": "mnist-train"}
-        parent = sweep_record(self.folder)
+        parent = sweep_record()
         if parent is not None:
             tags["mlflow.parentRunId"] = parent["run_id"]
         run = client.create_run(self._experiment_id, run_name=self._run_name, tags=tags)
@@ -212,7 +216,7 @@ class RunMLFlowLogger(MLFlowLogger):
     def log_metrics(self, metrics, step=None) -> None:
         """Lightning's names, shortened as the console says them: train_loss (the epoch's), lr."""
         named = {("lr" if k.startswith("lr-") else "train_loss" if k == "train_loss_epoch" else k): v
-                 for k, v in metrics.items()}
+                 for k, v in metrics.items() if k != "epoch"}  # Lightning adds the epoch to every call
         if self._active():
             self._guarded("logging metrics", lambda: super(RunMLFlowLogger, self).log_metrics(named, step))
 
@@ -267,12 +271,14 @@ def log_network(client, run_id: str, checkpoint: str) -> None:
         quiet.level = level
 
 
-def sweep_record(folder: Path) -> dict | None:
-    """The parent run of a multirun job: mlflow.json in the sweep's folder, the nearest above with multirun.yaml."""
-    for above in folder.absolute().parents:
-        if (above / "multirun.yaml").exists():
-            return read_record(above)
-    return None
+def sweep_record() -> dict | None:
+    """The parent run of a multirun job: mlflow.json in the sweep's folder, the job's folder less its subdir
+    (hydra.sweep.dir itself is not resolved again here: mnist_cnn.run_folder)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hydra = HydraConfig.get()
+    job, subdir = Path(hydra.runtime.output_dir), Path(str(hydra.sweep.subdir))
+    return read_record(job.parents[len(subdir.parts) - 1]) if subdir.parts else None
 
 
 def mark(folder: Path, status: str, reason: str | None = None) -> None:
@@ -294,16 +300,24 @@ def mark(folder: Path, status: str, reason: str | None = None) -> None:
         said_lost(uri, f"marking the run {status}", exc, folder)
 
 
-def start_sweep(sweep_dir: Path, tracking_uri: str, experiment_name: str, name: str) -> None:
-    """A multirun's parent run, made before its jobs start (and with it the store, once)."""
+def start_sweep(sweep_dir: Path, tracking_uri: str, experiment_name: str, overrides: list[str],
+                search_space: list[str]) -> None:
+    """A multirun's parent run, made before its jobs start (and with it the store, once): tagged with the
+    overrides every job shares; the keys it varies (`overrides` with several values, and an optimising
+    sweeper's `search_space`) name its children."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = [o.key_or_group for o in parsed if o.is_sweep_override()] + search_space
+    fixed = " ".join(o.input_line for o in parsed if not o.is_sweep_override() and not o.key_or_group.startswith("hydra."))
     uri = store_uri(tracking_uri)
     sweep_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it when the first job starts
     try:
         client = client_for(uri)
         experiment = experiment_id(client, uri, experiment_name)
-        run = client.create_run(experiment, run_name=name, tags={"status": "running", "run_dir": str(sweep_dir.absolute()),
-                                                                  "mlflow.source.name": "mnist-train -m"})
-        write_record(sweep_dir, uri, experiment, run.info.run_id)
+        run = client.create_run(experiment, run_name=f"sweep {sweep_dir.name}", tags={
+            "status": "running", "run_dir": str(sweep_dir.absolute()), "mlflow.source.name": "mnist-train -m",
+            "every job's overrides": fixed or "(none)", "swept": " ".join(swept)})
+        write_record(sweep_dir, uri, experiment, run.info.run_id, swept=swept)
     except tracker_errors() as exc:
         said_lost(uri, "starting the sweep's run", exc, sweep_dir)
 
