@@ -94,6 +94,7 @@ def test_runs_and_multiruns_started_together_each_get_their_own_folder(tmp_path,
 
 # --- MLflow ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains 40 batches, logs a model
 def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp_path, mnist_dir):
     """`logger=mlflow` into a SQLite store: params, every epoch's metrics, the test figures, the folder's
     files and the tested checkpoint as a model that MLflow loads and that reads the run's test digits."""
@@ -256,6 +257,7 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
     assert "Traceback" not in out + err
 
 
+@pytest.mark.slow  # trains
 def test_a_store_unreachable_at_the_start_is_one_line_and_the_run_completes(tmp_path, mnist_dir):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={url}", *FEW_BATCHES, "trainer.max_epochs=1",

@@ -177,7 +177,8 @@ class RunMLFlowLogger(MLFlowLogger):
             client.update_run(self._run_id, status="RUNNING")
             client.set_tag(self._run_id, "status", "running")
             return
-        tags = {"status": "running", "run_dir": str(self.folder.absolute()), "mlflow.source.name": "mnist-train"}
+        tags = {"status": "running", "run_dir": str(self.folder.absolute()), "mlflow.source.name": "mnist-train",
+                "mlflow.note.content": f"Run folder: {self.folder.absolute()}"}  # the run's description in the UI
         parent = sweep_record()
         if parent is not None:
             tags["mlflow.parentRunId"] = parent["run_id"]
