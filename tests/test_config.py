@@ -137,6 +137,9 @@ CROSS_KEY = [
     (["model.lr=0.1"], "model.lr is not a known key; did you mean model.optimizer.lr?"),
     (["data.augment.rotaton=10"], "data.augment.rotaton is not a known key; did you mean data.augment.rotation?"),
     (["model=elu2"], "did you mean model=elu?"),
+    (["model=Baseline"], "did you mean model=baseline?"),  # one rule for keys, options and values, case aside
+    (["model.optimizer.name=adam"], "did you mean model.optimizer.name=Adam?"),
+    (["trainer.precision=16", "trainer.accelerator=cpu"], "trainer.precision=16: float16 mixed precision is for GPUs"),
     (["data.data_dir=/proc/no-such-place"], "data.data_dir=/proc/no-such-place: MNIST must be fetched into"),
     (["~experiment"], "~experiment"),  # experiment_data is chosen by ${experiment}_${data}
     (["experiment_data=lab_elu_fashion"], "experiment_data=lab_elu_fashion"),  # optional: Hydra would skip it

@@ -57,6 +57,8 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert len(test_lines) == 1 and test_lines[0].startswith(f"Test accuracy {test_acc:.4f}, loss "), test_lines
     assert lines[-1] == f"Run directory: {tmp_path}"
     assert [line.split(":")[0] for line in lines if line.startswith("Epoch ")] == ["Epoch 1/2", "Epoch 2/2"]
+    logged = [line.partition("] - ")[2] for line in (tmp_path / "train.log").read_text().splitlines()]
+    assert [line for line in logged if line.startswith("Epoch ")] == [line for line in lines if line.startswith("Epoch ")]
     assert any(line.startswith("Data: MNIST, 42,000 train, 18,000 validation, 10,000 test images") for line in lines)
     assert any(line.startswith("Model: BaselineCNN, 1,199,882 parameters; CPU") for line in lines)
     for name in RUN_FILES:
@@ -150,6 +152,24 @@ def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
     assert (tmp_path / "csv" / "metrics.csv").exists()
     lrs = [h["lr"] for h in metrics["history"]]
     assert lrs[-1] == pytest.approx(0.01 / (1 + 1e-6 * 8))  # Keras decay after 2 epochs x 4 steps
+
+
+def test_a_smoke_run_says_it_is_one_and_gives_no_test_accuracy(tmp_path, mnist_dir):
+    result = train_here("trainer.fast_dev_run=true", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
+                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Test accuracy" not in result.stdout
+    assert "Smoke run (trainer.fast_dev_run=True): every stage ran on 1 batch(es); its figures say the code runs, " \
+           "not how well the model learns" in result.stdout
+
+
+def test_bash_completes_config_groups_through_hydra(tmp_path):
+    """`eval "$(mnist-train -sc install=bash)"`: Hydra's completion, which asks the command `-sc query=bash`."""
+    installed = train_here("-sc", "install=bash")
+    assert installed.returncode == 0 and "hydra_bash_completion" in installed.stdout, installed.stderr
+    queried = train_here("-sc", "query=bash", env={"COMP_LINE": "mnist-train model=", "COMP_POINT": "18"})
+    assert queried.returncode == 0 and queried.stdout.split() == ["model=baseline", "model=elu", "model=prose_cnn",
+                                                                  "model=speedrun"], queried.stdout + queried.stderr
 
 
 def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mnist_dir):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
 import sys
@@ -15,6 +14,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_cnn.interrupt import Interrupted
+from mnist_cnn.suggest import did_you_mean
 
 CONFIG_PATH = "pkg://mnist_cnn.conf"  # conf/ of the repository, installed with the package
 # OmegaConf's words for a value of the wrong type -> what the key takes
@@ -42,7 +42,7 @@ def _without_none(declared):
 
 # Hydra's command-line flags that take the next argument as their value
 VALUED_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--cfg", "-c", "--package",
-                "-p", "--experimental-rerun"}
+                "-p", "--experimental-rerun", "--shell-completion", "-sc"}
 
 
 def split_args(args: list[str]) -> tuple[list[str], list[str]]:
@@ -65,9 +65,8 @@ def one_line(exc: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages, cut to the line that names key and value."""
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
         group, _, option = exc.missing_cfg_file.rpartition("/")
-        near = difflib.get_close_matches(option, exc.options, n=1, cutoff=0.6)
         return (f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}"
-                + (f"; did you mean {group}={near[0]}?" if near else ""))
+                + did_you_mean(option, list(exc.options), n=1, prefix=f"{group}="))
     if isinstance(exc, OverrideParseException):
         return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
     if isinstance(exc, OSError) and exc.filename:
@@ -78,7 +77,7 @@ def one_line(exc: BaseException) -> str:
         value = "null" if cause.value is None else cause.value
         return f"{cause.full_key}={value} is not allowed: expected {takes}"
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:  # a key this config lacks
-        from mnist_cnn.overrides import declared_keys, did_you_mean  # they need this module first
+        from mnist_cnn.overrides import declared_keys  # it needs this module first
         return f"{cause.full_key} is not a key of this config{did_you_mean(cause.full_key, declared_keys())}"
     text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
     return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))

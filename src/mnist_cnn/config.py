@@ -27,6 +27,7 @@ from mnist_cnn.cli import UserError
 from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
 from mnist_cnn.graphed import obstacle
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
+from mnist_cnn.suggest import did_you_mean
 
 OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
                           if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
@@ -361,7 +362,9 @@ def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
             if not obeys(value, rules[name]):
                 shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
                 integer = "int" in str(declared[name].type)
-                raise ConfigError(f"{prefix}{name}={shown} is not allowed: expected {allowed(rules[name], integer)}")
+                choices = [str(c) for c in rules[name].get("choices", ()) if c is not None]
+                raise ConfigError(f"{prefix}{name}={shown} is not allowed: expected {allowed(rules[name], integer)}"
+                                  + (did_you_mean(str(shown), choices, n=1, prefix=f"{prefix}{name}=") if choices else ""))
 
 
 def check_train(cfg: DictConfig) -> None:
@@ -391,6 +394,7 @@ def check_train(cfg: DictConfig) -> None:
     if cfg.get("read_epochs") and cfg.callbacks.get("checkpoint") is None:
         raise ConfigError("read_epochs needs callbacks.checkpoint: each reading is the checkpoint it keeps as best")
     check_accelerator(trainer.accelerator, trainer.devices)
+    check_precision(trainer.precision, trainer.accelerator)
     check_cuda_graph(cfg)
     check_experiment_data()
     check_data_folder(data.data_dir, data.dataset)
@@ -444,6 +448,15 @@ def check_cuda_graph(cfg: DictConfig) -> None:
                       native_precision(trainer.precision, trainer.accelerator), model.optimizer.name)
     if reason:
         raise ConfigError(f"model.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
+
+
+def check_precision(precision: str, accelerator: str) -> None:
+    """float16 mixed precision on a CPU is refused: Lightning would warn twice and run bf16-mixed instead."""
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if accelerator == "auto" else accelerator
+    if device == "cpu" and precision in ("16", "16-mixed"):
+        raise ConfigError(f"trainer.precision={precision}: float16 mixed precision is for GPUs; on a CPU use "
+                          f"trainer.precision=bf16-mixed (what auto picks here: {native_precision('auto', 'cpu')}) "
+                          "or 32-true")
 
 
 def check_accelerator(accelerator: str, devices: Any) -> None:

@@ -3,9 +3,12 @@ and, as Keras's fit prints it, one line per epoch on the console."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import lightning as L
+
+log = logging.getLogger(__name__)
 
 
 class History(L.Callback):
@@ -55,7 +58,9 @@ class History(L.Callback):
             "val_seconds": self._val_seconds,
         })
         if trainer.is_global_zero and not trainer.sanity_checking:
-            self.say(trainer, epoch_line(self.epochs[-1], trainer.max_epochs))
+            line = epoch_line(self.epochs[-1], trainer.max_epochs)
+            self.say(trainer, line)
+            log.debug(line)  # train.log's copy (the console's handler shows INFO and above)
 
     @staticmethod
     def say(trainer, line: str) -> None:

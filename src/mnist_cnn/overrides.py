@@ -3,7 +3,6 @@ without Hydra's +, naming the declared keys it is closest to (`did you mean trai
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import fields, is_dataclass
 from importlib import resources
@@ -13,6 +12,7 @@ from hydra.errors import HydraException
 
 from mnist_cnn.cli import split_args
 from mnist_cnn.config import SCHEMAS, ConfigError
+from mnist_cnn.suggest import did_you_mean
 
 GROUPS = ("data", "model", "trainer", "logger", "callbacks")  # TrainConfig's nodes, each from its config group
 # Options renamed, by group: "seed" was both the 2020 lab and the random seed (seed=42)
@@ -37,24 +37,6 @@ def declared_keys() -> list[str]:
         prefix = "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
         walk(schema, prefix)
     return sorted(keys)
-
-
-def closest(word: str, candidates: list[str]) -> list[str]:
-    """Up to three candidates that `word` may be a slip for: the same last part (lr -> model.optimizer.lr),
-    or a close spelling of the whole or of the last part (max_epoch, epochs -> trainer.max_epochs)."""
-    leaf = word.rpartition(".")[2]
-    by_leaf: dict[str, list[str]] = {}
-    for c in candidates:
-        by_leaf.setdefault(c.rpartition(".")[2], []).append(c)
-    found = [c for c in candidates if c.rpartition(".")[2] == leaf]
-    found += difflib.get_close_matches(word, candidates, n=3, cutoff=0.75)
-    found += [c for near in difflib.get_close_matches(leaf, list(by_leaf), n=3, cutoff=0.75) for c in by_leaf[near]]
-    return list(dict.fromkeys(c for c in found if c != word))[:3]
-
-
-def did_you_mean(word: str, candidates: list[str]) -> str:
-    near = closest(word, candidates)
-    return f"; did you mean {' or '.join(near)}?" if near else ""
 
 
 def check_overrides(args: list[str]) -> None:

@@ -208,7 +208,10 @@ def write_and_say(cfg: DictConfig, trainer, model, datamodule, epochs: list[dict
         save_resumed_config(out, cfg)
     for tracker in trackers(trainer):
         tracker.finish(metrics, tested.best_path or None, trainer.global_step)
-    if tested.test:
+    if tested.test and trainer.fast_dev_run:
+        log.info("Smoke run (trainer.fast_dev_run=%s): every stage ran on %s batch(es); its figures say the code "
+                 "runs, not how well the model learns", cfg.trainer.fast_dev_run, int(trainer.fast_dev_run))
+    elif tested.test:
         best = tested.best
         which = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
         log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", tested.test["test_acc"], tested.test["test_loss"],
