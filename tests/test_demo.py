@@ -70,8 +70,10 @@ def demo(trained_run):
     env = {**os.environ, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the demo must turn analytics off itself
-    with started([sys.executable, "-m", "mnist_cnn.demo", trained_run, "--port", port], stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True, env=env) as process:
+    # started with Ctrl-C ignored, as a shell starts a job in the background: the demo stops on it all the same
+    ignoring_ctrl_c = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+    with started([*ignoring_ctrl_c, sys.executable, "-m", "mnist_cnn.demo", trained_run, "--port", port],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         first = first_line(process)
         assert first.strip() == f"mnist-demo: reading with {trained_run} at http://127.0.0.1:{port}/ (Ctrl-C stops)", (
             first + process.stderr.read()[-2000:] if process.poll() is not None else first)

@@ -2,11 +2,16 @@
 
 import contextlib
 import csv
+import fcntl
 import json
 import os
+import pty
 import re
 import shutil
+import struct
 import subprocess
+import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -20,7 +25,8 @@ from mnist_cnn.config import native_precision
 from mnist_cnn.data import normalize
 from mnist_cnn.mnist_files import OFFICIAL_SHA256
 
-from conftest import FEW_BATCHES, needs_cuda, run_train, train_here
+from conftest import FEW_BATCHES, ROOT, needs_cuda, run_train, train_here
+from processes import COMMAND, started
 
 pytestmark = pytest.mark.slow  # each test trains
 
@@ -50,8 +56,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     for chatter in ("Tip", "GPU available", "TPU available", "Skipping", "transfer_batch_to_device", "LeafSpec",
                     "Restoring states", "Seed set", "| Name", "Warning", "warn", "logging interval", ".py:"):
         assert chatter not in said, (chatter, lines)
-    bar = (result.stdout + result.stderr).replace("\r", "\n")
-    assert re.search(r"^Epoch 2/2: 100%\|", bar, re.MULTILINE) and "v_num" not in bar and "Epoch 0" not in bar
+    assert "%|" not in result.stdout + result.stderr and "\r" not in result.stdout  # not a terminal: no bar
     test_lines = [line for line in lines if "Test accuracy" in line or "test_acc" in line]
     test_acc = json.loads((tmp_path / "metrics.json").read_text())["test_acc"]
     assert len(test_lines) == 1 and test_lines[0].startswith(f"Test accuracy {test_acc:.4f}, loss "), test_lines
@@ -152,6 +157,29 @@ def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
     assert (tmp_path / "csv" / "metrics.csv").exists()
     lrs = [h["lr"] for h in metrics["history"]]
     assert lrs[-1] == pytest.approx(0.01 / (1 + 1e-6 * 8))  # Keras decay after 2 epochs x 4 steps
+
+
+@pytest.mark.slow  # its own process, in a terminal
+def test_in_a_terminal_the_bar_counts_epochs_as_the_epoch_lines_do(tmp_path, mnist_dir):
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))  # a window: tqdm draws to its width
+    with started([sys.executable, "train.py", *AS_SEEN, "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=ROOT,
+                  env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdin=subprocess.DEVNULL, stdout=terminal,
+                  stderr=terminal) as process:
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal closed: the run has ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert process.wait(timeout=COMMAND) == 0, shown[-3000:]
+    os.close(main)
+    bar = shown.decode(errors="replace").replace("\r", "\n")
+    assert re.search(r"^Epoch 2/2: 100%\|", bar, re.MULTILINE) and "v_num" not in bar and "Epoch 0" not in bar
 
 
 def test_a_smoke_run_says_it_is_one_and_gives_no_test_accuracy(tmp_path, mnist_dir):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
-import threading
 import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
@@ -29,7 +29,6 @@ from mnist_cnn.data import DATASETS
 from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, predict
 
 PROG = "mnist-demo"
-STOP_SECONDS = 10  # what Ctrl-C waits for the server to close before the process ends
 # Gradio's sketchpad opens with no tool chosen and asks for one: the page chooses the brush once it is there
 CHOOSE_BRUSH = """() => {
     const choose = () => {
@@ -132,20 +131,18 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # Gradio's words for a port in use or an address it cannot bind
         exit_with(PROG, UserError(f"--host {args.host} --port {args.port}: cannot listen there "
                                   f"({' '.join(str(exc).split())})"))
+    # Ctrl-C and SIGTERM (kill, systemd, a closing terminal) stop the server. Set here, not left to Python:
+    # a shell starts a job in the background with SIGINT ignored, Python keeps that, and Ctrl-C sent to
+    # such a server later did nothing (the test suite's own server, under a suite started with `&`).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     print(f"{PROG}: reading with {args.ckpt} at {demo.local_url} (Ctrl-C stops)", flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        # Gradio's close, and then the interpreter's exit, wait for every worker thread; one still serving a
-        # browser that went away held the process after Ctrl-C (seen on a loaded 2-core machine: minutes).
-        # The page stops taking requests at once; after STOP_SECONDS the process ends, whatever is left.
-        stopping = threading.Thread(target=demo.close, kwargs={"verbose": False}, daemon=True)
-        stopping.start()
-        stopping.join(timeout=STOP_SECONDS)
-        print(f"{PROG}: stopped", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(0)
+        demo.close()
+        print(f"{PROG}: stopped", file=sys.stderr)
 
 
 if __name__ == "__main__":
