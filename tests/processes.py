@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 SCALE = float(os.environ.get("MNIST_CNN_TEST_TIMEOUT_SCALE", "1"))
@@ -84,6 +85,19 @@ def run(args, timeout: float = COMMAND, **kwargs) -> subprocess.CompletedProcess
     with started(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs) as process:
         out, err = process.communicate(timeout=timeout)
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def wait_for(url: str) -> None:
+    """Until `url` answers 200: a server this test started is up. Fails after SERVER seconds."""
+    deadline = time.monotonic() + SERVER
+    while True:
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {SERVER:.0f} s"
+        time.sleep(0.3)
 
 
 def descendants(pid: int) -> list[tuple[int, str]]:

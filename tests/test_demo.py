@@ -21,13 +21,13 @@ from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
 from mnist_cnn.demo import main as demo_main
 
 from conftest import in_process
+from browser import launch, needs_chromium
+from browser import playwright as import_playwright
 from processes import SERVER, free_port, started
 
 pytestmark = pytest.mark.slow  # a trained checkpoint, the demo server and a browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)", allow_module_level=True)
+needs_chromium()
 LOCAL = ("http://127.0.0.1", "data:", "blob:")
 
 
@@ -40,7 +40,7 @@ def gradio():
 
 @pytest.fixture(scope="module")
 def playwright():
-    return pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
+    return import_playwright()
 
 
 class Tripwire:
@@ -94,9 +94,7 @@ def first_line(process) -> str:
 
 
 def browser_page(p, external: list):
-    browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"])
+    browser = launch(p)
     page = browser.new_page(viewport={"width": 1200, "height": 640})
 
     def offline(route):

@@ -14,14 +14,13 @@ import urllib.request
 import pytest
 
 from conftest import train_here
+import browser
 from processes import SERVER, free_port, started
 
 pytestmark = pytest.mark.slow  # a sweep, a server and a browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
-if not os.path.exists(CHROMIUM):
-    pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)", allow_module_level=True)
+playwright = browser.playwright()
+browser.needs_chromium()
 
 
 def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_chart(tmp_path, mnist_dir):
@@ -50,10 +49,8 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
             assert f"{job}/tensorboard/baseline/data.batch_size={batch}/trainer.max_epochs=3/" in "\n".join(runs)
 
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 820})
+            chromium = browser.launch(p)
+            page = chromium.new_page(viewport={"width": 1400, "height": 820})
             page.goto(f"{url}/#custom_scalars", timeout=60_000)
             page.get_by_text("train and validation").wait_for(timeout=60_000)
             # accuracy and loss, each 3 runs x (train, val)
@@ -70,7 +67,7 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
                 page.wait_for_timeout(500)
             page.wait_for_timeout(1000)  # the last lines' transitions
             page.screenshot(path=str(shot))
-            browser.close()
+            chromium.close()
     assert shot.stat().st_size > 10_000
     keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
     if keep:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,10 @@ from mnist_cnn.data import normalize
 from mnist_cnn.run_folder import claim
 
 from conftest import FEW_BATCHES, ROOT, train_here
-from processes import COMMAND, SERVER, free_port, started, stop_group
+import browser
+from processes import COMMAND, free_port, started, stop_group, wait_for
 
 EPOCHS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def store(tmp_path) -> str:
@@ -174,9 +173,8 @@ def test_a_parallel_multirun_is_a_parent_with_a_finished_child_per_job(parallel_
 
 @pytest.mark.slow  # a server and a browser
 def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' brings Playwright")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no Chromium: apt-get install chromium (.ci/run installs it)")
+    playwright = browser.playwright()
+    browser.needs_chromium()
     uri, sweep = parallel_sweep
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -185,10 +183,8 @@ def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
         wait_for(f"{url}/health")
         experiment = client_of(uri).get_experiment_by_name("mnist-cnn").experiment_id
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 760})
+            chromium = browser.launch(p)
+            page = chromium.new_page(viewport={"width": 1400, "height": 760})
             page.goto(f"{url}/#/experiments/{experiment}/runs", timeout=60_000)
             parent = page.locator("[role=row]", has_text=f"sweep {sweep.name}")
             parent.first.wait_for(timeout=60_000)
@@ -205,22 +201,10 @@ def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
             page.wait_for_timeout(2000)  # the charts' lines drawn
             shot = tmp_path / "mlflow.png"
             page.screenshot(path=str(shot))
-            browser.close()
+            chromium.close()
     keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
     if keep:
         shutil.copy(shot, os.path.join(keep, "mlflow.png"))
-
-
-def wait_for(url: str) -> None:
-    deadline = time.monotonic() + SERVER
-    while True:
-        try:
-            if urllib.request.urlopen(url, timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"{url} did not answer within {SERVER:.0f} s"
-        time.sleep(0.3)
 
 
 @pytest.mark.slow  # a server, and a training run in its own process
