@@ -69,6 +69,27 @@ def test_every_key_of_every_config_has_a_declared_type(tmp_path):
                 "callbacks.checkpoint.every_n_steps", "logger.tensorboard.name"} <= set(keys)
 
 
+@pytest.mark.parametrize("model", ["baseline", "elu"])
+def test_help_says_each_groups_options_and_every_key_with_its_meaning(tmp_path, model):
+    """`mnist-train --help` (Hydra's help, its template from mnist_cnn.usage): the keys of the config the
+    command line composes, each with the meaning its schema declares."""
+    result = train_here(f"model={model}", "logger=mlflow", "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("mnist-train: train one of the lab's CNNs") and "Hydra" not in out and "schema" not in out
+    lines = out.splitlines()
+    for group, options in GROUPS.items():
+        if group not in ("hydra", "experiment_data"):
+            (line,) = [line for line in lines if line.startswith(f"  {group}:")]
+            assert all(o in line for o in options), line
+    assert f"{model}*" in next(line for line in lines if line.startswith("  model:"))
+    for key, field in typed_keys(composed(tmp_path, f"model={model}", "logger=mlflow")):
+        if key.endswith("_target_"):
+            continue
+        (line,) = [line for line in lines if line.startswith(f"  {key}: ")]
+        assert line.endswith(field.metadata["help"]), line
+
+
 def bad_values(field) -> list[tuple[str, str]]:
     """(kind, value) mistakes for one key, from its declared type and rule."""
     rule, kind = field.metadata, str(field.type)

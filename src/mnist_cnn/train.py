@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import artifacts, tracking
+from mnist_cnn import artifacts, tracking, usage
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra, split_args
@@ -344,6 +344,7 @@ def main() -> None:
         sys.exit(0)
     except ConfigError as exc:
         exit_with(PROG, exc)
+    usage.register()  # --help's text (hydra.help.template)
     run_hydra(PROG, run)
 
 
