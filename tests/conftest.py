@@ -1,21 +1,16 @@
-import contextlib
-import io
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from filelock import FileLock
 
-from mnist_cnn import train
 from mnist_cnn.data import default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
 
 import processes
+from runs import ROOT, train_here
 
-ROOT = Path(__file__).resolve().parents[1]
 NOT_OURS = {".git", "__pycache__", ".pytest_cache"}  # git's and Python's own bookkeeping
 
 
@@ -64,50 +59,19 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True)
+def data_folder(monkeypatch):
+    """Every command a test runs, in its process or another, reads MNIST from the session's folder (the one
+    mnist_dir fetches into), unless the test names another."""
+    monkeypatch.setenv("MNIST_CNN_DATA", default_data_dir())
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> str:
     """Real MNIST, through the project's own chain of sources, shared by the whole session."""
     data_dir = default_data_dir()
     ensure_mnist(data_dir)
     return data_dir
-
-
-def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The real entry point, as a user runs it from the repository root."""
-    return processes.run([sys.executable, "train.py", *overrides], cwd=ROOT, env={**os.environ, **(env or {})})
-
-
-def in_process(main, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """A command's `main` run in this process with `args` as its command line: its exit status and what it
-    printed, as run_train gives them. A fresh interpreter spends seconds importing torch and Lightning
-    before it reads its first argument; here that is paid once. Python warnings go to pytest here, not to
-    the console, so tests of what the console shows use run_train."""
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.setattr(sys, "argv", [main.__module__, *args])
-        for key, value in (env or {}).items():
-            patch.setenv(key, value)
-        try:
-            main()
-            status = 0
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    return subprocess.CompletedProcess([main.__module__, *args], status, out.getvalue(), err.getvalue())
-
-
-def train_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python train.py [overrides]` in this process (in_process)."""
-    return in_process(train.main, *overrides, env=env)
-
-
-# A few batches of real MNIST: enough to exercise every file a run writes.
-# GPU tests carry @pytest.mark.gpu (select them with -m gpu) and this, which skips them without CUDA.
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
-
-FEW_BATCHES = (
-    "trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1", "callbacks.progress_bar.refresh_rate=0",
-)
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +87,6 @@ def trained_run(tmp_path_factory, mnist_dir) -> Path:
             result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100",
                                 "trainer.limit_val_batches=10", "trainer.limit_test_batches=2",
                                 "trainer.precision=bf16-mixed", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
-                                f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+                                f"hydra.run.dir={run_dir}")
             assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

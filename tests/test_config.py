@@ -20,7 +20,7 @@ from mnist_cnn import config, export, predict
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.models import MNISTClassifier
 
-from conftest import run_train, train_here
+from runs import run_train, train_here
 
 CONF = Path(mnist_cnn.conf.__file__).parent
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))

@@ -3,7 +3,7 @@ import torch
 
 from mnist_cnn.data import MEAN, STD, MNISTDataModule, TensorBatches, normalize, split_indices
 
-from conftest import needs_cuda
+from runs import needs_cuda
 
 
 @pytest.mark.parametrize("fraction, n_train", [(0.1, 54000), (0.3, 42000), (0.4, 36000), (0.5, 30000)])

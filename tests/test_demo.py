@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
 from mnist_cnn.demo import main as demo_main
 
-from conftest import in_process
+from runs import in_process
 from browser import launch, needs_chromium
 from browser import playwright as import_playwright
 from processes import SERVER, free_port, started

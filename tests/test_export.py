@@ -10,7 +10,7 @@ from mnist_cnn import export
 from mnist_cnn.checkpoints import load_model
 from mnist_cnn.data import normalize
 
-from conftest import in_process
+from runs import in_process
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 

@@ -17,7 +17,7 @@ from mnist_cnn import mnist_files, predict
 from mnist_cnn.data import DATASETS, MNISTDataModule
 from mnist_cnn.mnist_files import MNISTUnavailable, ensure_fashion_mnist, raw_dir
 
-from conftest import in_process, train_here
+from runs import in_process, train_here
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 

@@ -6,7 +6,7 @@ import torch
 
 import lightning as L
 
-from conftest import needs_cuda, train_here
+from runs import needs_cuda, train_here
 from mnist_cnn import models
 from mnist_cnn.data import TensorBatches
 from mnist_cnn.graphed import GraphedStep

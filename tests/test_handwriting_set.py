@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib import font_manager
 
-from conftest import ROOT, in_process
+from runs import ROOT, in_process
 
 pytestmark = pytest.mark.slow  # a trained checkpoint, and a set rendered twice
 

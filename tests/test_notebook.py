@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT
+from runs import ROOT
 
 pytestmark = pytest.mark.slow  # a Jupyter kernel that trains
 

@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 import processes
-from conftest import FEW_BATCHES, ROOT
+from runs import FEW_BATCHES, ROOT
 
 pytestmark = pytest.mark.slow  # a wheel built, installed and run
 
@@ -52,7 +52,7 @@ def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path,
 
     work = tmp_path / "work"
     work.mkdir()
-    env = {"MNIST_CNN_DATA": mnist_dir, "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
+    env = {"MNIST_CNN_DATA": os.environ["MNIST_CNN_DATA"], "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
     run(venv / "bin" / "mnist-train", *FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "hydra.run.dir=run",
         cwd=work, env=env)
     Image.fromarray(MNIST(mnist_dir, train=False).data[0].numpy()).save(work / "seven.png")

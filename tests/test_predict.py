@@ -18,7 +18,7 @@ from mnist_cnn import predict
 from mnist_cnn.checkpoints import load_model, run_checkpoint
 from mnist_cnn.data import normalize
 
-from conftest import in_process
+from runs import in_process, metrics_of
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 
@@ -79,7 +79,7 @@ def test_plain_paths_a_run_directory_and_a_folder_with_one_blank_image(tmp_path,
         assert exit_info.value.code == 1
         assert [r["file"] for r in json.loads(out)] == [str(folder / f"{i} digit=x.png") for i in range(3)]
         assert err.strip() == f"mnist-predict: error: {folder / '3 blank.png'}: no digit found (the image is blank)"
-    best = json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"]
+    best = metrics_of(trained_run)["best_checkpoint"]
     assert run_checkpoint(trained_run) == pathlib.Path(best)
 
 

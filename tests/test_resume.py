@@ -18,7 +18,7 @@ from mnist_cnn import atomic
 from mnist_cnn.checkpoints import AtomicCheckpointIO
 from mnist_cnn.interrupt import AtStepEnd, Interrupted
 
-from conftest import ROOT, train_here
+from runs import ROOT, metrics_of, train_here
 from processes import COMMAND, run, started
 
 SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
@@ -28,16 +28,16 @@ FINAL = ("test_acc", "test_loss", "best_val_acc", "best_val_loss", "best_epoch")
 
 
 def final_metrics(run_dir):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = metrics_of(run_dir)
     return {k: metrics[k] for k in FINAL}, [(h["val_acc"], h["val_loss"]) for h in metrics["history"]]
 
 
-def resume_here(*overrides: str, env: dict):
+def resume_here(*overrides: str):
     """train_here for a resume, which must not warn that the run's own folders exist and are not empty:
     a resumed run continues in them, and Lightning's warning speaks of deleting files."""
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        result = train_here(*overrides, env=env)
+        result = train_here(*overrides)
     assert not [w for w in said if "exists and is not empty" in str(w.message)], [str(w.message) for w in said]
     return result
 
@@ -46,17 +46,17 @@ def resume_here(*overrides: str, env: dict):
 def whole(tmp_path_factory, mnist_dir):
     """SMALL trained in one go: what a rerun, a resumed run and an extended one must each reproduce."""
     run_dir = tmp_path_factory.mktemp("whole")
-    result = train_here(*SMALL, f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SMALL, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
 
 @pytest.mark.slow
 def test_same_config_and_seed_give_identical_metrics(tmp_path, mnist_dir, whole):
-    again = train_here(*SMALL, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    again = train_here(*SMALL, f"hydra.run.dir={tmp_path}")
     assert again.returncode == 0, again.stderr[-3000:]
     assert final_metrics(tmp_path) == final_metrics(whole)
-    provenance = json.loads((whole / "metrics.json").read_text())["provenance"]
+    provenance = metrics_of(whole)["provenance"]
     assert provenance["torch"] == torch.__version__.split("+")[0] or provenance["torch"] == torch.__version__
     assert len(provenance["git_commit"] or "") in (0, 40) and "git_dirty" in provenance
 
@@ -64,13 +64,12 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path, mnist_dir, whole)
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole):
     """Killed in its own process (as the user's machine would kill it); resumed here."""
-    env = {**os.environ, "MNIST_CNN_DATA": mnist_dir}
     # step saves and epoch-end saves share one last.ckpt (no versioned last-v1.ckpt beside it)
     assert sorted(p.name for p in (whole / "checkpoints").glob("last*")) == ["last.ckpt"]
 
     killed = tmp_path / "killed"
     last = killed / "checkpoints" / "last.ckpt"
-    with started([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT, env=env,
+    with started([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
         deadline = time.monotonic() + COMMAND
         while not last.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -81,7 +80,7 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole
     step = torch.load(last, weights_only=True)["global_step"]
     assert step % 8 != 0, f"killed at step {step}: not mid-epoch"
 
-    resumed = resume_here(f"resume={killed}", env={"MNIST_CNN_DATA": mnist_dir})  # the run's own overrides
+    resumed = resume_here(f"resume={killed}")  # the run's own overrides
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in (killed / "train.log").read_text()
     assert final_metrics(killed) == final_metrics(whole)
@@ -100,7 +99,7 @@ def snapshot(run_dir) -> dict:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, mnist_dir):
     run_dir = tmp_path_factory.mktemp("finished")
-    result = train_here(*SMALL, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SMALL, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -116,7 +115,7 @@ def finished_run(tmp_path_factory, mnist_dir):
 @pytest.mark.slow
 def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished_run, mnist_dir, overrides, said):
     before = snapshot(finished_run)
-    result = train_here(*overrides, f"resume={finished_run}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*overrides, f"resume={finished_run}")
     lines = (result.stdout + result.stderr).strip().splitlines()
     if said is None:
         assert result.returncode == 0 and lines == [
@@ -132,14 +131,14 @@ def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished
 @pytest.mark.slow
 def test_a_finished_run_extended_with_more_epochs_goes_on_from_its_last_epoch(tmp_path, mnist_dir, whole):
     """Its checkpoint folder elsewhere (callbacks.checkpoint.dirpath): resume finds it there."""
-    run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
+    run_dir = tmp_path / "run"
     elsewhere = f"callbacks.checkpoint.dirpath={tmp_path / 'ckpts'}"
-    first = train_here(*SMALL, "trainer.max_epochs=2", elsewhere, f"hydra.run.dir={run_dir}", env=env)
+    first = train_here(*SMALL, "trainer.max_epochs=2", elsewhere, f"hydra.run.dir={run_dir}")
     assert first.returncode == 0, first.stderr[-3000:]
-    two = json.loads((run_dir / "metrics.json").read_text())
-    extended = resume_here("trainer.max_epochs=3", f"resume={run_dir}", env=env)
+    two = metrics_of(run_dir)
+    extended = resume_here("trainer.max_epochs=3", f"resume={run_dir}")
     assert extended.returncode == 0, extended.stderr[-3000:]
-    three = json.loads((run_dir / "metrics.json").read_text())
+    three = metrics_of(run_dir)
     assert [h["epoch"] for h in three["history"]] == [1, 2, 3] and three["history"][:2] == two["history"]
     assert final_metrics(run_dir) == final_metrics(whole)  # 3 epochs in one go
     assert validation_rows(run_dir) == validation_rows(whole)  # metrics.csv kept the first two epochs' rows
@@ -151,13 +150,13 @@ def test_a_resumed_run_still_reads_the_epochs_it_had_passed(tmp_path, mnist_dir)
     """read_epochs keeps its copies of best weights in the checkpoint. The checkpoint callback keeps the
     *lowest* val_acc here, an early epoch: the 3-epoch reading, made after the resume, must test weights
     copied before it."""
-    small, env = (*SMALL[1:], "callbacks.checkpoint.mode=min"), {"MNIST_CNN_DATA": mnist_dir}
-    first = train_here(*small, "trainer.max_epochs=2", "read_epochs=[1,2]", f"hydra.run.dir={tmp_path}", env=env)
+    small = (*SMALL[1:], "callbacks.checkpoint.mode=min")
+    first = train_here(*small, "trainer.max_epochs=2", "read_epochs=[1,2]", f"hydra.run.dir={tmp_path}")
     assert first.returncode == 0, first.stderr[-3000:]
-    before = json.loads((tmp_path / "metrics.json").read_text())["read_at_epochs"]
-    resumed = train_here(*small, "trainer.max_epochs=3", "read_epochs=[1,2,3]", f"resume={tmp_path}", env=env)
+    before = metrics_of(tmp_path)["read_at_epochs"]
+    resumed = train_here(*small, "trainer.max_epochs=3", "read_epochs=[1,2,3]", f"resume={tmp_path}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = json.loads((tmp_path / "metrics.json").read_text())["read_at_epochs"]
+    after = metrics_of(tmp_path)["read_at_epochs"]
     assert after["1"] == before["1"] and after["2"] == before["2"]
     assert after["3"] == {**before["2"], "epochs": 3}  # epoch 3 was not the lowest: the best is from before
 
@@ -190,11 +189,11 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
 
 @pytest.mark.slow
 def test_a_loss_blow_up_stops_the_run_naming_the_step(tmp_path, mnist_dir):
-    result = train_here(*SMALL, "model.optimizer.lr=1e30", f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SMALL, "model.optimizer.lr=1e30", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     err = result.stderr.strip().splitlines()[-1]
     assert err.startswith("mnist-train: error: training loss is") and "at step" in err
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["status"] == "failed" and "FloatingPointError" in metrics["reason"]
 
 
@@ -204,7 +203,7 @@ SIGNALLED = (*SMALL[1:], "trainer.max_epochs=2", "trainer.limit_train_batches=30
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, mnist_dir):
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    result = train_here(*SIGNALLED, f"hydra.run.dir={run_dir}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SIGNALLED, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return final_metrics(run_dir)
 
@@ -215,8 +214,7 @@ def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_
                                                                            signum, status):
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
-    with started([sys.executable, "train.py", *SIGNALLED, f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                 env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdout=subprocess.DEVNULL,
+    with started([sys.executable, "train.py", *SIGNALLED, f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE, text=True) as process:
         deadline = time.monotonic() + COMMAND
         while not last.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -226,7 +224,7 @@ def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_
     assert process.returncode == status, err[-3000:]
     assert "Traceback" not in err
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = metrics_of(run_dir)
     assert metrics["status"] == "interrupted" and metrics["signal"] == signal.Signals(signum).name
     assert metrics["step"] % 30 != 0, "not mid-epoch"
     assert torch.load(last, weights_only=True)["global_step"] == metrics["step"]  # saved at that very step
@@ -234,11 +232,11 @@ def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_
     assert not list(run_dir.rglob("*.tmp"))
 
     if signum == signal.SIGTERM:  # the command as printed, in a shell
-        resumed = run(["sh", "-c", metrics["resume_command"]], cwd=ROOT, env={**os.environ, "MNIST_CNN_DATA": mnist_dir})
+        resumed = run(["sh", "-c", metrics["resume_command"]], cwd=ROOT)
     else:  # the same command's arguments, in this process
         program, script, *args = shlex.split(metrics["resume_command"])
         assert (program, script) == ("python", "train.py")
-        resumed = train_here(*args, env={"MNIST_CNN_DATA": mnist_dir})
+        resumed = train_here(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert final_metrics(run_dir) == uninterrupted
 
@@ -284,7 +282,7 @@ def full_disk_after(monkeypatch, suffix: str, good_writes: int):
 def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path, mnist_dir, monkeypatch,
                                                                         failing, good_writes):
     full_disk_after(monkeypatch, failing, good_writes)
-    result = train_here(*SMALL, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(*SMALL, f"hydra.run.dir={tmp_path}")
     monkeypatch.undo()
     err = result.stderr.strip().splitlines()
     assert result.returncode == 1
@@ -331,14 +329,14 @@ def test_periodic_checkpoints_go_by_time_on_cuda_and_by_steps_elsewhere(monkeypa
 def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mnist_dir):
     """The run's saved overrides follow an extension that was interrupted: `resume=<dir>` alone goes on
     to the new trainer.max_epochs, not back to the old one."""
-    run_dir, env = tmp_path / "run", {"MNIST_CNN_DATA": mnist_dir}
+    run_dir = tmp_path / "run"
     first = train_here(*SIGNALLED[:-2], "trainer.max_epochs=1", "trainer.limit_train_batches=30",
-                       f"hydra.run.dir={run_dir}", env=env)
+                       f"hydra.run.dir={run_dir}")
     assert first.returncode == 0, first.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     written = last.stat().st_mtime_ns
     with started([sys.executable, "train.py", "trainer.max_epochs=2", f"resume={run_dir}"], cwd=ROOT,
-                 env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
         deadline = time.monotonic() + COMMAND
         while last.stat().st_mtime_ns == written and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -346,6 +344,6 @@ def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mn
         _, err = process.communicate(timeout=COMMAND)
     assert process.returncode == 143, err[-3000:]
     assert "- trainer.max_epochs=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
-    resumed = train_here(f"resume={run_dir}", env=env)
+    resumed = train_here(f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+    assert metrics_of(run_dir)["epochs"] == 2

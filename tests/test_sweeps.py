@@ -11,14 +11,14 @@ from scipy import stats
 from mnist_cnn.intervals import estimate, seeds_to_separate
 from mnist_cnn.report import main, read_jobs, write_report
 
-from conftest import in_process, run_train, train_here
+from runs import in_process, metrics_of, run_train, train_here
 
 TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv")
 
 
 def job_metrics(job_dir):
-    return json.loads((job_dir / "metrics.json").read_text())
+    return metrics_of(job_dir)
 
 
 @pytest.mark.slow
@@ -27,10 +27,9 @@ def test_an_epochs_grid_read_from_one_run_equals_separate_runs(tmp_path, mnist_d
     *lowest* validation accuracy here, so that later readings must test an earlier epoch's weights."""
     common = ("trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
               "callbacks.progress_bar.refresh_rate=0", "logger=csv", "callbacks.checkpoint.mode=min", "seed=0")
-    env = {"MNIST_CNN_DATA": mnist_dir}
-    read = train_here("-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}", env=env)
+    read = train_here("-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}")
     assert read.returncode == 0, read.stderr[-3000:]
-    separate = train_here("-m", "trainer.max_epochs=1,3", *common, f"hydra.sweep.dir={tmp_path / 'separate'}", env=env)
+    separate = train_here("-m", "trainer.max_epochs=1,3", *common, f"hydra.sweep.dir={tmp_path / 'separate'}")
     assert separate.returncode == 0, separate.stderr[-3000:]
 
     readings = job_metrics(tmp_path / "read" / "0")["read_at_epochs"]
@@ -53,15 +52,14 @@ def summary_rows(sweep_dir):
 
 @pytest.mark.slow
 def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, mnist_dir):
-    result = train_here("-m", "data.batch_size=32,64", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}",
-                        env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here("-m", "data.batch_size=32,64", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(tmp_path)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     assert {r["overrides"].split()[0] for r in rows} == {"data.batch_size=32", "data.batch_size=64"}
     summary = (tmp_path / "summary.md").read_text()
     for batch in (32, 64):
-        accs = [json.loads((tmp_path / str(j) / "metrics.json").read_text())["best_val_acc"]
+        accs = [metrics_of(tmp_path / str(j))["best_val_acc"]
                 for j in range(4) if f"data.batch_size={batch} " in rows[j]["overrides"] + " "]
         assert len(accs) == 2
         line = next(line for line in summary.splitlines() if line.startswith(f"| data.batch_size={batch}"))
@@ -75,8 +73,7 @@ def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, 
 
 @pytest.mark.slow
 def test_a_failing_job_is_reported_and_the_others_still_run(tmp_path, mnist_dir):
-    result = train_here("-m", "data.validation_split=1.5,0.3", *TINY, f"hydra.sweep.dir={tmp_path}",
-                        env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here("-m", "data.validation_split=1.5,0.3", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 1
     assert "1 of 2 jobs failed" in result.stderr
     failed, ok = summary_rows(tmp_path)
@@ -227,7 +224,7 @@ def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_p
 def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     result = train_here("-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY,
-                        f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["status"] for r in summary_rows(tmp_path)] == ["ok", "ok"]
 
@@ -244,8 +241,7 @@ def test_slurm_launcher_config_composes():
 
 @pytest.mark.slow
 def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnist_dir):
-    result = train_here("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}",
-                        env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(tmp_path)
     assert len(rows) == 2 and all("model.optimizer.lr=" in r["overrides"] for r in rows)
@@ -256,9 +252,9 @@ def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnis
 @pytest.mark.slow
 def test_ddp_fit_with_two_cpu_processes(tmp_path, mnist_dir):
     result = run_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY, "data.eval_batch_size=40",
-                       f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                       f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["history"][0]["train_samples"] == 2 * 2 * 256  # 2 batches on each of 2 ranks
     # each rank tested its own 40 images; misclassified.png shows the mistakes of both
     confusion = json.loads((tmp_path / "classification_report.json").read_text())["confusion_matrix"]

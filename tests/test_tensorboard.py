@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import train_here
+from runs import train_here
 import browser
 from processes import SERVER, free_port, started
 
@@ -27,8 +27,7 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
     sweep = tmp_path / "sweep"
     result = train_here("-m", "data.batch_size=32,64,128", "trainer.max_epochs=3", "trainer.limit_train_batches=5",
                         "trainer.limit_val_batches=2", "trainer.limit_test_batches=1",
-                        "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}",
-                        env={"MNIST_CNN_DATA": mnist_dir})
+                        "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
 
     port = free_port()

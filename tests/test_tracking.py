@@ -20,7 +20,7 @@ from torchvision.datasets import MNIST
 from mnist_cnn.data import normalize
 from mnist_cnn.run_folder import claim
 
-from conftest import FEW_BATCHES, ROOT, train_here
+from runs import FEW_BATCHES, ROOT, metrics_of, train_here
 import browser
 from processes import COMMAND, free_port, started, stop_group, wait_for
 
@@ -55,7 +55,7 @@ def test_a_taken_folder_name_gets_the_next_free_suffix(tmp_path):
 def test_a_folder_holding_another_run_is_refused(tmp_path, mnist_dir):
     (tmp_path / ".hydra").mkdir()
     before = sorted(tmp_path.rglob("*"))
-    result = train_here(f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert f"hydra.run.dir={tmp_path} holds another run" in result.stderr and f"resume={tmp_path}" in result.stderr
     assert sorted(tmp_path.rglob("*")) == before
@@ -65,27 +65,26 @@ def test_a_folder_holding_another_run_is_refused(tmp_path, mnist_dir):
 def test_runs_and_multiruns_started_together_each_get_their_own_folder(tmp_path, mnist_dir):
     """Three runs and two two-job multiruns, all named alike and started at once: a folder each."""
     tiny = [*FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "name=together"]
-    env = {**os.environ, "MNIST_CNN_DATA": mnist_dir}
     commands = [[sys.executable, ROOT / "train.py", *tiny, f"seed={s}"] for s in (1, 2, 3)]
     commands += [[sys.executable, ROOT / "train.py", "-m", *tiny, f"seed={s},{s + 10}"] for s in (4, 5)]
-    with started(commands[0], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as a, \
-            started(commands[1], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as b, \
-            started(commands[2], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as c, \
-            started(commands[3], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as d, \
-            started(commands[4], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as e:
+    with started(commands[0], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as a, \
+            started(commands[1], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as b, \
+            started(commands[2], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as c, \
+            started(commands[3], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as d, \
+            started(commands[4], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as e:
         outputs = [p.communicate(timeout=COMMAND) for p in (a, b, c, d, e)]
         assert [p.returncode for p in (a, b, c, d, e)] == [0] * 5, [err[-2000:] for _, err in outputs]
 
     runs = sorted((tmp_path / "outputs" / "runs").iterdir())
     assert [r.name for r in runs] == ["together", "together-2", "together-3"]
-    seeds = sorted(json.loads((r / "metrics.json").read_text())["config"]["seed"] for r in runs)
+    seeds = sorted(metrics_of(r)["config"]["seed"] for r in runs)
     assert seeds == [1, 2, 3]
     for r in runs:
-        assert json.loads((r / "metrics.json").read_text())["status"] == "ok"
+        assert metrics_of(r)["status"] == "ok"
         assert sorted(p.name for p in (r / "checkpoints").glob("last*")) == ["last.ckpt"]  # its own, no last-v1
     sweeps = sorted((tmp_path / "outputs" / "multirun").iterdir())
     assert [s.name for s in sweeps] == ["together", "together-2"]
-    job_seeds = sorted(json.loads((job / "metrics.json").read_text())["config"]["seed"]
+    job_seeds = sorted(metrics_of(job)["config"]["seed"]
                        for s in sweeps for job in s.iterdir() if (job / "metrics.json").exists())
     assert job_seeds == [4, 5, 14, 15]
     assert all((s / "summary.md").exists() for s in sweeps)
@@ -100,10 +99,10 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
     uri = store(tmp_path)
     result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
                         "trainer.limit_train_batches=20", "trainer.precision=32-true", "data.eval_batch_size=250",
-                        f"hydra.run.dir={tmp_path / 'run'}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MLflow" not in result.stdout + result.stderr  # nothing to say when tracking works
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path / "run")
 
     client = client_of(uri)
     (found,) = client.search_runs([client.get_experiment_by_name("mnist-cnn").experiment_id])
@@ -146,7 +145,7 @@ def parallel_sweep(tmp_path_factory, mnist_dir):
     uri = store(folder)
     result = train_here("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "data.batch_size=32,64,128",
                         "logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
-                        f"hydra.sweep.dir={folder / 'sweep'}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.sweep.dir={folder / 'sweep'}")
     assert result.returncode == 0, result.stderr[-3000:]
     return uri, folder / "sweep"
 
@@ -219,7 +218,7 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
         with started([sys.executable, "train.py", "logger=mlflow", f"logger.mlflow.tracking_uri={url}",
                       "trainer.max_epochs=4", "trainer.limit_train_batches=25", "trainer.limit_val_batches=2",
                       "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
-                      f"hydra.run.dir={run_dir}"], cwd=ROOT, env={**os.environ, "MNIST_CNN_DATA": mnist_dir},
+                      f"hydra.run.dir={run_dir}"], cwd=ROOT,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as training:
             client = client_of(url)
             deadline = time.monotonic() + COMMAND
@@ -233,7 +232,7 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
             stop_group(server)  # the server goes away in the middle of the run
             out, err = training.communicate(timeout=COMMAND)
     assert training.returncode == 0, err[-3000:]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = metrics_of(run_dir)
     assert metrics["status"] == "ok" and metrics["epochs"] == 4
     assert all((run_dir / f).exists() for f in ("confusion_matrix.png", "learning_curves.png", "checkpoints/last.ckpt"))
     said = [line for line in (out + err).splitlines() if "MLflow" in line]
@@ -245,9 +244,9 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
 def test_a_store_unreachable_at_the_start_is_one_line_and_the_run_completes(tmp_path, mnist_dir):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={url}", *FEW_BATCHES, "trainer.max_epochs=1",
-                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "ok"
+    assert metrics_of(tmp_path)["status"] == "ok"
     said = [line for line in (result.stdout + result.stderr).splitlines() if "MLflow" in line]
     assert len(said) == 1 and f"MLflow at {url} failed while" in said[0], result.stdout + result.stderr
 
@@ -259,22 +258,20 @@ SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit
 
 def epoch_figures(run_dir: Path) -> list[dict]:
     keep = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_samples")
-    return [{k: e[k] for k in keep} for e in json.loads((run_dir / "metrics.json").read_text())["history"]]
+    return [{k: e[k] for k in keep} for e in metrics_of(run_dir)["history"]]
 
 
 @pytest.mark.slow  # a run killed in its own process
 def test_a_killed_and_resumed_run_is_one_mlflow_run_with_the_whole_history(tmp_path, mnist_dir):
-    env = {"MNIST_CNN_DATA": mnist_dir}
     uri = store(tmp_path)
     whole = tmp_path / "whole"
-    result = train_here(*SMALL, f"logger.mlflow.tracking_uri={store(tmp_path / 'other')}", f"hydra.run.dir={whole}",
-                        env=env)
+    result = train_here(*SMALL, f"logger.mlflow.tracking_uri={store(tmp_path / 'other')}", f"hydra.run.dir={whole}")
     assert result.returncode == 0, result.stderr[-3000:]
 
     killed = tmp_path / "killed"
     last = killed / "checkpoints" / "last.ckpt"
     with started([sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={killed}"],
-                 cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
         deadline = time.monotonic() + COMMAND
         while not (last.exists() and torch.load(last, weights_only=True)["global_step"] > 8) and process.poll() is None:
             assert time.monotonic() < deadline
@@ -282,7 +279,7 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_with_the_whole_history(tmp_p
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert torch.load(last, weights_only=True)["global_step"] % 8 != 0, "not mid-epoch"
-    resumed = train_here(f"resume={killed}", env=env)
+    resumed = train_here(f"resume={killed}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     assert epoch_figures(killed) == epoch_figures(whole)  # the training figures too, not only validation
@@ -299,7 +296,7 @@ def test_a_sigtermed_run_is_marked_interrupted_in_mlflow(tmp_path, mnist_dir):
     uri, run_dir = store(tmp_path), tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     with started([sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={run_dir}"],
-                 cwd=ROOT, env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdout=subprocess.DEVNULL,
+                 cwd=ROOT, stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE, text=True) as process:
         deadline = time.monotonic() + COMMAND
         while not last.exists() and process.poll() is None:
@@ -308,7 +305,7 @@ def test_a_sigtermed_run_is_marked_interrupted_in_mlflow(tmp_path, mnist_dir):
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=COMMAND)
     assert process.returncode == 143, err[-3000:]
-    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+    assert metrics_of(run_dir)["status"] == "interrupted"
     client = client_of(uri)
     (one,) = client.search_runs([client.get_experiment_by_name("mnist-cnn").experiment_id])
     assert one.data.tags["status"] == "interrupted" and one.info.status == "KILLED"

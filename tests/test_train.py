@@ -25,7 +25,7 @@ from mnist_cnn.config import native_precision
 from mnist_cnn.data import normalize
 from mnist_cnn.mnist_files import OFFICIAL_SHA256
 
-from conftest import FEW_BATCHES, ROOT, needs_cuda, run_train, train_here
+from runs import FEW_BATCHES, ROOT, metrics_of, needs_cuda, run_train, train_here
 from processes import COMMAND, started
 
 pytestmark = pytest.mark.slow  # each test trains
@@ -48,7 +48,7 @@ AS_SEEN = tuple("trainer.log_every_n_steps=5" if o.startswith("trainer.log_every
 
 
 def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
-    result = run_train(*AS_SEEN, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+    result = run_train(*AS_SEEN, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = console_lines(result)
     assert len(lines) <= 15, lines
@@ -58,7 +58,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
         assert chatter not in said, (chatter, lines)
     assert "%|" not in result.stdout + result.stderr and "\r" not in result.stdout  # not a terminal: no bar
     test_lines = [line for line in lines if "Test accuracy" in line or "test_acc" in line]
-    test_acc = json.loads((tmp_path / "metrics.json").read_text())["test_acc"]
+    test_acc = metrics_of(tmp_path)["test_acc"]
     assert len(test_lines) == 1 and test_lines[0].startswith(f"Test accuracy {test_acc:.4f}, loss "), test_lines
     assert lines[-1] == f"Run directory: {tmp_path}"
     assert [line.split(":")[0] for line in lines if line.startswith("Epoch ")] == ["Epoch 1/2", "Epoch 2/2"]
@@ -69,7 +69,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     for name in RUN_FILES:
         assert (tmp_path / name).stat().st_size > 0, name
 
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["status"] == "ok" and metrics["model"] == "BaselineCNN" and metrics["parameters"] == 1_199_882
     assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
     assert 0.1 < metrics["test_acc"] <= 1 and metrics["test_loss"] > 0
@@ -123,9 +123,9 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
 
 def test_speedrun_runs_one_cycle_and_checkpoints_at_the_epoch_end_only(tmp_path, mnist_dir):
     result = train_here("experiment=speedrun", "trainer.limit_train_batches=120", *FEW_BATCHES[2:], "logger=csv",
-                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["model"] == "SpeedrunCNN" and metrics["parameters"] == 321_066 and metrics["epochs"] == 1
     assert metrics["config"]["data"]["validation_split"] == 0.05 and metrics["test_acc"] > 0.9
     lrs = [float(row["lr-Adam"]) for row in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if row.get("lr-Adam")]
@@ -149,10 +149,9 @@ def session_hparams(event_file) -> dict:
 
 @pytest.mark.parametrize("model, parameters", [("elu", 329_962), ("prose_cnn", 59_933)])
 def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
-    result = train_here(f"model={model}", *FEW_BATCHES, "logger=csv", f"hydra.run.dir={tmp_path}",
-                        env={"MNIST_CNN_DATA": mnist_dir})
+    result = train_here(f"model={model}", *FEW_BATCHES, "logger=csv", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["parameters"] == parameters and metrics["test_acc"] is not None
     assert (tmp_path / "csv" / "metrics.csv").exists()
     lrs = [h["lr"] for h in metrics["history"]]
@@ -163,8 +162,7 @@ def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
 def test_in_a_terminal_the_bar_counts_epochs_as_the_epoch_lines_do(tmp_path, mnist_dir):
     main, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))  # a window: tqdm draws to its width
-    with started([sys.executable, "train.py", *AS_SEEN, "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=ROOT,
-                  env={**os.environ, "MNIST_CNN_DATA": mnist_dir}, stdin=subprocess.DEVNULL, stdout=terminal,
+    with started([sys.executable, "train.py", *AS_SEEN, "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=terminal,
                   stderr=terminal) as process:
         os.close(terminal)
         shown = b""
@@ -184,7 +182,7 @@ def test_in_a_terminal_the_bar_counts_epochs_as_the_epoch_lines_do(tmp_path, mni
 
 def test_a_smoke_run_says_it_is_one_and_gives_no_test_accuracy(tmp_path, mnist_dir):
     result = train_here("trainer.fast_dev_run=true", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
-                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Test accuracy" not in result.stdout
     assert "Smoke run (trainer.fast_dev_run=True): every stage ran on 1 batch(es); its figures say the code runs, " \
@@ -202,9 +200,9 @@ def test_bash_completes_config_groups_through_hydra(tmp_path):
 
 def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mnist_dir):
     result = train_here("-m", "data.batch_size=32,64", *FEW_BATCHES, "trainer.max_epochs=1",
-                        f"hydra.sweep.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = [json.loads((tmp_path / str(i) / "metrics.json").read_text()) for i in (0, 1)]
+    jobs = [metrics_of(tmp_path / str(i)) for i in (0, 1)]
     assert [j["config"]["data"]["batch_size"] for j in jobs] == [32, 64]
     assert [j["history"][0]["train_samples"] for j in jobs] == [4 * 32, 4 * 64]
     assert {j["config"]["seed"] for j in jobs} == {42}
@@ -214,9 +212,9 @@ def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mn
 @needs_cuda
 def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
     result = run_train("experiment=lab_elu", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
-                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["device"].startswith("cuda") and metrics["precision"] == "bf16-mixed"
     assert ", on cuda" in (tmp_path / "train.log").read_text()
     assert 0.1 < metrics["test_acc"] <= 1
@@ -228,9 +226,9 @@ def test_gpu_switches_train(tmp_path, mnist_dir):
     """torch.compile, cudnn.benchmark and large evaluation batches together, on the GPU."""
     result = run_train("trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "model.compile=true",
                        "trainer.benchmark=true", "trainer.deterministic=false", "data.eval_batch_size=5000",
-                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["config"]["model"]["compile"] is True and metrics["device"].startswith("cuda")
     assert 0.1 < metrics["test_acc"] <= 1
 
@@ -240,9 +238,9 @@ def test_metrics_keep_every_epoch_when_the_tested_checkpoint_is_an_earlier_one(t
     result = train_here("trainer.max_epochs=3", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
                         "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
                         "callbacks.checkpoint.mode=min",  # 'best' = the worst epoch: usually the first
-                        f"hydra.run.dir={tmp_path}", env={"MNIST_CNN_DATA": mnist_dir})
+                        f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = metrics_of(tmp_path)
     assert metrics["epochs"] == 3 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
 
 
@@ -279,4 +277,4 @@ def test_a_read_only_data_folder_that_holds_the_files_is_used(tmp_path, mnist_di
                             f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (data / "MNIST" / "raw").iterdir()) == sorted(OFFICIAL_SHA256)
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["data_sha256"] == OFFICIAL_SHA256
+    assert metrics_of(tmp_path / "run")["data_sha256"] == OFFICIAL_SHA256
