@@ -10,6 +10,9 @@ import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import MaxNLocator
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
@@ -23,12 +26,24 @@ def write_json(path: Path, data: dict) -> None:
     write_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
-def samples_figure(images: torch.Tensor):
-    """Part II: the first 200 training images, 10 rows of 20, as one tiled image with a dark gap between
-    them (200 subplots, as the lab draws it, took seconds)."""
-    tiles, _ = tiled(images[:200].cpu().float(), columns=20, cell=(32, 32), at=(0, 0))
-    fig, ax = plt.subplots(figsize=(7.2, 3.84), dpi=100)
+def samples_figure(images: torch.Tensor, labels: torch.Tensor | None = None, classes: list[str] | None = None):
+    """Part II: the first 200 training images, 10 rows of 20, each under its label where given, as one tiled
+    image (200 subplots, as the lab draws it, took seconds). Class names longer than a digit are numbered,
+    the numbers named in the title."""
+    count = min(200, len(images))
+    label = 12 if labels is not None else 0  # pixels above each image for its label
+    tiles, corners = tiled(images[:count].cpu().float(), columns=20, cell=(28 + label, 34), at=(label, 3))
+    height = 13 * tiles.shape[0] / tiles.shape[1]
+    fig, ax = plt.subplots(figsize=(13, height + 0.6), dpi=100)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=height / (height + 0.6))
     show_tiles(ax, tiles)
+    named = classes is not None and max(len(c) for c in classes) <= 2
+    if labels is not None:
+        for (top, left), y in zip(corners, labels[:count].tolist()):
+            ax.text(left + 14, top - 1.5, classes[y] if named else str(y), ha="center", va="bottom", fontsize=8)
+    key = "" if named or classes is None else ": " + ", ".join(f"{i} {c}" for i, c in enumerate(classes))
+    fig.suptitle(f"the first {count} training images{' and their labels' if labels is not None else ''}{key}",
+                 fontsize=10 if key else 12)
     return fig
 
 
@@ -59,6 +74,7 @@ def learning_curves_figure(history: list[dict]):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.set_ylabel(key)
         ax.legend()
         ax.grid(alpha=0.3)
@@ -67,11 +83,25 @@ def learning_curves_figure(history: list[dict]):
 
 
 def confusion_figure(report: dict, classes: list[str]):
+    """Part V: the test set's confusion matrix, each cell's count written in it, coloured on a logarithmic
+    scale with its colour bar: on a linear one the diagonal (about a thousand images a class) takes the whole
+    scale and every mistake looks alike. A cell with no image is left white. torchmetrics draws it; the
+    counts are written here, in the colour that reads on the new scale."""
     matrix = torch.tensor(report["confusion_matrix"])
-    fig, ax = plot_confusion_matrix(matrix, labels=classes)
-    fig.set_size_inches(7, 7)  # four-digit counts overlap at torchmetrics' default size
-    if max(len(c) for c in classes) > 2:  # Fashion-MNIST's names would overlap
-        ax.tick_params(axis="x", labelrotation=45)
+    fig, ax = plot_confusion_matrix(matrix, add_text=False, labels=[c.replace(" ", "\n").replace("/", "/\n")
+                                                                    for c in classes])
+    fig.set_size_inches(8.5, 7)
+    image = ax.images[0]
+    image.set_cmap(plt.get_cmap("viridis").with_extremes(bad="white"))
+    image.set_norm(LogNorm(vmin=1, vmax=max(2, int(matrix.max()))))
+    for (row, column), count in np.ndenumerate(matrix.numpy()):
+        if count:
+            red, green, blue, _ = image.cmap(image.norm(count))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            ax.text(column, row, str(count), ha="center", va="center", fontsize=9, color="white" if dark else "black")
+    ax.tick_params(axis="x", labelrotation=0, labelsize=9)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=9)
+    fig.colorbar(image, ax=ax, label="test images (logarithmic scale)")
     ax.set_title("test set confusion matrix")
     return fig
 
@@ -165,7 +195,7 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
     """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
     run's mnist_cnn.evaluation.Evaluation, whose report and mistakes are the last test's (None: no test)."""
     write_model_summary(out, model)
-    figures = {"samples": samples_figure(datamodule.samples)}
+    figures = {"samples": samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes)}
     if history:
         figures["learning_curves"] = learning_curves_figure(history)
     if evaluation.report is not None:

@@ -173,6 +173,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.distortions = distortions if distortions and distortions.distorts else None  # training batches only
         self.file_sha256: dict[str, str] = {}
         self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the lab shows them
+        self.sample_labels: torch.Tensor | None = None  # and their labels
 
     def prepare_data(self) -> None:
         if not self.file_sha256:  # fit and test each call this; verify once
@@ -183,7 +184,7 @@ class MNISTDataModule(L.LightningDataModule):
             return
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         train, test = self.spec.cls(self.data_dir, train=True), self.spec.cls(self.data_dir, train=False)
-        self.samples = train.data[:200].clone()
+        self.samples, self.sample_labels = train.data[:200].clone(), train.targets[:200].clone()
         x = normalize(train.data, self.normalize, self.dataset)
         train_idx, val_idx = split_indices(len(x), self.validation_split, self.split, self.seed)
         self.x_train, self.y_train = x[train_idx].to(device), train.targets[train_idx].to(device)
