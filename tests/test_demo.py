@@ -4,6 +4,7 @@ Screenshots go to tmp_path; with MNIST_CNN_SCREENSHOTS=<folder> they are kept th
 one README shows)."""
 
 import io
+import json
 import os
 import select
 import shutil
@@ -192,6 +193,12 @@ def test_an_uploaded_photo_is_read(demo, playwright, tmp_path):
         assert is_28x28(preview_pixels(page, url))
         browser.close()
     assert external == [] and tripwire.hits == 0, (external, tripwire.hits)
+
+
+def test_the_api_names_its_endpoints_by_what_they_read(demo):
+    url, _ = demo
+    info = json.loads(urllib.request.urlopen(url + "gradio_api/info", timeout=10).read())
+    assert {"/read_drawing", "/read_upload"} <= set(info["named_endpoints"]), info["named_endpoints"].keys()
 
 
 def test_a_browser_that_leaves_mid_upload_is_not_an_error(demo):

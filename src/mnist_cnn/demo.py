@@ -82,22 +82,24 @@ def page(reader: Reader):
         gr.Markdown("## Draw a digit" if digits else "## Upload a photo of a piece of clothing")
         with gr.Row():
             with gr.Column():
-                inputs = []
+                inputs = []  # (component, the name of its API endpoint)
                 if digits:
                     with gr.Tab("Draw"):
-                        inputs.append(gr.Sketchpad(
+                        inputs.append((gr.Sketchpad(
                             label="Draw with the mouse or a finger", elem_id="sketchpad", type="numpy",
                             image_mode="RGBA", canvas_size=(280, 280), fixed_canvas=True, layers=False,
-                            transforms=(), brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed")))
+                            transforms=(), brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed")),
+                            "read_drawing"))
                 with gr.Tab("Upload"):
-                    inputs.append(gr.Image(label="A photo or scan", elem_id="upload", type="numpy",
-                                           sources=["upload", "clipboard"], image_mode="RGBA"))
+                    inputs.append((gr.Image(label="A photo or scan", elem_id="upload", type="numpy",
+                                            sources=["upload", "clipboard"], image_mode="RGBA"), "read_upload"))
             with gr.Column():
                 preview = gr.Image(label="What the network reads (28x28)", elem_id="preview", interactive=False,
                                    image_mode="L", height=280, width=280, format="png", buttons=["fullscreen"])
                 label = gr.Label(label="Reading", elem_id="reading", num_top_classes=TOP)
-        for component in inputs:
-            component.change(reader.read, inputs=component, outputs=[preview, label], show_progress="hidden")
+        for component, endpoint in inputs:
+            component.change(reader.read, inputs=component, outputs=[preview, label], show_progress="hidden",
+                             api_name=endpoint)
     return demo, theme
 
 
