@@ -19,14 +19,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from mnist_cnn import tracking
+from mnist_cnn import tracking_store
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.cli import Parser
-from mnist_cnn.figures import save_figure
+from mnist_cnn.figures import save_figure, sweep_figure
 from mnist_cnn.intervals import Difference, Estimate, estimate, seeds_to_separate, welch
 
 COLUMNS = ["job", "overrides", "status", "reason", "best_val_acc", "best_val_loss", "test_acc", "test_loss",
@@ -107,8 +106,7 @@ def fmt(e: Estimate | None, digits=4) -> str:
 
 
 def fmt_time(e: Estimate | None, digits: int) -> str:
-    """A time or a speed, which cannot be negative: an interval wider than the mean (jobs that ran side by
-    side, a first job paying for the imports) says nothing about it, and is said to be so."""
+    """A time or speed: an interval wider than the mean (jobs run side by side) says nothing, and is said to."""
     if e is not None and e.half_width is not None and e.half_width > e.mean:
         return f"{e.mean:.{digits}f} (varied more than its mean)"
     return fmt(e, digits)
@@ -197,32 +195,7 @@ def plot(rows: list[dict], key: str, path: Path) -> None:
     def value_of(row):
         return next(o.partition("=")[2] for o in row["overrides"].split() if o.startswith(f"{key}="))
 
-    stats = group([r for r in rows if f"{key}=" in r["overrides"]], value_of)
-    numeric = all(_is_number(v) for v in stats)
-    xs = sorted(stats, key=float if numeric else str)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for metric, label in (("best_val_acc", "validation"), ("test_acc", "test")):
-        means = [stats[x][metric].mean for x in xs]
-        halves = [stats[x][metric].half_width or 0.0 for x in xs]
-        positions = [float(x) for x in xs] if numeric else list(range(len(xs)))
-        ax.errorbar(positions, means, yerr=halves, marker="o", capsize=4, label=f"{label} accuracy")
-    if numeric and key.endswith("batch_size"):
-        ax.set_xscale("log", base=2)
-    if not numeric:
-        ax.set_xticks(range(len(xs)), xs)
-    ax.set_xlabel(key)
-    ax.set_ylabel("accuracy (mean; bars: 95% interval over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    save_figure(sweep_figure(group([r for r in rows if f"{key}=" in r["overrides"]], value_of), key), path)
 
 
 def write_report(sweep_dir: str | Path) -> list[dict]:
@@ -257,22 +230,22 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
 
 
 class SweepReport(Callback):
-    """Hydra callback: the report at the end of every multirun, in its folder and, with logger=mlflow, on
-    the sweep's parent run in MLflow, made before the jobs start. A sweep with a failed job ends with exit
-    status 1 and one line saying so: SystemExit, since Hydra turns a callback's Exception into a warning."""
+    """Hydra callback: each multirun's report, in its folder and (logger=mlflow) on its parent run in MLflow.
+    A sweep with a failed job ends with exit status 1 and one line saying so: SystemExit, since Hydra turns
+    a callback's Exception into a warning."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
         mlflow = (config.get("logger") or {}).get("mlflow")
         if mlflow is not None:
-            tracking.start_sweep(Path(config.hydra.sweep.dir), mlflow.tracking_uri, mlflow.experiment_name,
-                                 list(config.hydra.overrides.task), list(config.hydra.sweeper.get("params") or {}))
+            tracking_store.start_sweep(Path(config.hydra.sweep.dir), mlflow.tracking_uri, mlflow.experiment_name,
+                                       list(config.hydra.overrides.task), list(config.hydra.sweeper.get("params") or {}))
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = write_report(sweep_dir)
         print(f"Sweep report: {sweep_dir / 'summary.md'}")
         failed = [r for r in rows if r["status"] != "ok"]
-        tracking.finish_sweep(sweep_dir, ok=not failed)
+        tracking_store.finish_sweep(sweep_dir, ok=not failed)
         if failed:
             print(f"mnist-train: {len(failed)} of {len(rows)} jobs failed; see {sweep_dir / 'summary.csv'}",
                   file=sys.stderr)

@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cnn import artifacts, tracking, usage
+from mnist_cnn import artifacts, tracking, tracking_store, usage
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.cli import CONFIG_PATH, UserError, exit_with, one_line, run_hydra, split_args
@@ -266,7 +266,7 @@ def record(cfg: DictConfig, status: str, **fields) -> None:
                                     "config": OmegaConf.to_container(cfg, resolve=False)})
     except OSError as exc:  # a full disk, say: the error that brought us here is the one to report
         log.warning("could not write %s: %s", path, exc.strerror)
-    tracking.mark(path.parent, status, fields.get("reason"))
+    tracking_store.mark(path.parent, status, fields.get("reason"))
 
 
 def resume_command(run_dir: str) -> str:
