@@ -75,13 +75,18 @@ def mnist_dir() -> str:
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, mnist_dir) -> Path:
+def shared_folder(tmp_path_factory) -> Path:
+    """The session's temporary folder that every worker of `pytest -n` sees: for what the first worker to
+    need it makes, under a FileLock, and the others share."""
+    shared = tmp_path_factory.getbasetemp()
+    return shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared  # above each worker's own
+
+
+@pytest.fixture(scope="session")
+def trained_run(shared_folder, mnist_dir) -> Path:
     """A briefly trained baseline (100 batches): a real checkpoint for predict, export and the demo, read
     only. Under `pytest -n`, the first worker to need it trains it and the others wait and share it."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's temporary folder, above each worker's own
-    run_dir = shared / "trained"
+    run_dir = shared_folder / "trained"
     with FileLock(f"{run_dir}.lock"):
         if not (run_dir / "metrics.json").exists():
             result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from torchvision.datasets import MNIST
 
 from mnist_cnn.data import normalize
@@ -98,7 +99,7 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
     files and the tested checkpoint as a model that MLflow loads and that reads the run's test digits."""
     uri = store(tmp_path)
     result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
-                        "trainer.limit_train_batches=20", "trainer.precision=32-true", "data.eval_batch_size=250",
+                        "trainer.limit_train_batches=10", "trainer.precision=32-true", "data.eval_batch_size=250",
                         f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MLflow" not in result.stdout + result.stderr  # nothing to say when tracking works
@@ -111,7 +112,7 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
     assert found.info.status == "FINISHED" and found.data.tags["status"] == "ok"
     assert found.info.run_name == "baseline/trainer.max_epochs=2/trainer.limit_train_batches=4/" \
         "trainer.limit_val_batches=2/trainer.limit_test_batches=3/trainer.log_every_n_steps=1/" \
-        "trainer.limit_train_batches=20/trainer.precision=32-true/data.eval_batch_size=250"
+        "trainer.limit_train_batches=10/trainer.precision=32-true/data.eval_batch_size=250"
     assert found.data.params == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": "256",
                                  "validation_split": "0.3", "max_epochs": "2", "optimizer": "Adadelta", "lr": "1.0",
                                  "precision": "32-true", "seed": "42"}
@@ -138,19 +139,22 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
     assert (read == tested.targets[:750]).float().mean().item() == pytest.approx(metrics["test_acc"], abs=1e-6)
 
 
-@pytest.fixture(scope="module")
-def parallel_sweep(tmp_path_factory, mnist_dir):
-    """A 3-job multirun, the jobs in 3 processes at once (joblib), into one fresh SQLite store."""
-    folder = tmp_path_factory.mktemp("parallel")
+@pytest.fixture(scope="session")
+def parallel_sweep(shared_folder, mnist_dir):
+    """A 3-job multirun, its jobs in two processes at a time (joblib), into one fresh SQLite store; made
+    once for all of pytest's workers (conftest.shared_folder)."""
+    folder = shared_folder / "parallel"
     uri = store(folder)
-    result = train_here("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "data.batch_size=32,64,128",
-                        "logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
-                        f"hydra.sweep.dir={folder / 'sweep'}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    with FileLock(f"{folder}.lock"):
+        if not (folder / "sweep" / "summary.md").exists():
+            result = train_here("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.batch_size=32,64,128",
+                                "logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
+                                "trainer.limit_train_batches=2", f"hydra.sweep.dir={folder / 'sweep'}")
+            assert result.returncode == 0, result.stderr[-3000:]
     return uri, folder / "sweep"
 
 
-@pytest.mark.slow  # a 3-process sweep
+@pytest.mark.slow  # a sweep in two processes
 def test_a_parallel_multirun_is_a_parent_with_a_finished_child_per_job(parallel_sweep):
     uri, sweep = parallel_sweep
     client = client_of(uri)
@@ -161,7 +165,7 @@ def test_a_parallel_multirun_is_a_parent_with_a_finished_child_per_job(parallel_
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"sweep {sweep.name}"
     assert {"summary.md", "summary.csv"} <= {f.path for f in client.list_artifacts(parent.info.run_id)}
     assert parent.data.tags["every job's overrides"] == " ".join(["logger=mlflow", f"logger.mlflow.tracking_uri={uri}",
-                                                                 *FEW_BATCHES])
+                                                                 *FEW_BATCHES, "trainer.limit_train_batches=2"])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.params["batch_size"] for r in children) == ["128", "32", "64"]
     assert sorted(r.info.run_name for r in children) == [f"baseline/data.batch_size={b}" for b in (128, 32, 64)]
@@ -216,7 +220,7 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
         wait_for(f"{url}/health")
         with started([sys.executable, "train.py", "logger=mlflow", f"logger.mlflow.tracking_uri={url}",
-                      "trainer.max_epochs=4", "trainer.limit_train_batches=25", "trainer.limit_val_batches=2",
+                      "trainer.max_epochs=3", "trainer.limit_train_batches=15", "trainer.limit_val_batches=2",
                       "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
                       f"hydra.run.dir={run_dir}"], cwd=ROOT,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as training:
@@ -230,10 +234,11 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
             recorded = client.get_run(run_id)
             assert recorded.data.params["model"] == "BaselineCNN" and recorded.data.tags["status"] == "running"
             stop_group(server)  # the server goes away in the middle of the run
+            assert training.poll() is None, "the run ended before the server went away: nothing was tested"
             out, err = training.communicate(timeout=COMMAND)
     assert training.returncode == 0, err[-3000:]
     metrics = metrics_of(run_dir)
-    assert metrics["status"] == "ok" and metrics["epochs"] == 4
+    assert metrics["status"] == "ok" and metrics["epochs"] == 3
     assert all((run_dir / f).exists() for f in ("confusion_matrix.png", "learning_curves.png", "checkpoints/last.ckpt"))
     said = [line for line in (out + err).splitlines() if "MLflow" in line]
     assert len(said) == 1 and f"MLflow at {url} failed while" in said[0] and str(run_dir) in said[0], out + err
