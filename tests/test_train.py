@@ -18,8 +18,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import torch
+from hydra.errors import InstantiationException
 from torchvision.datasets import MNIST
 
+from mnist_cnn import models
 from mnist_cnn.checkpoints import load_model
 from mnist_cnn.config import native_precision
 from mnist_cnn.data import normalize
@@ -178,6 +180,17 @@ def test_in_a_terminal_the_bar_counts_epochs_as_the_epoch_lines_do(tmp_path, mni
     os.close(main)
     bar = shown.decode(errors="replace").replace("\r", "\n")
     assert re.search(r"^Epoch 2/2: 100%\|", bar, re.MULTILINE) and "v_num" not in bar and "Epoch 0" not in bar
+
+
+def test_a_class_that_refuses_its_arguments_is_a_bug_not_a_config_mistake(tmp_path, monkeypatch):
+    """A TypeError from a constructor (an argument it does not take) is not dressed as the user's mistake."""
+    def refuses(self, **kwargs):
+        raise TypeError("__init__() got an unexpected keyword argument 'conv1_channels'")
+    monkeypatch.setattr(models.BaselineCNN, "__init__", refuses)
+    with pytest.raises(InstantiationException) as raised:
+        train_here("logger=csv", f"hydra.run.dir={tmp_path}")
+    assert isinstance(raised.value.__cause__, TypeError)
+    assert metrics_of(tmp_path)["status"] == "failed"
 
 
 def test_a_smoke_run_says_it_is_one_and_gives_no_test_accuracy(tmp_path, mnist_dir):

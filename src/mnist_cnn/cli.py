@@ -10,7 +10,7 @@ import typing
 from dataclasses import is_dataclass
 from typing import Callable
 
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import HydraException, InstantiationException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_cnn.interrupt import Interrupted
@@ -112,6 +112,8 @@ def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us unprinted
     try:
         hydra_main()
+    except InstantiationException:  # a class refusing what the schema passed is our bug (see train.built)
+        raise
     except (HydraException, OmegaConfBaseException) as exc:
         exit_with(prog, exc)
     except OSError as exc:  # what the job catches never gets here: this is Hydra's own run folder

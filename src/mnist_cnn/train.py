@@ -54,12 +54,13 @@ warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+
 
 def built(group: str, node: DictConfig, **kwargs):
     """A group's object. A value that passed the schema can still be refused by the class it builds
-    (a kernel larger than the image): one line naming the group, and for a model its layer sizes."""
+    (a kernel larger than the image): one line naming the group, and for a model its layer sizes. A
+    TypeError (an argument the class does not take) is a bug in the schema or the class, and shows as one."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
-        if not isinstance(cause, (ValueError, RuntimeError, TypeError)):
+        if not isinstance(cause, (ValueError, RuntimeError)):
             raise
         reason = " ".join(str(cause).split())
         if group == "model":
