@@ -29,11 +29,11 @@ class RunMLFlowLogger(MLFlowLogger):
     a child of its sweep's run, and guarded (a failing store stops tracking, never the run)."""
 
     def __init__(self, tracking_uri: str, experiment_name: str, save_dir: str, run_name: str | None = None):
-        self.folder, self.lost = Path(save_dir), False
+        self.folder, self.lost, self.parent = Path(save_dir), False, sweep_record()
         uri = store_uri(tracking_uri)
-        parent = sweep_record()
         # a sweep's job is named by what the sweep varies; what all its jobs share is on the parent run
-        run_name = run_name or described_name(set(parent["swept"]) if parent and parent.get("swept") else None)
+        swept = (self.parent or {}).get("swept")
+        run_name = run_name or described_name(set(swept) if swept else None)
         try:
             client_for(uri)  # the store made once, under its lock, before Lightning's constructor opens it
             super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, log_model=False)
@@ -75,9 +75,8 @@ class RunMLFlowLogger(MLFlowLogger):
             return
         tags = {"status": "running", "run_dir": str(self.folder.absolute()), "mlflow.source.name": "mnist-train",
                 "mlflow.note.content": f"Run folder: {self.folder.absolute()}"}  # the run's description in the UI
-        parent = sweep_record()
-        if parent is not None:
-            tags["mlflow.parentRunId"] = parent["run_id"]
+        if self.parent is not None:
+            tags["mlflow.parentRunId"] = self.parent["run_id"]
         run = client.create_run(self._experiment_id, run_name=self._run_name, tags=tags)
         self._run_id = run.info.run_id
         write_record(self.folder, self._tracking_uri, self._experiment_id, self._run_id)
@@ -158,14 +157,15 @@ def log_network(client, run_id: str, checkpoint: str) -> None:
     # pickle, not MLflow's default pt2: a pt2 graph is traced at the example's batch size. MLflow warns that
     # a pickle runs code when loaded; this one is the user's own run's, and load_model is theirs to call.
     quiet = logging.getLogger("mlflow.pytorch")
-    level, quiet.level = quiet.level, logging.ERROR
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.pytorch.save_model(model, f"{tmp}/model", signature=signature, pip_requirements=requirements,
                                       serialization_format="pickle")
             client.log_artifacts(run_id, f"{tmp}/model", "model")
     finally:
-        quiet.level = level
+        quiet.setLevel(level)
 
 
 def sweep_record() -> dict | None:
