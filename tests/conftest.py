@@ -60,10 +60,12 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(autouse=True)
-def data_folder(monkeypatch):
+def data_folder(monkeypatch, tmp_path_factory):
     """Every command a test runs, in its process or another, reads MNIST from the session's folder (the one
-    mnist_dir fetches into), unless the test names another."""
+    mnist_dir fetches into), and a logger=mlflow that names no store writes to the session's temporary one,
+    not to outputs/mlflow.db in the repository, unless the test names another."""
     monkeypatch.setenv("MNIST_CNN_DATA", default_data_dir())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp() / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="session")
