@@ -25,12 +25,19 @@ def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedP
     return processes.run([sys.executable, "train.py", *overrides], cwd=ROOT, env={**os.environ, **(env or {})})
 
 
-def in_process(main, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+class Terminal(io.StringIO):
+    """Captured output that says it is a terminal, as a console does (the progress bar draws only there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def in_process(main, *args: str, env: dict | None = None, terminal: bool = False) -> subprocess.CompletedProcess:
     """A command's `main` run in this process with `args` as its command line: its exit status and what it
-    printed, as run_train gives them. A fresh interpreter spends seconds importing torch and Lightning
-    before it reads its first argument; here that is paid once. Python warnings go to pytest here, not to
-    the console, so tests of what the console shows use run_train."""
-    out, err = io.StringIO(), io.StringIO()
+    printed, as run_train gives them; `terminal`: printed to what says it is a terminal. A fresh interpreter
+    spends seconds importing torch and Lightning before it reads its first argument; here that is paid once.
+    Python warnings go to pytest here, not to the console, so tests of what the console shows use run_train."""
+    out, err = (Terminal(), Terminal()) if terminal else (io.StringIO(), io.StringIO())
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         patch.setattr(sys, "argv", [main.__module__, *args])
         for key, value in (env or {}).items():
@@ -43,9 +50,9 @@ def in_process(main, *args: str, env: dict | None = None) -> subprocess.Complete
     return subprocess.CompletedProcess([main.__module__, *args], status, out.getvalue(), err.getvalue())
 
 
-def train_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def train_here(*overrides: str, env: dict | None = None, terminal: bool = False) -> subprocess.CompletedProcess:
     """`python train.py [overrides]` in this process (in_process)."""
-    return in_process(train.main, *overrides, env=env)
+    return in_process(train.main, *overrides, env=env, terminal=terminal)
 
 
 # A few batches of real MNIST: enough to exercise every file a run writes.

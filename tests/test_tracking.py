@@ -64,10 +64,10 @@ def test_a_folder_holding_another_run_is_refused(tmp_path, mnist_dir):
 
 @pytest.mark.slow  # five processes
 def test_runs_and_multiruns_started_together_each_get_their_own_folder(tmp_path, mnist_dir):
-    """Three runs and two two-job multiruns, all named alike and started at once: a folder each."""
+    """Three runs and two multiruns, all named alike and started at once: a folder each."""
     tiny = [*FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "name=together"]
     commands = [[sys.executable, ROOT / "train.py", *tiny, f"seed={s}"] for s in (1, 2, 3)]
-    commands += [[sys.executable, ROOT / "train.py", "-m", *tiny, f"seed={s},{s + 10}"] for s in (4, 5)]
+    commands += [[sys.executable, ROOT / "train.py", "-m", *tiny, f"seed={s}"] for s in (4, 5)]
     with started(commands[0], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as a, \
             started(commands[1], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as b, \
             started(commands[2], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as c, \
@@ -87,7 +87,7 @@ def test_runs_and_multiruns_started_together_each_get_their_own_folder(tmp_path,
     assert [s.name for s in sweeps] == ["together", "together-2"]
     job_seeds = sorted(metrics_of(job)["config"]["seed"]
                        for s in sweeps for job in s.iterdir() if (job / "metrics.json").exists())
-    assert job_seeds == [4, 5, 14, 15]
+    assert job_seeds == [4, 5]
     assert all((s / "summary.md").exists() for s in sweeps)
 
 

@@ -2,16 +2,11 @@
 
 import contextlib
 import csv
-import fcntl
 import json
 import os
-import pty
 import re
 import shutil
-import struct
 import subprocess
-import sys
-import termios
 from pathlib import Path
 
 import pytest
@@ -27,8 +22,7 @@ from mnist_cnn.config import native_precision
 from mnist_cnn.data import normalize
 from mnist_cnn.mnist_files import OFFICIAL_SHA256
 
-from runs import FEW_BATCHES, ROOT, metrics_of, needs_cuda, run_train, train_here
-from processes import COMMAND, started
+from runs import FEW_BATCHES, metrics_of, needs_cuda, run_train, train_here
 
 pytestmark = pytest.mark.slow  # each test trains
 
@@ -160,25 +154,10 @@ def test_other_models_train_and_test(tmp_path, mnist_dir, model, parameters):
     assert lrs[-1] == pytest.approx(0.01 / (1 + 1e-6 * 8))  # Keras decay after 2 epochs x 4 steps
 
 
-@pytest.mark.slow  # its own process, in a terminal
 def test_in_a_terminal_the_bar_counts_epochs_as_the_epoch_lines_do(tmp_path, mnist_dir):
-    main, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))  # a window: tqdm draws to its width
-    with started([sys.executable, "train.py", *AS_SEEN, "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=terminal,
-                  stderr=terminal) as process:
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # the terminal closed: the run has ended
-                break
-            if not chunk:
-                break
-            shown += chunk
-        assert process.wait(timeout=COMMAND) == 0, shown[-3000:]
-    os.close(main)
-    bar = shown.decode(errors="replace").replace("\r", "\n")
+    result = train_here(*AS_SEEN, "logger=csv", f"hydra.run.dir={tmp_path}", terminal=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    bar = (result.stdout + result.stderr).replace("\r", "\n")
     assert re.search(r"^Epoch 2/2: 100%\|", bar, re.MULTILINE) and "v_num" not in bar and "Epoch 0" not in bar
 
 
