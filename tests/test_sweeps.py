@@ -219,7 +219,7 @@ def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_p
     assert "mnist-report: skipped" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["submitit_local"])  # joblib: test_tracking's parallel sweep
 @pytest.mark.slow
 def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []

@@ -4,6 +4,7 @@ the tracking store. Processes are real where the behaviour is about processes.
 The MLflow UI's screenshot goes to tmp_path; with MNIST_CNN_SCREENSHOTS=<folder> it is kept there too
 (docs/ has the one README shows)."""
 
+import csv
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from mnist_cnn.run_folder import claim
 
 from runs import FEW_BATCHES, ROOT, metrics_of, train_here
 import browser
-from processes import COMMAND, free_port, started, stop_group, wait_for
+from processes import COMMAND, free_port, started, wait_for
 
 EPOCHS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
@@ -164,6 +165,7 @@ def test_a_parallel_multirun_is_a_parent_with_a_finished_child_per_job(parallel_
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"sweep {sweep.name}"
     assert {"summary.md", "summary.csv"} <= {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert [r["status"] for r in csv.DictReader((sweep / "summary.csv").open())] == ["ok"] * 3  # the joblib launcher
     assert parent.data.tags["every job's overrides"] == " ".join(["logger=mlflow", f"logger.mlflow.tracking_uri={uri}",
                                                                  *FEW_BATCHES, "trainer.limit_train_batches=2"])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -182,7 +184,7 @@ def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with started([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                  "--port", port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+                  "--port", port, "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         wait_for(f"{url}/health")
         experiment = client_of(uri).get_experiment_by_name("mnist-cnn").experiment_id
         with playwright.sync_playwright() as p:
@@ -219,22 +221,22 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
                   "127.0.0.1", "--port", port, "--workers", "1"], cwd=tmp_path,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
         wait_for(f"{url}/health")
-        with started([sys.executable, "train.py", "logger=mlflow", f"logger.mlflow.tracking_uri={url}",
-                      "trainer.max_epochs=3", "trainer.limit_train_batches=15", "trainer.limit_val_batches=2",
-                      "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0",
-                      f"hydra.run.dir={run_dir}"], cwd=ROOT,
+        with started([sys.executable, "train.py", "logger=mlflow", f"logger.mlflow.tracking_uri={url}", "model=prose_cnn",
+                      "trainer.max_epochs=3", "trainer.limit_train_batches=40", "trainer.limit_val_batches=2",
+                      "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1",
+                      "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}"], cwd=ROOT,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as training:
             client = client_of(url)
             deadline = time.monotonic() + COMMAND
             while not (run_dir / "mlflow.json").exists() or not client.get_metric_history(
-                    json.loads((run_dir / "mlflow.json").read_text())["run_id"], "val_acc"):
-                assert training.poll() is None and time.monotonic() < deadline, "no epoch reached the server"
-                time.sleep(0.2)
-            run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
-            recorded = client.get_run(run_id)
-            assert recorded.data.params["model"] == "BaselineCNN" and recorded.data.tags["status"] == "running"
-            stop_group(server)  # the server goes away in the middle of the run
+                    json.loads((run_dir / "mlflow.json").read_text())["run_id"], "train_loss_step"):
+                assert training.poll() is None and time.monotonic() < deadline, "no step reached the server"
+                time.sleep(0.05)
+            os.killpg(server.pid, signal.SIGKILL)  # the server goes away in the middle of the run, at once
             assert training.poll() is None, "the run ended before the server went away: nothing was tested"
+            run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+            recorded = client_of(store(tmp_path)).get_run(run_id)  # what the server had recorded, read from its store
+            assert recorded.data.params["model"] == "ProseCNN" and recorded.data.tags["status"] == "running"
             out, err = training.communicate(timeout=COMMAND)
     assert training.returncode == 0, err[-3000:]
     metrics = metrics_of(run_dir)
