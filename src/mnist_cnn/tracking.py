@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from mnist_cnn.logger import run_name as described_name
-from mnist_cnn.tracking_store import (ARTIFACTS, STATUS, client_for, experiment_id, read_record, said_lost, shown,
+from mnist_cnn.tracking_store import (ARTIFACTS, client_for, end, experiment_id, read_record, said_lost, shown,
                                       store_uri, tracker_errors, write_record)
 
 
@@ -133,8 +133,7 @@ class RunMLFlowLogger(MLFlowLogger):
                     client.log_artifact(run_id, str(path))
             if checkpoint:
                 log_network(client, run_id, checkpoint)
-            client.set_tag(run_id, "status", "ok")
-            client.set_terminated(run_id, STATUS["ok"])
+            end(client, run_id, "ok")
         if self._active():
             self._guarded("recording the run's results", write)
 

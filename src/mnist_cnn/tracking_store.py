@@ -117,21 +117,29 @@ def said_lost(uri: str, what: str, exc: BaseException, folder: Path) -> None:
                 shown(uri), what, reason, folder)
 
 
+def recorded_uri(record: dict) -> str:
+    """The store a record names; the record holds no password, the environment's MLFLOW_TRACKING_URI may."""
+    given = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return given if shown(given) == record["tracking_uri"] else record["tracking_uri"]
+
+
+def end(client, run_id: str, status: str) -> None:
+    """An MLflow run ended with the run's own status (ok, failed, interrupted), as its metrics.json says."""
+    client.set_tag(run_id, "status", status)
+    client.set_terminated(run_id, STATUS[status])
+
+
 def mark(folder: Path, status: str, reason: str | None = None) -> None:
     """A run that did not finish (failed, interrupted), marked so in MLflow as in its metrics.json."""
     record = read_record(folder)
     if record is None:
         return
-    uri = record["tracking_uri"]
-    given = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if shown(given) == uri:  # the record holds no password: the environment may
-        uri = given
+    uri = recorded_uri(record)
     try:
         client = client_for(uri)
-        client.set_tag(record["run_id"], "status", status)
         if reason:
             client.set_tag(record["run_id"], "reason", reason[:5000])
-        client.set_terminated(record["run_id"], STATUS[status])
+        end(client, record["run_id"], status)
     except tracker_errors() as exc:
         said_lost(uri, f"marking the run {status}", exc, folder)
 
@@ -163,12 +171,11 @@ def finish_sweep(sweep_dir: Path, ok: bool) -> None:
     record = read_record(sweep_dir)
     if record is None:
         return
-    uri = record["tracking_uri"]
+    uri = recorded_uri(record)
     try:
         client = client_for(uri)
         for path in sorted([*sweep_dir.glob("summary.*"), *sweep_dir.glob("sweep_*.png")]):
             client.log_artifact(record["run_id"], str(path))
-        client.set_tag(record["run_id"], "status", "ok" if ok else "failed")
-        client.set_terminated(record["run_id"], STATUS["ok" if ok else "failed"])
+        end(client, record["run_id"], "ok" if ok else "failed")
     except tracker_errors() as exc:
         said_lost(uri, "recording the sweep's report", exc, sweep_dir)
