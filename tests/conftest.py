@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,14 @@ def pytest_sessionfinish(session, exitstatus):
 def data_folder(monkeypatch, tmp_path_factory):
     """Every command a test runs, in its process or another, reads MNIST from the session's folder (the one
     mnist_dir fetches into), and a logger=mlflow that names no store writes to the session's temporary one,
-    not to outputs/mlflow.db in the repository, unless the test names another."""
+    not to outputs/mlflow.db in the repository, unless the test names another. What libraries put in the
+    temporary folder (MLflow's lock per SQLite store, Gradio's uploads) goes to the session's, which pytest
+    clears, not to /tmp."""
     monkeypatch.setenv("MNIST_CNN_DATA", default_data_dir())
+    scratch = tmp_path_factory.getbasetemp() / "tmp"
+    scratch.mkdir(exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp() / 'mlflow.db'}")
 
 

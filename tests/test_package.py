@@ -36,10 +36,20 @@ def borrowing_venv(venv: Path) -> None:
     (own / "borrowed.pth").write_text("".join(f"{p}\n" for p in borrowed))
 
 
+BUILT = shutil.ignore_patterns(".git", "outputs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                               "mlruns", "*.db")
+
+
+def not_source(folder: str, names: list[str]) -> set[str]:
+    """What a copy of the checkout leaves out: build and run output, and any virtual environment inside it
+    (README's `.venv`, or one of another name), which is gigabytes of torch."""
+    venvs = {n for n in names if os.path.isfile(os.path.join(folder, n, "pyvenv.cfg"))}
+    return set(BUILT(folder, names)) | venvs
+
+
 def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path, mnist_dir):
     source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "outputs", "build", "dist", "*.egg-info",
-                                                                "__pycache__", ".pytest_cache"))
+    shutil.copytree(ROOT, source, ignore=not_source)
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", source)
     (wheel,) = (tmp_path / "dist").glob("mnist_cnn-*.whl")
     # A fresh environment that borrows torch & co. from this one, but not mnist_cnn: the wheel's copy wins.
