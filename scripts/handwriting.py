@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cnn.checkpoints import load_model
+from mnist_cnn.saved import load_network
 from mnist_cnn.cli import Parser
 from mnist_cnn.intervals import estimate, welch
 from mnist_cnn.predict import mnist_like, predict
@@ -143,7 +143,7 @@ def score(data: Path, checkpoints: list[str]) -> list[dict]:
              "dark on light": loaded["dark_on_light"], "light on dark": ~loaded["dark_on_light"]}
     results = []
     for ckpt in checkpoints:
-        model, info = load_model(ckpt)
+        model, info = load_network(ckpt)
         predicted = torch.cat([predict(model, small[i : i + 1000], info).argmax(dim=1)
                                for i in range(0, len(small), 1000)]).numpy()
         right = predicted == labels

@@ -6,7 +6,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from mnist_cnn.data import default_data_dir
+from mnist_cnn.datasets import default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
 
 import processes
@@ -37,6 +37,11 @@ def pytest_configure(config):
 
 def pytest_sessionstart(session):
     FILES_BEFORE.update(repository_files())
+    # What libraries put in the temporary folder, in this process and the commands tests start (MLflow's
+    # lock per SQLite store, Gradio's uploads), goes to the session's, which pytest clears, not to /tmp.
+    scratch = session.config._tmp_path_factory.getbasetemp() / "tmp"
+    scratch.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # `pytest -n auto` runs a worker per core: one thread each, for the training done in the worker
         # and the commands it starts, or each would spin on the other's core. Every run then trains with
@@ -64,14 +69,8 @@ def pytest_sessionfinish(session, exitstatus):
 def data_folder(monkeypatch, tmp_path_factory):
     """Every command a test runs, in its process or another, reads MNIST from the session's folder (the one
     mnist_dir fetches into), and a logger=mlflow that names no store writes to the session's temporary one,
-    not to outputs/mlflow.db in the repository, unless the test names another. What libraries put in the
-    temporary folder (MLflow's lock per SQLite store, Gradio's uploads) goes to the session's, which pytest
-    clears, not to /tmp."""
+    not to outputs/mlflow.db in the repository, unless the test names another."""
     monkeypatch.setenv("MNIST_CNN_DATA", default_data_dir())
-    scratch = tmp_path_factory.getbasetemp() / "tmp"
-    scratch.mkdir(exist_ok=True)
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.getbasetemp() / 'mlflow.db'}")
 
 

@@ -16,9 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import mnist_cnn.conf
-from mnist_cnn import config, export, predict
+from mnist_cnn import export, predict
+from mnist_cnn.config import checks, schema as config
 from mnist_cnn.data import MNISTDataModule
-from mnist_cnn.models import MNISTClassifier
+from mnist_cnn.classifier import Classifier
+from mnist_cnn.run import model_of
 
 from runs import run_train, train_here
 
@@ -37,12 +39,12 @@ def composed(tmp_path, *overrides, name="train"):
 @pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
 def test_every_config_composes_checks_and_instantiates(tmp_path, group, option):
     cfg = composed(tmp_path, f"{group}={option}")
-    config.check_train(cfg)
+    checks.check_train(cfg)
     assert isinstance(instantiate(cfg.data), MNISTDataModule)
-    assert isinstance(instantiate(cfg.model, _convert_="all"), MNISTClassifier)
+    assert isinstance(model_of(cfg.model, cfg.data.dataset)[0], Classifier)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    precision = config.native_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # as train.build
+    precision = checks.native_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # as mnist_cnn.run.Run.build
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
     assert isinstance(trainer, L.Trainer)
 
@@ -291,7 +293,7 @@ def test_every_experiment_data_config_applies_to_a_real_pair(tmp_path, name):
     assert name in pairs, f"experiment_data/{name}.yaml names no experiment_data pair: {sorted(pairs)}"
     experiment, data = pairs[name]
     cfg = composed(tmp_path, f"experiment={experiment}", f"data={data}")
-    config.check_train(cfg)
+    checks.check_train(cfg)
     assert cfg.hydra.runtime.choices.experiment_data == name
     without = run_settings(tmp_path, f"experiment={experiment}", f"data={data}", "~experiment_data")
     assert run_settings(tmp_path, f"experiment={experiment}", f"data={data}") != without
@@ -299,8 +301,8 @@ def test_every_experiment_data_config_applies_to_a_real_pair(tmp_path, name):
 
 def test_an_optimizer_switch_that_unsets_the_old_arguments_is_accepted(tmp_path):
     cfg = composed(tmp_path, "model.optimizer.name=Adam", "model.optimizer.lr=0.001", "model.optimizer.rho=null")
-    config.check_train(cfg)
-    model = instantiate(cfg.model, _convert_="all")
+    checks.check_train(cfg)
+    model, _ = model_of(cfg.model, cfg.data.dataset)
     assert type(model.configure_optimizers()).__name__ == "Adam"
 
 
@@ -317,11 +319,13 @@ def test_one_distortion_is_set_like_any_key_and_the_others_keep_their_values(tmp
 
 @pytest.mark.parametrize("schema", [s for s in config.SCHEMAS.values() if issubclass(s, config.ModelConfig)])
 def test_each_model_takes_exactly_its_schemas_keys(schema):
-    """The schema is where a model's keys are declared (type, range, default, meaning); the class takes them all,
-    with no defaults of its own to disagree."""
+    """The schema is where a model's keys are declared (type, range, default, meaning); the network class takes
+    them all but the optimiser's and the speed switches (and the dataset's shape and class count), with no
+    defaults of its own to disagree."""
     cls = hydra.utils.get_class(schema._target_)
     parameters = inspect.signature(cls).parameters
-    assert set(parameters) == {f.name for f in fields(schema)} - {"_target_"}
+    assert set(parameters) == {f.name for f in fields(schema)} - {"_target_", *config.TRAINING_KEYS} | {
+        "input_shape", "num_classes"}
     assert all(p.default is inspect.Parameter.empty for p in parameters.values())
     assert config.model_schema(cls) is schema
 

@@ -1,9 +1,12 @@
 import pytest
 import torch
 
-from mnist_cnn.data import MEAN, STD, MNISTDataModule, TensorBatches, normalize, split_indices
+from mnist_cnn.data import MNISTDataModule, TensorBatches, normalize, split_indices
+from mnist_cnn.datasets import DATASETS
 
 from runs import needs_cuda
+
+MNIST = DATASETS["mnist"]
 
 
 @pytest.mark.parametrize("fraction, n_train", [(0.1, 54000), (0.3, 42000), (0.4, 36000), (0.5, 30000)])
@@ -42,8 +45,8 @@ def test_normalisation_of_the_whole_tensor():
     assert unit.shape == (1, 1, 28, 2) and unit.dtype == torch.float32
     assert unit.min() == 0 and unit.max() == 1
     standard = normalize(images, "standard")
-    assert torch.allclose(standard.min(), torch.tensor(-MEAN / STD))
-    assert torch.allclose(standard.max(), torch.tensor((1 - MEAN) / STD))
+    assert torch.allclose(standard.min(), torch.tensor(-MNIST.mean / MNIST.std))
+    assert torch.allclose(standard.max(), torch.tensor((1 - MNIST.mean) / MNIST.std))
 
 
 def batches_of(loader):

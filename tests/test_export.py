@@ -7,7 +7,7 @@ import torch
 from torchvision.datasets import MNIST
 
 from mnist_cnn import export
-from mnist_cnn.checkpoints import load_model
+from mnist_cnn.saved import load_network
 from mnist_cnn.data import normalize
 
 from runs import in_process
@@ -21,7 +21,7 @@ def export_cli(*args):
 
 @pytest.fixture(scope="module")
 def test_set(mnist_dir, trained_run):
-    model, data = load_model(trained_run)
+    model, data = load_network(trained_run)
     x = normalize(MNIST(mnist_dir, train=False).data, data["normalize"])
     with torch.no_grad():
         expected = torch.cat([model(batch).softmax(dim=1) for batch in x.split(1000)]).numpy()
@@ -56,7 +56,7 @@ def test_torchscript_matches_pytorch(tmp_path, trained_run, test_set):
     assert result.stderr.strip() == f"mnist-export: note: {export.DEPRECATED['torchscript']}", result.stderr
     scripted = torch.jit.load(str(tmp_path / "model.pt"))
     x, _ = test_set
-    model, _ = load_model(trained_run / "checkpoints" / "last.ckpt")
+    model, _ = load_network(trained_run / "checkpoints" / "last.ckpt")
     with torch.no_grad():
         got, expected = scripted(torch.from_numpy(x[:2000])).numpy(), model(torch.from_numpy(x[:2000])).softmax(1).numpy()
     assert np.abs(got - expected).max() < 1e-5

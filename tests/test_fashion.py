@@ -14,7 +14,8 @@ from PIL import Image
 from torchvision.datasets import FashionMNIST
 
 from mnist_cnn import mnist_files, predict
-from mnist_cnn.data import DATASETS, MNISTDataModule
+from mnist_cnn.data import MNISTDataModule
+from mnist_cnn.datasets import DATASETS
 from mnist_cnn.mnist_files import MNISTUnavailable, ensure_fashion_mnist, raw_dir
 
 from runs import in_process, train_here

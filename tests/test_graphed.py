@@ -1,5 +1,6 @@
-"""The training step captured as a CUDA graph (mnist_cnn.graphed): on CPU, the Lightning plumbing around it
-(its steps counted, the schedule advanced, the hooks it replaces); on a GPU, the graph itself."""
+"""The training step captured as a CUDA graph (mnist_cnn.graphed, plugged in by mnist_cnn.speed.FastStep): on
+CPU, the Lightning plumbing around it (its steps counted, the schedule advanced, the hooks it takes over);
+on a GPU, the graph itself."""
 
 import pytest
 import torch
@@ -7,10 +8,10 @@ import torch
 import lightning as L
 
 from runs import needs_cuda, train_here
-from mnist_cnn import models
 from mnist_cnn.data import TensorBatches
 from mnist_cnn.graphed import GraphedStep
-from mnist_cnn.models import BaselineCNN, ProseCNN, SpeedrunCNN
+from mnist_cnn.run import lab_model
+from mnist_cnn.speed import FastStep
 
 
 class Batches(L.LightningDataModule):
@@ -29,11 +30,12 @@ class Batches(L.LightningDataModule):
         return TensorBatches(self.x[1000:], self.y[1000:], 100)
 
 
-def fit(model, accelerator: str, tmp_path, ckpt_path=None, **trainer_args):
+def fit(model, accelerator: str, tmp_path, ckpt_path=None, speed: FastStep | None = None, **trainer_args):
     L.seed_everything(0, verbose=False)
+    callbacks = [speed or FastStep(), *trainer_args.pop("callbacks", [])]
     trainer = L.Trainer(**{"max_epochs": 2, **trainer_args}, accelerator=accelerator, devices=1, logger=False,
                         enable_progress_bar=False, enable_model_summary=False, deterministic=True,
-                        default_root_dir=tmp_path)
+                        default_root_dir=tmp_path, callbacks=callbacks)
     trainer.fit(model, datamodule=Batches("cuda" if accelerator == "gpu" else "cpu"), ckpt_path=ckpt_path)
     return trainer
 
@@ -52,17 +54,24 @@ class Uncaptured(GraphedStep):
         pass
 
 
+class EagerGraph(FastStep):
+    """FastStep with the graph's every step run eagerly (Uncaptured)."""
+
+    def captured(self, step, optimizer):
+        return Uncaptured(step, optimizer)
+
+
 @pytest.mark.slow
-def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_path, monkeypatch):
+def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_path):
     """The graphed path does its own backward and optimiser step; Lightning must count each step, advance
     the schedule once per step and log the same values, leaving the same weights."""
     runs = []
     for graphed in (False, True):
-        monkeypatch.setattr(models, "wants_cuda_graph", lambda *args, graphed=graphed: graphed)
-        monkeypatch.setattr(models, "GraphedStep", Uncaptured)
         torch.manual_seed(0)
-        model = SpeedrunCNN.with_defaults(channels_last=False, cuda_graph=graphed or None)
-        trainer = fit(model, "cpu", tmp_path / str(graphed), enable_checkpointing=False)
+        model = lab_model("speedrun")
+        speed = EagerGraph(channels_last=False, cuda_graph=True) if graphed else FastStep(channels_last=False)
+        trainer = fit(model, "cpu", tmp_path / str(graphed), speed=speed, enable_checkpointing=False)
+        assert "step" not in model.__dict__ and "backward" not in model.__dict__  # handed back at the end
         schedule = trainer.lr_scheduler_configs[0].scheduler
         runs.append((trainer.global_step, schedule.last_epoch, dict(trainer.callback_metrics), list(model.parameters())))
     (steps, scheduled, metrics, weights), graphed = runs
@@ -90,8 +99,9 @@ def test_the_captured_step_computes_the_uncaptured_one(tmp_path):
     weights, steps = [], []
     for graphed in (False, True):
         torch.manual_seed(0)
-        model = ProseCNN.with_defaults(cuda_graph=graphed)
-        trainer = fit(model, "gpu", tmp_path / str(graphed), enable_checkpointing=False, precision="32-true")
+        model = lab_model("prose_cnn")
+        trainer = fit(model, "gpu", tmp_path / str(graphed), speed=FastStep(cuda_graph=graphed),
+                      enable_checkpointing=False, precision="32-true")
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         steps.append(trainer.global_step)
         group = trainer.optimizers[0].param_groups[0]
@@ -105,12 +115,12 @@ def test_the_captured_step_computes_the_uncaptured_one(tmp_path):
 def test_a_graphed_run_with_dropout_and_checkpoints_resumes(tmp_path):
     """The baseline (Adadelta, dropout) graphed in bf16, checkpointed, then resumed for a third epoch from a
     checkpoint that holds plain learning rates."""
-    model = BaselineCNN.with_defaults()
+    model = lab_model("baseline")
     trainer = fit(model, "gpu", tmp_path, precision="bf16-mixed")
     assert trainer.global_step == 32 and trainer.callback_metrics["train_acc"] > 0
     checkpoint = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)
     assert isinstance(checkpoint["optimizer_states"][0]["param_groups"][0]["lr"], float)
-    again = fit(BaselineCNN.with_defaults(), "gpu", tmp_path / "resumed", precision="bf16-mixed", max_epochs=3,
+    again = fit(lab_model("baseline"), "gpu", tmp_path / "resumed", precision="bf16-mixed", max_epochs=3,
                 ckpt_path=trainer.checkpoint_callback.best_model_path)
     assert again.global_step == 48 and torch.isfinite(again.callback_metrics["train_loss_epoch"])
 
@@ -119,12 +129,13 @@ class QuietSteps(L.Callback):
     """Makes any synchronising CUDA call an error during the graphed steps that neither log nor end the
     epoch; Lightning's batch-end bookkeeping of such a step runs before the next step's start."""
 
-    def __init__(self):
-        self.quiet = 0
+    def __init__(self, speed: FastStep):
+        self.quiet, self.speed = 0, speed
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         step = trainer.global_step + 1
-        quiet = (pl_module.graphed is not None and pl_module.graphed.graph is not None
+        graphed = self.speed.graphed
+        quiet = (graphed is not None and graphed.graph is not None
                  and step % trainer.log_every_n_steps != 0 and batch_idx + 1 < trainer.num_training_batches)
         self.quiet += quiet
         torch.cuda.set_sync_debug_mode("error" if quiet else 0)
@@ -139,12 +150,13 @@ def test_graphed_steps_between_logging_never_wait_for_the_gpu(tmp_path):
     """With the progress bar showing the step's loss, as train.py runs: a step that does not log reads
     nothing back from the GPU, so the host runs ahead and the GPU never waits on it."""
     L.seed_everything(0, verbose=False)
-    quiet = QuietSteps()
+    speed = FastStep()
+    quiet = QuietSteps(speed)
     trainer = L.Trainer(max_epochs=2, accelerator="gpu", devices=1, logger=False, log_every_n_steps=5,
                         enable_model_summary=False, enable_checkpointing=False, precision="bf16-mixed",
-                        deterministic=True, default_root_dir=tmp_path, callbacks=[quiet])
+                        deterministic=True, default_root_dir=tmp_path, callbacks=[speed, quiet])
     try:
-        trainer.fit(BaselineCNN.with_defaults(), datamodule=Batches("cuda"))
+        trainer.fit(lab_model("baseline"), datamodule=Batches("cuda"))
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert trainer.global_step == 32 and quiet.quiet >= 15

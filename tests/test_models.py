@@ -9,15 +9,17 @@ import lightning as L
 
 from mnist_cnn.artifacts import misclassified_figure
 from mnist_cnn.evaluation import MISTAKES_KEPT, Evaluation
-from mnist_cnn.models import (BaselineCNN, Dropout, EluCNN, ProseCNN, SpeedrunCNN, keras_order,
-                              wants_channels_last)
+from mnist_cnn.errors import TrainingDiverged
+from mnist_cnn.layers import Dropout, keras_order
+from mnist_cnn.run import lab_model
+from mnist_cnn.speed import FastStep, LossWatch, wants_channels_last
 
-LAB_PARAMETERS = {BaselineCNN: 1_199_882, EluCNN: 329_962, ProseCNN: 59_933, SpeedrunCNN: 321_066}
+LAB_PARAMETERS = {"baseline": 1_199_882, "elu": 329_962, "prose_cnn": 59_933, "speedrun": 321_066}
 
 
 @pytest.mark.parametrize("cls", LAB_PARAMETERS)
 def test_output_shape_and_exact_parameter_count(cls):
-    model = cls.with_defaults()
+    model = lab_model(cls)
     assert sum(p.numel() for p in model.parameters()) == LAB_PARAMETERS[cls]
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
@@ -25,7 +27,7 @@ def test_output_shape_and_exact_parameter_count(cls):
 @pytest.mark.parametrize("cls", LAB_PARAMETERS)
 def test_keras_initialisation(cls):
     """Glorot-uniform weights (bounded by sqrt(6 / (fan_in + fan_out))), zero biases."""
-    for layer in cls.with_defaults().net:
+    for layer in lab_model(cls).net:
         if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
             receptive = layer.weight[0, 0].numel()
             fan_in, fan_out = layer.weight.shape[1] * receptive, layer.weight.shape[0] * receptive
@@ -36,15 +38,15 @@ def test_keras_initialisation(cls):
 
 
 def test_baseline_uses_keras_adadelta():
-    optimizer = BaselineCNN.with_defaults().configure_optimizers()
+    optimizer = lab_model("baseline").configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adadelta)
     group = optimizer.param_groups[0]
     assert (group["lr"], group["rho"], group["eps"]) == (1.0, 0.95, 1e-7)
 
 
-@pytest.mark.parametrize("cls", [EluCNN, ProseCNN])
+@pytest.mark.parametrize("cls", ["elu", "prose_cnn"])
 def test_sgd_with_keras_time_based_decay(cls):
-    model = cls.with_defaults()
+    model = lab_model(cls)
     config = model.configure_optimizers()
     optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert config["lr_scheduler"]["interval"] == "step"
@@ -72,7 +74,7 @@ def learnable_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("cls", LAB_PARAMETERS)
 def test_one_optimiser_step_lowers_the_loss(cls, seed):
     torch.manual_seed(seed)
-    model = cls.with_defaults()
+    model = lab_model(cls)
     model.trainer = SimpleNamespace(estimated_stepping_batches=100)  # the length of a one-cycle schedule
     x, y = learnable_batch(64, seed)
     config = model.configure_optimizers()
@@ -89,7 +91,7 @@ def test_one_optimiser_step_lowers_the_loss(cls, seed):
 def test_predictions_are_probabilities():
     from mnist_cnn.predict import predict
 
-    model = EluCNN.with_defaults().eval()
+    model = lab_model("elu").eval()
     images = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8)
     probs = predict(model, images, {"normalize": "standard", "dataset": "mnist"})
     assert probs.shape == (7, 10)
@@ -98,7 +100,7 @@ def test_predictions_are_probabilities():
 
 
 def test_architecture_comes_from_arguments():
-    model = BaselineCNN.with_defaults(conv1_channels=8, conv2_channels=16, dense_units=32)
+    model = lab_model("baseline", conv1_channels=8, conv2_channels=16, dense_units=32)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert sum(p.numel() for p in model.parameters()) == 80 + 1168 + (16 * 12 * 12 * 32 + 32) + 330
 
@@ -110,7 +112,7 @@ def test_pooling_before_the_activation_and_flattening_in_the_dense_layer_keep_ke
     rounding with ELU (its vectorised expm1 is monotone only to the last bit) and in channels_last (the
     dense layer sums its inputs in memory order there)."""
     torch.manual_seed(0)
-    model = cls.with_defaults().eval()
+    model = lab_model(cls).eval()
     reference = keras_order(model.net)
     assert len(list(reference.parameters())) == len(list(model.parameters()))
     x = torch.randn(16, 1, 28, 28)
@@ -123,7 +125,7 @@ def test_pooling_before_the_activation_and_flattening_in_the_dense_layer_keep_ke
         out.square().sum().backward()
         results.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
     for ours, keras in zip(*results):
-        if cls is BaselineCNN and not channels_last:
+        if cls == "baseline" and not channels_last:
             assert torch.equal(ours, keras)
         assert (ours - keras).abs().max() <= 1e-5 * keras.abs().max()
 
@@ -158,36 +160,29 @@ def test_channels_last_is_a_switch_on_cpu_by_default():
     assert wants_channels_last(None, cpu) and not wants_channels_last(None, cuda)
     assert wants_channels_last(True, cuda) and not wants_channels_last(False, cpu)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    model = BaselineCNN.with_defaults()
-    model.trainer = trainer
-    model.setup("fit")
+    model = lab_model("baseline")
+    FastStep().setup(trainer, model, "fit")
     assert model.net[2].weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.net[2].weight.is_contiguous()
-    plain = BaselineCNN.with_defaults(channels_last=False)
-    plain.trainer = trainer
-    plain.setup("fit")
+    plain = lab_model("baseline")
+    FastStep(channels_last=False).setup(trainer, plain, "fit")
     assert plain.net[2].weight.is_contiguous()
 
 
 def test_a_non_finite_loss_is_noted_on_the_device_and_named_by_its_first_step():
-    """The guard reads nothing back per step (a host-device sync on a GPU); the check names the first bad step."""
-    model = ProseCNN.with_defaults()
-    model.trainer = SimpleNamespace(num_training_batches=4, global_step=10)
-    model.on_train_start()
-    model.first_step = 10  # resumed at global step 10
+    """The watch reads nothing back per step (a host-device sync on a GPU); the check names the first bad step."""
+    watch = LossWatch(torch.device("cpu"), first_step=10)  # resumed at global step 10
     for loss in (1.0, 2.0, float("nan"), float("inf"), 3.0):
-        model.watch_loss(torch.tensor(loss))
-    with pytest.raises(FloatingPointError, match=r"training loss is nan at step 12 \(epoch 4, batch 0\)"):
-        model.stop_if_loss_was_not_finite()
+        watch.note(torch.tensor(loss))
+    with pytest.raises(TrainingDiverged, match=r"training loss is nan at step 12 \(epoch 4, batch 0\)"):
+        watch.check(per_epoch=4)
 
 
 def test_a_finite_run_passes_the_guard():
-    model = ProseCNN.with_defaults()
-    model.trainer = SimpleNamespace(num_training_batches=4, global_step=0)
-    model.on_train_start()
+    watch = LossWatch(torch.device("cpu"), first_step=0)
     for loss in (1.0, 0.5, 1e30):
-        model.watch_loss(torch.tensor(loss))
-    model.stop_if_loss_was_not_finite()  # no error
+        watch.note(torch.tensor(loss))
+    watch.check(per_epoch=4)  # no error
 
 
 def test_the_most_confident_mistakes_are_kept_across_batches():
@@ -223,7 +218,7 @@ def test_a_test_set_answered_right_has_no_mistakes_to_show():
 
 
 def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
-    model = SpeedrunCNN.with_defaults()
+    model = lab_model("speedrun")
     model.trainer = SimpleNamespace(estimated_stepping_batches=200)
     config = model.configure_optimizers()
     optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
@@ -237,17 +232,19 @@ def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
     assert max(rates) == pytest.approx(0.01) and rates[0] == pytest.approx(0.01 / 25) and rates[-1] < 1e-5
 
 
-@pytest.mark.parametrize("cls", [BaselineCNN, EluCNN, ProseCNN])
+@pytest.mark.parametrize("cls", ["baseline", "elu", "prose_cnn"])
 def test_checkpoints_from_before_the_flatten_moved_still_load(cls):
     """Their layers after the flatten are numbered one higher (nn.Flatten had its own index)."""
     torch.manual_seed(0)
-    model = cls.with_defaults().eval()
+    model = lab_model(cls).eval()
     layers = [i for i, layer in enumerate(model.net) if list(layer.parameters(recurse=False))]
     first_dense = next(i for i in layers if isinstance(model.net[i], torch.nn.Linear))
     old = {(f"net.{int(k.split('.')[1]) + 1}.{k.split('.')[2]}" if k.startswith("net.") and int(k.split(".")[1]) >= first_dense
             else k): v for k, v in model.state_dict().items()}
     assert set(old) != set(model.state_dict())
-    fresh = cls.with_defaults().eval()
-    fresh.load_state_dict(old)
+    fresh = lab_model(cls).eval()
+    checkpoint = {"state_dict": old}
+    fresh.on_load_checkpoint(checkpoint)  # as Lightning calls it, before it loads the weights
+    fresh.load_state_dict(checkpoint["state_dict"])
     x = torch.randn(3, 1, 28, 28)
     assert torch.equal(fresh(x), model(x))

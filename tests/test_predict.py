@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from mnist_cnn import predict
-from mnist_cnn.checkpoints import load_model, run_checkpoint
+from mnist_cnn.saved import load_network, run_checkpoint
 from mnist_cnn.data import normalize
 
 from runs import in_process, metrics_of
@@ -47,7 +47,7 @@ def test_predictions_on_rendered_real_digits_agree_with_the_model(tmp_path, trai
     result = predict_cli(str(ckpt), str(folder), "--json")
     assert result.returncode == 0, result.stderr
     predicted = [r["digit"] for r in json.loads(result.stdout)]
-    model, data = load_model(ckpt)
+    model, data = load_network(ckpt)
     with torch.no_grad():
         reference = model(normalize(digits, data["normalize"])).argmax(dim=1).tolist()
     agreement = sum(p == r for p, r in zip(predicted, reference, strict=True)) / 200

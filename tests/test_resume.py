@@ -194,7 +194,7 @@ def test_a_loss_blow_up_stops_the_run_naming_the_step(tmp_path, mnist_dir):
     err = result.stderr.strip().splitlines()[-1]
     assert err.startswith("mnist-train: error: training loss is") and "at step" in err
     metrics = metrics_of(tmp_path)
-    assert metrics["status"] == "failed" and "FloatingPointError" in metrics["reason"]
+    assert metrics["status"] == "failed" and "TrainingDiverged" in metrics["reason"]
 
 
 SIGNALLED = (*SMALL[1:], "trainer.max_epochs=2", "trainer.limit_train_batches=30")

@@ -16,9 +16,9 @@ import torch
 from hydra.errors import InstantiationException
 from torchvision.datasets import MNIST
 
-from mnist_cnn import models
-from mnist_cnn.checkpoints import load_model
-from mnist_cnn.config import native_precision
+from mnist_cnn import networks
+from mnist_cnn.saved import load_network
+from mnist_cnn.config.checks import native_precision
 from mnist_cnn.data import normalize
 from mnist_cnn.mnist_files import OFFICIAL_SHA256
 
@@ -108,8 +108,8 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert metrics["precision"] == native_precision("auto", "cpu")
 
     # Tested in memory (the best checkpoint is the last epoch's): the checkpoint file scores the same.
-    model, _ = load_model(metrics["best_checkpoint"])
-    model.net.to(memory_format=torch.channels_last)  # as the run computed it on CPU
+    model, _ = load_network(metrics["best_checkpoint"])
+    model.to(memory_format=torch.channels_last)  # as the run computed it on CPU
     data = MNIST(mnist_dir, train=False)
     x, y = normalize(data.data[: 3 * 256], "standard"), data.targets[: 3 * 256]
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=metrics["precision"] == "bf16-mixed"):
@@ -165,7 +165,7 @@ def test_a_class_that_refuses_its_arguments_is_a_bug_not_a_config_mistake(tmp_pa
     """A TypeError from a constructor (an argument it does not take) is not dressed as the user's mistake."""
     def refuses(self, **kwargs):
         raise TypeError("__init__() got an unexpected keyword argument 'conv1_channels'")
-    monkeypatch.setattr(models.BaselineCNN, "__init__", refuses)
+    monkeypatch.setattr(networks.BaselineCNN, "__init__", refuses)
     with pytest.raises(InstantiationException) as raised:
         train_here("logger=csv", f"hydra.run.dir={tmp_path}")
     assert isinstance(raised.value.__cause__, TypeError)

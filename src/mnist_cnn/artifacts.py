@@ -154,7 +154,7 @@ def model_summary_text(model) -> str:
                                                summary.out_sizes, summary.param_nums)
             if name.startswith("net.")]
     widths = [max(len(r[i]) for r in rows + [("Layer", "Type", "Output Shape", "")]) + 2 for i in range(3)]
-    lines = [f"{type(model).__name__}",
+    lines = [f"{type(model.net).__name__}",
              f"{'Layer':<{widths[0]}}{'Type':<{widths[1]}}{'Output Shape':<{widths[2]}}{'Param #':>12}"]
     lines += [f"{n:<{widths[0]}}{k:<{widths[1]}}{o:<{widths[2]}}{p:>12,}" for n, k, o, p in rows]
     total = sum(p.numel() for p in model.parameters())

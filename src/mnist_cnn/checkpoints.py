@@ -1,9 +1,9 @@
-"""Checkpoints: written atomically and often enough to resume, loaded without running code."""
+"""Checkpoints while training: written atomically, off the training thread, and often enough to resume
+(reading one back for predict, export and the demo: mnist_cnn.saved)."""
 
 from __future__ import annotations
 
 import io
-import json
 import time
 from pathlib import Path
 
@@ -13,52 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import AsyncCheckpointIO
 
 from mnist_cnn.atomic import write_atomically
-from mnist_cnn.cli import UserError
 from mnist_cnn.interrupt import AtStepEnd
-from mnist_cnn.models import MODELS, MNISTClassifier
-
-
-def load_model(path: str | Path) -> tuple[MNISTClassifier, dict]:
-    """The model in eval mode, and what its training data was: {"dataset": mnist or fashion_mnist,
-    "normalize": standard or unit}, from the data module's hyperparameters in the checkpoint.
-
-    torch.load(weights_only=True) admits tensors and plain containers only, so a crafted checkpoint
-    cannot run code; the model is rebuilt from its class name and plain hyperparameters."""
-    path = run_checkpoint(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise UserError(f"{path}: refused, not a checkpoint that loads as plain weights ({type(exc).__name__}: {reason})")
-    marker = checkpoint.get("mnist_cnn") if isinstance(checkpoint, dict) else None
-    if not isinstance(marker, dict) or marker.get("model") not in MODELS:
-        raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train)")
-    # compile is a training-speed switch; predict and export want the plain layers
-    # with_defaults: a key that an older checkpoint lacks takes the schema's default
-    model = MODELS[marker["model"]].with_defaults(**{**checkpoint["hyper_parameters"], "compile": False})
-    model.load_state_dict(checkpoint["state_dict"])
-    data = checkpoint.get("datamodule_hyper_parameters") or {}
-    return model.eval(), {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard")}
-
-
-def run_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file as given; for a run directory, the checkpoint its test used (metrics.json's
-    best_checkpoint), else the newest one under it, a best one before last.ckpt."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise UserError(f"{path}: no such checkpoint file or run directory")
-    try:
-        best = Path(json.loads((path / "metrics.json").read_text()).get("best_checkpoint") or "")
-    except (OSError, ValueError):
-        best = Path()
-    if best.name and best.is_file():
-        return best
-    found = sorted(path.rglob("*.ckpt"), key=lambda p: (not p.name.startswith("last"), p.stat().st_mtime_ns))
-    if not found:
-        raise UserError(f"{path}: a folder with no checkpoint (*.ckpt) in it")
-    return found[-1]
 
 
 CUDA_SECONDS_BETWEEN_SAVES = 60.0

@@ -7,15 +7,14 @@ import logging
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Callable
 
 import lightning as L
 import torch
-from torchvision.datasets import MNIST, FashionMNIST
+from torchvision import datasets as torchvision_datasets
 
 from mnist_cnn.augment import Distortions
-from mnist_cnn.mnist_files import ensure_fashion_mnist, ensure_mnist
+from mnist_cnn.datasets import DATASETS, default_data_dir, normalize
 
 log = logging.getLogger(__name__)
 # Lightning's CombinedLoader wraps every loader, these batches included, in torch's LeafSpec, which torch 2.14
@@ -23,46 +22,11 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """What differs between the datasets: torchvision's class, the files' source chain, the mean and
-    standard deviation of the 60,000 training images' pixels (x / 255), and the class names."""
-
-    title: str
-    cls: type
-    ensure: Callable[[str], dict]
-    mean: float
-    std: float
-    classes: list[str]
-
-
-DATASETS = {
-    "mnist": Dataset("MNIST", MNIST, ensure_mnist, 0.1307, 0.3081, [str(d) for d in range(10)]),
-    "fashion_mnist": Dataset("Fashion-MNIST", FashionMNIST, ensure_fashion_mnist, 0.2860, 0.3530,
-                             list(FashionMNIST.classes)),
-}
-MEAN, STD = DATASETS["mnist"].mean, DATASETS["mnist"].std
-TRAIN_IMAGES = 60_000
-NORMALIZE = ("standard", "unit")
 SPLITS = ("random", "tail")
 # The evaluation batch when data.eval_batch_size is null, by device: on a GPU a large batch shortened the
 # epoch; on a CPU it made validation slower (cache misses), so CPU keeps the training batch. Figures:
 # docs/performance.md, "Earlier measurements", the GPU switches.
 CUDA_EVAL_BATCH_SIZE = 6000
-
-
-def default_data_dir() -> str:
-    return os.environ.get("MNIST_CNN_DATA") or os.path.expanduser("~/.cache/mnist_cnn")
-
-
-def normalize(images: torch.Tensor, mode: str, dataset: str = "mnist") -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), the whole tensor at once."""
-    x = images.unsqueeze(1).float().div_(255)
-    if mode == "standard":
-        return x.sub_(DATASETS[dataset].mean).div_(DATASETS[dataset].std)
-    if mode == "unit":  # the lab's x / 255
-        return x
-    raise ValueError(f"normalize={mode!r}: allowed values are {', '.join(NORMALIZE)}")
 
 
 def split_indices(n: int, validation_split: float, mode: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +117,7 @@ class ResumableBatches(TensorBatches):
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """dataset: mnist or fashion_mnist (same sizes and layout; its own files, constants and class names).
+    """dataset: a key of mnist_cnn.datasets.DATASETS (its own files, constants, class names and shape).
     Its hyperparameters go into every checkpoint, so predict knows the dataset and normalisation."""
 
     def __init__(self, data_dir: str | None = None, batch_size: int = 256, eval_batch_size: int | None = None,
@@ -164,7 +128,7 @@ class MNISTDataModule(L.LightningDataModule):
         if dataset not in DATASETS:
             raise ValueError(f"dataset={dataset!r}: allowed values are {', '.join(DATASETS)}")
         self.dataset, self.spec = dataset, DATASETS[dataset]
-        self.classes = self.spec.classes
+        self.classes = list(self.spec.classes)
         self.data_dir = os.path.expanduser(data_dir or default_data_dir())
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -183,7 +147,8 @@ class MNISTDataModule(L.LightningDataModule):
         if hasattr(self, "x_train"):
             return
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        train, test = self.spec.cls(self.data_dir, train=True), self.spec.cls(self.data_dir, train=False)
+        files = getattr(torchvision_datasets, self.spec.folder)  # torchvision's reader of the dataset's IDX files
+        train, test = files(self.data_dir, train=True), files(self.data_dir, train=False)
         self.samples, self.sample_labels = train.data[:200].clone(), train.targets[:200].clone()
         x = normalize(train.data, self.normalize, self.dataset)
         train_idx, val_idx = split_indices(len(x), self.validation_split, self.split, self.seed)

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mnist_cnn.checkpoints import load_model
-from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with
-from mnist_cnn.data import DATASETS
+from mnist_cnn.saved import load_network
+from mnist_cnn.cli import CKPT_HELP, Parser, exit_with
+from mnist_cnn.errors import UserError
+from mnist_cnn.datasets import DATASETS
 from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, predict
 
 PROG = "mnist-demo"
@@ -55,7 +56,7 @@ class Reader:
     """A checkpoint's model, reading one image at a time as the page sends it."""
 
     def __init__(self, ckpt: str):
-        self.model, self.data = load_model(ckpt)
+        self.model, self.data = load_network(ckpt)
         self.classes = DATASETS[self.data["dataset"]].classes
 
     def read(self, image) -> tuple[np.ndarray | None, dict | None]:

@@ -8,8 +8,6 @@ import lightning as L
 import torch
 import torchmetrics
 
-from mnist_cnn.models import METRIC, NUM_CLASSES
-
 MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
 
 
@@ -19,9 +17,11 @@ class Evaluation(L.Callback):
         self.mistakes: dict | None = None  # the last test's, as misclassified.png shows them
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self.confusion = torchmetrics.ConfusionMatrix(**METRIC).to(pl_module.device)
+        # validate_args off: torchmetrics' checks run torch.unique on every batch, a host-device sync per step
+        metric = dict(task="multiclass", num_classes=len(trainer.datamodule.classes), validate_args=False)
+        self.confusion = torchmetrics.ConfusionMatrix(**metric).to(pl_module.device)
         self.per_class = torchmetrics.MetricCollection({
-            f"{name}_{average}": cls(**METRIC, average=average)
+            f"{name}_{average}": cls(**metric, average=average)
             for name, cls in (("precision", torchmetrics.Precision), ("recall", torchmetrics.Recall),
                               ("f1", torchmetrics.F1Score))
             for average in ("none", "macro", "weighted")
@@ -63,7 +63,7 @@ class Evaluation(L.Callback):
             "per_class": {
                 str(c): {"precision": scores["precision_none"][c], "recall": scores["recall_none"][c],
                          "f1": scores["f1_none"][c], "support": support[c]}
-                for c in range(NUM_CLASSES)
+                for c in range(len(support))
             },
             **{
                 f"{average} avg": {"precision": scores[f"precision_{average}"],

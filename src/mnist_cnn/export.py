@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from mnist_cnn.atomic import write_atomically
-from mnist_cnn.checkpoints import load_model, run_checkpoint
-from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with
+from mnist_cnn.datasets import DATASETS
+from mnist_cnn.saved import load_network, run_checkpoint
+from mnist_cnn.cli import CKPT_HELP, Parser, exit_with
+from mnist_cnn.errors import UserError
 
 PROG = "mnist-export"
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
@@ -29,12 +31,12 @@ DEPRECATED = {"torchscript": "TorchScript is deprecated by PyTorch; model.pt2 (t
                              "loaded with torch.export.load(path).module()"}
 
 
-def export(model, fmt: str, out: Path) -> Path:
+def export(model, fmt: str, out: Path, shape: tuple[int, int, int] = (1, 28, 28)) -> Path:
     """Exported into a private temporary folder, then written beside the target and renamed: a failed
     export never replaces a good file, and leaves nothing behind. (torch.onnx.export takes a path:
     given a BytesIO, torch 2.14 wrote a file named after the object's repr into the working folder.)"""
-    graph = nn.Sequential(model.net, nn.Softmax(dim=1)).eval()
-    example = torch.zeros(2, 1, 28, 28)
+    graph = nn.Sequential(model, nn.Softmax(dim=1)).eval()
+    example = torch.zeros(2, *shape)  # shape: the dataset's (channels, height, width)
     if fmt == "onnx":
         with tempfile.TemporaryDirectory() as tmp:
             exported = Path(tmp) / "model.onnx"
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                             "(.onnx, .pt2 or .pt); add --format onnx, pt2 or torchscript")
         fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
         checkpoint = run_checkpoint(args.ckpt)
-        model, _ = load_model(checkpoint)
+        model, data = load_network(checkpoint)
         out = Path(args.output) if args.output else checkpoint.with_suffix(SUFFIXES[fmt])
         if not out.parent.is_dir():
             raise UserError(f"{out}: folder {out.parent} does not exist")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     if fmt in DEPRECATED:
         print(f"{PROG}: note: {DEPRECATED[fmt]}", file=sys.stderr)
     try:
-        print(f"wrote {export(model, fmt, out)}")
+        print(f"wrote {export(model, fmt, out, DATASETS[data['dataset']].shape)}")
     except OSError as exc:  # a full disk, say
         exit_with(PROG, exc, status=1)
 

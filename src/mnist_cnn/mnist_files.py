@@ -29,6 +29,8 @@ from filelock import FileLock
 
 from mnist_cnn.atomic import write_atomically
 
+from mnist_cnn.errors import DataUnavailable
+
 log = logging.getLogger(__name__)
 
 # torchvision's raw file names -> SHA-256 of the official uncompressed IDX bytes.
@@ -56,7 +58,7 @@ HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 HUB_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
 
-class MNISTUnavailable(RuntimeError):
+class MNISTUnavailable(DataUnavailable):
     """No source could provide verified MNIST or Fashion-MNIST files."""
 
 

@@ -1,42 +1,31 @@
-"""mnist-train's command line against the schema: a key that no schema declares is refused, with or
-without Hydra's +, naming the declared keys it is closest to (`did you mean trainer.max_epochs?`)."""
+"""mnist-train's Hydra command line: its flags and overrides told apart, checked against the schema (a
+key that no schema declares is refused, with or without Hydra's +, naming the declared keys it is
+closest to: `did you mean trainer.max_epochs?`), and Hydra's and OmegaConf's errors cut to one line."""
 
 from __future__ import annotations
 
-from dataclasses import MISSING as NO_DEFAULT
-from dataclasses import fields, is_dataclass
+import os
+import re
+import typing
+from dataclasses import is_dataclass
 from importlib import resources
+from typing import Callable
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException, MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from mnist_cnn.cli import split_args
-from mnist_cnn.config import SCHEMAS, ConfigError
+from mnist_cnn.cli import guarded
+from mnist_cnn.config.schema import GROUPS, declared_keys
+from mnist_cnn.errors import ConfigError, UserError
 from mnist_cnn.suggest import did_you_mean
 
-GROUPS = ("data", "model", "trainer", "logger", "callbacks")  # TrainConfig's nodes, each from its config group
+CONFIG_PATH = "pkg://mnist_cnn.conf"  # conf/ of the repository, installed with the package
+# OmegaConf's words for a value of the wrong type -> what the key takes
+WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list, such as [128,50]"}
+
 # Options renamed, by group: "seed" was both the 2020 lab and the random seed (seed=42)
 RENAMED = {"experiment": {"seed_baseline": "lab_baseline", "seed_elu": "lab_elu"}}
-
-
-def declared_keys() -> list[str]:
-    """Every key mnist-train's schema declares, dotted (model.* for every model together)."""
-    keys = set()
-
-    def walk(schema, prefix: str) -> None:
-        for f in fields(schema):
-            default = f.default_factory() if f.default_factory is not NO_DEFAULT else None
-            if is_dataclass(default):
-                walk(type(default), f"{prefix}{f.name}.")
-                continue
-            if not (prefix == "" and f.name in GROUPS):
-                keys.add(prefix + f.name)
-
-    for path, schema in SCHEMAS.items():
-        group, *option = path.split("/")[1:]
-        prefix = "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
-        walk(schema, prefix)
-    return sorted(keys)
 
 
 def check_overrides(args: list[str]) -> None:
@@ -71,3 +60,79 @@ def check_overrides(args: list[str]) -> None:
             continue
         if name not in keys and not any(k.startswith(f"{name}.") for k in keys):
             raise ConfigError(f"{name} is not a known key{did_you_mean(name, keys + ([] if '.' in name else groups))}")
+
+
+# Hydra's command-line flags that take the next argument as their value
+VALUED_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--cfg", "-c", "--package",
+                "-p", "--experimental-rerun", "--shell-completion", "-sc"}
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the overrides) of a command line."""
+    flags, overrides, taking = [], [], False
+    for a in args:
+        if taking or a.startswith("-"):
+            flags.append(a)
+            taking = not taking and a in VALUED_FLAGS
+        else:
+            overrides.append(a)
+    return flags, overrides
+
+
+def expected(error: ValidationError) -> str | None:
+    """What the schema declares for the key a ValidationError names, in words: read from the dataclass that
+    declares the key (or, for a list's item, from the list's declared type), not from OmegaConf's message."""
+    if error.value is None:
+        return "a value, not null"
+    if is_dataclass(error.object_type):
+        declared = typing.get_type_hints(error.object_type).get(str(error.key))
+    else:  # an item of a list: the list's declared type holds the item's
+        declared = next(iter(typing.get_args(_without_none(error.ref_type))), None)
+    declared = _without_none(declared)
+    return WORDS.get(typing.get_origin(declared) or declared)
+
+
+def _without_none(declared):
+    """Optional[X] -> X."""
+    args = [a for a in typing.get_args(declared) if a is not type(None)]
+    return args[0] if typing.get_origin(declared) is typing.Union and len(args) == 1 else declared
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages, cut to the line that names key and value."""
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
+        group, _, option = exc.missing_cfg_file.rpartition("/")
+        return (f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}"
+                + did_you_mean(option, list(exc.options), n=1, prefix=f"{group}="))
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    cause = exc.__cause__
+    takes = expected(cause) if isinstance(cause, ValidationError) and cause.full_key else None
+    if takes:
+        value = "null" if cause.value is None else cause.value
+        return f"{cause.full_key}={value} is not allowed: expected {takes}"
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:  # a key this config lacks
+        return f"{cause.full_key} is not a key of this config{did_you_mean(cause.full_key, declared_keys())}"
+    text = str(exc) or (f"{type(cause).__name__}: {cause}" if cause else type(exc).__name__)
+    return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))
+
+
+def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
+    """Run a @hydra.main function inside the commands' guard (mnist_cnn.cli), with Hydra's and OmegaConf's
+    errors as one line. A class refusing what the schema passed it is our bug (see mnist_cnn.run.built);
+    an OSError that reaches here is Hydra's own, making the run folder."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us unprinted
+    with guarded(prog):
+        try:
+            hydra_main()
+        except InstantiationException:
+            raise
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise ConfigError(one_line(exc)) from None
+        except OSError as exc:  # what the job catches never gets here
+            if not exc.filename:
+                raise
+            raise UserError(f"{exc.filename}: {exc.strerror} (the run folder: hydra.run.dir, or hydra.sweep.dir "
+                            "with -m)") from None

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mnist_cnn.checkpoints import load_model
-from mnist_cnn.cli import CKPT_HELP, Parser, UserError, exit_with, positive_int
-from mnist_cnn.data import DATASETS, normalize
+from mnist_cnn.saved import load_network
+from mnist_cnn.cli import CKPT_HELP, Parser, exit_with, positive_int
+from mnist_cnn.errors import UserError
+from mnist_cnn.datasets import DATASETS, normalize
 
 PROG = "mnist-predict"
 FORMATS = {"PNG", "JPEG", "BMP"}
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     status is 1 if there was any."""
     args = parser().parse_args(argv)
     try:
-        model, data = load_model(args.ckpt)
+        model, data = load_network(args.ckpt)
     except UserError as exc:
         exit_with(PROG, exc)
     files, problems = image_files(args.inputs)

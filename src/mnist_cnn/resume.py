@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf
 
-from mnist_cnn.config import ConfigError
+from mnist_cnn.errors import ConfigError
 
 # Keys a resumed run may set differently from the run it continues: where it runs, how it reports and
 # saves, and how long it goes on. Everything else is the run's identity.
@@ -106,5 +106,5 @@ def check_not_finished(run: Path, config, merged: list[Override], run_dir: str) 
                        f"add trainer.max_epochs=<more than {metrics['epochs']}>")
 
 
-class Finished(ConfigError):
-    """Nothing to resume: said, not an error."""
+class Finished(Exception):
+    """Nothing to resume: said, with exit status 0. Not an error."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mnist_cnn.config import ConfigError
+from mnist_cnn.errors import ConfigError
 
 RESOLVER = "claim"
 

@@ -140,16 +140,18 @@ class RunMLFlowLogger(MLFlowLogger):
 
 def log_network(client, run_id: str, checkpoint: str) -> None:
     """The checkpoint's network as an MLflow model ("model": `mlflow.pytorch.load_model("runs:/<id>/model")`),
-    with its input signature: normalised (N, 1, 28, 28) float32 images in, (N, classes) logits out."""
+    with its input signature: normalised (N, channels, height, width) float32 images in, (N, classes) logits out."""
     import importlib.metadata
 
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
 
-    from mnist_cnn.checkpoints import load_model
-    model, _ = load_model(checkpoint)
-    example = torch.zeros(1, 1, 28, 28)
+    from mnist_cnn.datasets import DATASETS
+    from mnist_cnn.saved import load_network
+
+    model, data = load_network(checkpoint)
+    example = torch.zeros(1, *DATASETS[data["dataset"]].shape)
     with torch.no_grad():
         signature = infer_signature(example.numpy(), model(example).numpy())
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mnist-cnn=={importlib.metadata.version('mnist-cnn')}"]

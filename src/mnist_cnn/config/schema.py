@@ -3,31 +3,27 @@
 Each dataclass mirrors the class its config group instantiates and is stored in Hydra's ConfigStore
 under `schema/<group>/<option>`; the YAML files in conf/ name it first in their defaults list, so
 Hydra itself refuses a value of the wrong type or a key that does not exist. The ranges and closed
-sets kept in each field's metadata are checked by `check_ranges` after composition, before any work.
+sets kept in each field's metadata are checked by mnist_cnn.config.checks after composition, before
+any work. A model's node holds its network's arguments (the class _target_ names, in mnist_cnn.networks),
+its optimiser (mnist_cnn.classifier.Classifier's) and the speed switches (mnist_cnn.speed.FastStep's).
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-import tempfile
 import typing
+from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
 from lightning.pytorch.strategies import StrategyRegistry
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING
 
-from mnist_cnn.cli import UserError
-from mnist_cnn.data import DATASETS, NORMALIZE, SPLITS, TRAIN_IMAGES, default_data_dir, train_size
-from mnist_cnn.graphed import obstacle
-from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
-from mnist_cnn.suggest import did_you_mean
+from mnist_cnn.data import SPLITS
+from mnist_cnn.datasets import DATASETS, NORMALIZE
 
 OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
                           if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
@@ -37,10 +33,6 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 STRATEGIES = ("auto", *StrategyRegistry.available_strategies())
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
 FOLDER_NAME = re.compile(r"(?!\.\.?$)[\w.=,+-]+")  # one folder, not . or ..
-
-
-class ConfigError(UserError):
-    """A config value that is not allowed."""
 
 
 def key(help: str, default: Any = MISSING, **rule: Any) -> Any:
@@ -125,18 +117,24 @@ KERAS_SGD = dict(name="SGD", lr=0.01, momentum=0.9, nesterov=True, decay=1e-6)
 
 @dataclass
 class ModelConfig:
-    """What mnist_cnn.models.MNISTClassifier takes; each model adds its layers' sizes and its optimiser."""
+    """The speed switches every model has (mnist_cnn.speed.FastStep's); each model adds its network's
+    arguments and its optimiser (mnist_cnn.classifier.Classifier's)."""
     channels_last: Optional[bool] = key("the channels_last conv layout; null: on CPU only (faster there, slower "
                                         "on an H100)", None)
     compile: bool = key("torch.compile the layers (GPU: see README, Performance)", False)
-    cuda_graph: Optional[bool] = key("the training step captured once as a CUDA graph and replayed (mnist_cnn.graphed); "
+    cuda_graph: Optional[bool] = key("the training step captured once as a CUDA graph and replayed (mnist_cnn.speed); "
                                      "null: wherever it can run (one CUDA device, no compile)", None)
+
+
+# A model node's keys that are not its network's arguments: the optimiser (mnist_cnn.classifier's) and
+# the speed switches (mnist_cnn.speed's)
+TRAINING_KEYS = ("optimizer", *(f.name for f in fields(ModelConfig)))
 
 
 @dataclass
 class BaselineConfig(ModelConfig):
-    """mnist_cnn.models.BaselineCNN: part III of the lab, 1,199,882 parameters"""
-    _target_: str = key("the model class", "mnist_cnn.models.BaselineCNN")
+    """mnist_cnn.networks.BaselineCNN: part III of the lab, 1,199,882 parameters"""
+    _target_: str = key("the network class", "mnist_cnn.networks.BaselineCNN")
     conv1_channels: int = key("filters of the first convolution", 32, ge=1)
     conv2_channels: int = key("filters of the second convolution", 64, ge=1)
     kernel_size: int = key("convolution kernel size", 3, ge=1)
@@ -149,8 +147,8 @@ class BaselineConfig(ModelConfig):
 
 @dataclass
 class EluConfig(ModelConfig):
-    """mnist_cnn.models.EluCNN: part VI of the lab, as its code builds it, 329,962 parameters"""
-    _target_: str = key("the model class", "mnist_cnn.models.EluCNN")
+    """mnist_cnn.networks.EluCNN: part VI of the lab, as its code builds it, 329,962 parameters"""
+    _target_: str = key("the network class", "mnist_cnn.networks.EluCNN")
     block1_channels: int = key("filters of the first block's convolutions", 32, ge=1)
     block2_channels: int = key("filters of the second block's convolutions", 64, ge=1)
     kernel_size: int = key("convolution kernel size", 3, ge=1)
@@ -164,9 +162,9 @@ class EluConfig(ModelConfig):
 
 @dataclass
 class ProseConfig(ModelConfig):
-    """mnist_cnn.models.ProseCNN: part VI of the lab, as its text describes it (its code never built this),
+    """mnist_cnn.networks.ProseCNN: part VI of the lab, as its text describes it (its code never built this),
     59,933 parameters"""
-    _target_: str = key("the model class", "mnist_cnn.models.ProseCNN")
+    _target_: str = key("the network class", "mnist_cnn.networks.ProseCNN")
     conv1_channels: int = key("filters of the first convolution", 30, ge=1)
     conv1_kernel: int = key("kernel size of the first convolution", 5, ge=1)
     conv2_channels: int = key("filters of the second convolution", 15, ge=1)
@@ -180,8 +178,8 @@ class ProseConfig(ModelConfig):
 
 @dataclass
 class SpeedrunConfig(ModelConfig):
-    """mnist_cnn.models.SpeedrunCNN: experiment=speedrun's network, 321,066 parameters"""
-    _target_: str = key("the model class", "mnist_cnn.models.SpeedrunCNN")
+    """mnist_cnn.networks.SpeedrunCNN: experiment=speedrun's network, 321,066 parameters"""
+    _target_: str = key("the network class", "mnist_cnn.networks.SpeedrunCNN")
     conv1_channels: int = key("filters of the first convolution", 24, ge=1)
     conv1_kernel: int = key("kernel size of the first convolution", 5, ge=1)
     conv2_channels: int = key("filters of the second convolution (train_mnist_fast: 32; 48 won on validation)", 48,
@@ -204,7 +202,7 @@ class TrainerConfig:
     num_nodes: int = key("machines", 1, ge=1)
     max_epochs: int = key("epochs to train (Keras's epochs)", 3, ge=1)
     precision: str = key("number format of the maths; auto: bf16-mixed where the device computes bf16 natively, "
-                         "else 32-true (mnist_cnn.config.native_precision)", "auto", choices=PRECISIONS)
+                         "else 32-true (mnist_cnn.config.checks.native_precision)", "auto", choices=PRECISIONS)
     log_every_n_steps: int = key("training steps between logged values", 20, ge=1)
     deterministic: bool = key("deterministic algorithms: same config and seed, same metrics, bit for bit", True)
     benchmark: Optional[bool] = key("cudnn.benchmark; null: off while deterministic", None)
@@ -324,169 +322,24 @@ for path, node in SCHEMAS.items():
     ConfigStore.instance().store(group=group, name=name, node=node)
 
 
-def allowed(rule: dict, integer: bool = False) -> str:
-    """What a rule allows, in words."""
-    if "allowed" in rule:
-        return rule["allowed"]
-    if "choices" in rule:
-        return "one of " + ", ".join("null" if c is None else str(c) for c in rule["choices"])
-    low = (f"> {rule['gt']}" if "gt" in rule else f">= {rule['ge']}") if {"gt", "ge"} & set(rule) else ""
-    high = (f"< {rule['lt']}" if "lt" in rule else f"<= {rule['le']}") if {"lt", "le"} & set(rule) else ""
-    return ("an integer " if integer else "a number ") + " and ".join(b for b in (low, high) if b)
+GROUPS = ("data", "model", "trainer", "logger", "callbacks")  # TrainConfig's nodes, each from its config group
 
 
-def obeys(value: Any, rule: dict) -> bool:
-    if "test" in rule:
-        return rule["test"](value)
-    if "choices" in rule:
-        return value in rule["choices"]
-    if value is None:
-        return True
-    values = list(value) if isinstance(value, (list, ListConfig)) else [value]
-    return all(("ge" not in rule or v >= rule["ge"]) and ("gt" not in rule or v > rule["gt"])
-               and ("le" not in rule or v <= rule["le"]) and ("lt" not in rule or v < rule["lt"]) for v in values)
+def declared_keys() -> list[str]:
+    """Every key mnist-train's schema declares, dotted (model.* for every model together)."""
+    keys = set()
 
+    def walk(schema, prefix: str) -> None:
+        for f in fields(schema):
+            default = f.default_factory() if f.default_factory is not NO_DEFAULT else None
+            if is_dataclass(default):
+                walk(type(default), f"{prefix}{f.name}.")
+                continue
+            if not (prefix == "" and f.name in GROUPS):
+                keys.add(prefix + f.name)
 
-def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
-    """Every key whose schema sets a range or a closed set, recursively; the first bad one is an error."""
-    schema = OmegaConf.get_type(cfg)
-    declared = {f.name: f for f in fields(schema)} if is_dataclass(schema) else {}
-    rules = {name: f.metadata for name, f in declared.items()}
-    for name in cfg:
-        if name == "hydra":  # Hydra's own, checked by Hydra
-            continue
-        value = OmegaConf.select(cfg, str(name), throw_on_missing=False)
-        if isinstance(value, DictConfig):
-            check_ranges(value, f"{prefix}{name}.")
-        elif rules.get(name) and {"ge", "gt", "le", "lt", "choices", "test"} & set(rules[name]):
-            if not obeys(value, rules[name]):
-                shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
-                integer = "int" in str(declared[name].type)
-                choices = [str(c) for c in rules[name].get("choices", ()) if c is not None]
-                raise ConfigError(f"{prefix}{name}={shown} is not allowed: expected {allowed(rules[name], integer)}"
-                                  + (did_you_mean(str(shown), choices, n=1, prefix=f"{prefix}{name}=") if choices else ""))
-
-
-def check_train(cfg: DictConfig) -> None:
-    """mnist-train's config, whole, before any download, data loading or training: each key's range,
-    then the rules that tie keys together, the machine and the folders."""
-    check_ranges(cfg)
-    data, trainer, optimizer = cfg.data, cfg.trainer, cfg.model.optimizer
-    n_train = train_size(TRAIN_IMAGES, data.validation_split)
-    if n_train < data.batch_size:
-        raise ConfigError(f"data.validation_split={data.validation_split} leaves {n_train} training images, fewer "
-                          f"than one batch (data.batch_size={data.batch_size}): lower one of them")
-    if n_train == TRAIN_IMAGES:
-        raise ConfigError(f"data.validation_split={data.validation_split} leaves no validation images: raise it")
-    accepted = inspect.signature(getattr(torch.optim, optimizer.name)).parameters
-    for name, value in optimizer.items():
-        if name not in ("name", "decay", "one_cycle") and value is not None and name not in accepted:
-            raise ConfigError(f"model.optimizer.{name}={value} is not an argument of torch.optim.{optimizer.name} "
-                              f"(it takes {', '.join(p for p in accepted if p != 'params')}); "
-                              f"unset it with model.optimizer.{name}=null")
-    if optimizer.get("one_cycle") and optimizer.get("decay"):
-        raise ConfigError(f"model.optimizer.one_cycle=true and model.optimizer.decay={optimizer.decay}: two schedules; "
-                          "set decay=0 or one_cycle=false")
-    for epoch in cfg.get("read_epochs") or []:
-        if not 1 <= epoch <= trainer.max_epochs:
-            raise ConfigError(f"read_epochs={list(cfg.read_epochs)}: {epoch} is not an epoch of this run "
-                              f"(allowed: 1 to trainer.max_epochs={trainer.max_epochs})")
-    if cfg.get("read_epochs") and cfg.callbacks.get("checkpoint") is None:
-        raise ConfigError("read_epochs needs callbacks.checkpoint: each reading is the checkpoint it keeps as best")
-    check_accelerator(trainer.accelerator, trainer.devices)
-    check_precision(trainer.precision, trainer.accelerator)
-    check_cuda_graph(cfg)
-    check_experiment_data()
-    check_data_folder(data.data_dir, data.dataset)
-
-
-def check_experiment_data() -> None:
-    """experiment_data is optional, so that an <experiment>_<data> pair may have no file; Hydra then
-    skips even an option typed by hand, which must not pass unnoticed."""
-    if not GlobalHydra.instance().is_initialized():
-        return  # composed outside an app (the tests' compose API): no repository to look in
-    chosen = HydraConfig.get().runtime.choices.get("experiment_data")
-    options = GlobalHydra.instance().config_loader().get_group_options("experiment_data")
-    if f"experiment_data={chosen}" in HydraConfig.get().overrides.task and chosen not in options:
-        raise ConfigError(f"experiment_data={chosen} is not a known option: expected one of {', '.join(options)} "
-                          "(it is chosen for you, as <experiment>_<data>, where such a file exists)")
-
-
-def bf16_native(device: str) -> bool:
-    """Whether the device computes bf16 in hardware: a CUDA GPU from Ampere on, or a CPU with AVX-512 BF16
-    (AMX tiles imply it). Elsewhere bf16 is emulated, and slower than float32."""
-    if device == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    capability = torch._C._cpu._get_cpu_capability() if hasattr(torch._C, "_cpu") else {}
-    return device == "cpu" and bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
-
-
-def native_precision(precision: str, accelerator: str) -> str:
-    """trainer.precision=auto as Lightning's precision: bf16-mixed where the device that `accelerator`
-    picks computes bf16 natively, else 32-true (the lab's arithmetic). bf16-mixed keeps the weights,
-    the optimiser and the loss in float32 and runs convolutions and matrix products in bf16; on the
-    lab's two runs it cost no accuracy beyond the seed-to-seed spread (docs/performance.md)."""
-    if precision != "auto":
-        return precision
-    if accelerator == "auto":
-        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    device = {"gpu": "cuda"}.get(accelerator, accelerator)
-    return "bf16-mixed" if bf16_native(device) else "32-true"
-
-
-def check_cuda_graph(cfg: DictConfig) -> None:
-    """model.cuda_graph=true where no graph can be captured is refused, not ignored."""
-    model, trainer = cfg.model, cfg.trainer
-    if not model.get("cuda_graph"):
-        return
-    accelerator = trainer.accelerator
-    if accelerator == "auto":
-        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    one_device = trainer.num_nodes == 1 and (
-        trainer.devices == 1 or (trainer.devices == "auto" and torch.cuda.device_count() <= 1))
-    reason = obstacle("cuda" if accelerator == "gpu" else accelerator, one_device, model.compile,
-                      native_precision(trainer.precision, trainer.accelerator), model.optimizer.name)
-    if reason:
-        raise ConfigError(f"model.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
-
-
-def check_precision(precision: str, accelerator: str) -> None:
-    """float16 mixed precision on a CPU is refused: Lightning would warn twice and run bf16-mixed instead."""
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if accelerator == "auto" else accelerator
-    if device == "cpu" and precision in ("16", "16-mixed"):
-        raise ConfigError(f"trainer.precision={precision}: float16 mixed precision is for GPUs; on a CPU use "
-                          f"trainer.precision=bf16-mixed (what auto picks here: {native_precision('auto', 'cpu')}) "
-                          "or 32-true")
-
-
-def check_accelerator(accelerator: str, devices: Any) -> None:
-    if accelerator in ("gpu", "cuda"):
-        visible = torch.cuda.device_count()
-        if not visible:
-            raise ConfigError(f"trainer.accelerator={accelerator}: no GPU is visible here (torch.cuda.is_available() "
-                              "is false); use trainer.accelerator=auto, which takes a GPU where there is one")
-        if isinstance(devices, int) and devices > visible:
-            raise ConfigError(f"trainer.devices={devices}: only {visible} GPU(s) visible here")
-    elif accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.accelerator=mps: no Apple GPU here; use trainer.accelerator=auto")
-    elif accelerator == "tpu":
-        from lightning.pytorch.accelerators import XLAAccelerator
-        if not XLAAccelerator.is_available():
-            raise ConfigError("trainer.accelerator=tpu: no TPU here; use trainer.accelerator=auto")
-
-
-def check_data_folder(data_dir: str | None, dataset: str) -> None:
-    """The dataset's four files are there (read-only is fine), or their folder can be made and written:
-    found now, before a Trainer is built, rather than when the first download is written."""
-    spec, given = DATASETS[dataset], data_dir or default_data_dir()
-    raw = raw_dir(given, spec.cls.__name__).absolute()
-    if all((raw / name).is_file() for name in OFFICIAL_SHA256):
-        return  # checked byte for byte when the data module loads them
-    existing = next(p for p in (raw, *raw.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"data.data_dir={given}: cannot be a folder, {existing} is a file")
-    try:  # os.access says yes to root everywhere; a real file says what the filesystem allows
-        tempfile.TemporaryFile(dir=existing).close()
-    except OSError as exc:
-        raise ConfigError(f"data.data_dir={given}: {spec.title} must be fetched into {raw}, "
-                          f"which cannot be written ({exc.strerror})") from None
+    for path, schema in SCHEMAS.items():
+        group, *option = path.split("/")[1:]
+        prefix = "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
+        walk(schema, prefix)
+    return sorted(keys)
