@@ -3,11 +3,11 @@
 #
 #   bash scripts/gpu_session.sh --bundle   # here: .gpu/ (git-ignored) holds the wheels that machine lacks,
 #                                          # this checkout's own wheel and MNIST, to carry with the call
-#   bash scripts/gpu_session.sh [benchmark.py options]   # there: install from .gpu/, run the GPU tests,
-#                                          # then scripts/benchmark.py --gpu-summary; results under $OUT
+#   bash scripts/gpu_session.sh [benchmarks.gpu options]   # there: install from .gpu/, run the GPU tests,
+#                                          # then python -m benchmarks.gpu; results under $OUT
 #   SKIP_GPU_TESTS=1 bash scripts/gpu_session.sh --gpu-probe   # there: only what a graphed step waits on
 #
-# Rehearse it on CPU first: python scripts/benchmark.py --gpu-summary --device cpu --smoke
+# Rehearse it on CPU first: python -m benchmarks.gpu --device cpu --smoke
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +32,4 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
 [ -n "${SKIP_GPU_TESTS:-}" ] || timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu ${GPU_TESTS:-tests/test_graphed.py tests/test_train.py tests/test_data.py} \
     2>&1 | tee "$OUT/gpu-tests.log" | tail -25
-python3 scripts/benchmark.py --gpu-summary --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu-summary.log" | grep -v "^ \|^{\|^}"
+python3 -m benchmarks.gpu --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu-summary.log" | grep -v "^ \|^{\|^}"

@@ -5,7 +5,7 @@ of the project's dependencies:
     python -m venv /tmp/tf && /tmp/tf/bin/pip install tensorflow-cpu
     /tmp/tf/bin/python scripts/keras_lab.py [--data-dir DIR] [--repeats 2]
 
-scripts/benchmark.py --keras-python /tmp/tf/bin/python runs it beside the project's epochs. Prints one
+python -m benchmarks.lab_epochs --against <commit> --keras-python /tmp/tf/bin/python runs it beside the project's epochs. Prints one
 JSON line: each epoch's wall time (model.fit with validation_split=0.3, as the lab's first run, one
 epoch, a fresh model each time, so the first includes building the graph), and the versions.
 """

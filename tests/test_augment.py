@@ -71,7 +71,7 @@ def test_the_data_module_distorts_training_batches_only_and_a_resumed_epoch_repe
 
 def test_the_lab_runs_have_no_distortions():
     from hydra import compose, initialize_config_module
-    import mnist_cnn.config  # noqa: F401  (registers the schemas the configs name)
+    import mnist_cnn.config.schema  # noqa: F401  (registers the schemas the configs name)
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         assert not Distortions(**compose("train").data.augment).distorts
         for experiment in ("lab_baseline", "lab_elu", "speedrun"):

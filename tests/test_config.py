@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import mnist_cnn.conf
-from mnist_cnn import export, predict
+from mnist_cnn import commands
 from mnist_cnn.config import checks, schema as config
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.classifier import Classifier
@@ -213,20 +213,20 @@ def test_as_a_user_sees_it(tmp_path, override, expected):
     assert len(lines) <= 3 and lines[-1].startswith(expected) and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("module, args, expected", [
-    (export, ["x.ckpt", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
-    (export, ["x.ckpt", "m.tflite"], "m.tflite: the format cannot be told from the suffix '.tflite'"),
-    (predict, ["x.ckpt", "a.png", "--max-pixels", "0"], "argument --max-pixels: invalid positive_int value: '0'"),
-    (predict, ["x.ckpt", "a.png", "--output", "xml"], "unrecognized arguments: --output xml"),
-    (predict, [], "the following arguments are required: CKPT, IMAGE_OR_FOLDER"),
+@pytest.mark.parametrize("command, args, expected", [
+    (commands.export, ["x.ckpt", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
+    (commands.export, ["x.ckpt", "m.tflite"], "m.tflite: the format cannot be told from the suffix '.tflite'"),
+    (commands.predict, ["x.ckpt", "a.png", "--max-pixels", "0"], "argument --max-pixels: invalid positive_int value: '0'"),
+    (commands.predict, ["x.ckpt", "a.png", "--output", "xml"], "unrecognized arguments: --output xml"),
+    (commands.predict, [], "the following arguments are required: CKPT, IMAGE_OR_FOLDER"),
 ])
-def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, module, args, expected):
+def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, command, args, expected):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        module.main(args)
+        command(args)
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2
-    assert err.strip().startswith(f"{module.PROG}: error: {expected}") and len(err.strip().splitlines()) == 1, err
+    assert err.strip().startswith(f"mnist-{command.__name__}: error: {expected}") and len(err.strip().splitlines()) == 1, err
     assert not out and list(tmp_path.iterdir()) == []
 
 

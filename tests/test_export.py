@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision.datasets import MNIST
 
+from mnist_cnn import commands
 from mnist_cnn import export
 from mnist_cnn.saved import load_network
 from mnist_cnn.data import normalize
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow  # a trained checkpoint
 
 
 def export_cli(*args):
-    return in_process(export.main, *args)  # the installed command runs in test_package
+    return in_process(commands.export, *args)  # the installed command runs in test_package
 
 
 @pytest.fixture(scope="module")

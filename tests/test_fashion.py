@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import FashionMNIST
 
+from mnist_cnn import commands
 from mnist_cnn import mnist_files, predict
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.datasets import DATASETS
@@ -107,6 +108,6 @@ def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian):
     image = np.zeros((28, 28), dtype=np.uint8)
     image[6:8, 4:24] = 255  # the bar of class 2
     Image.fromarray(image).save(tmp_path / "bar.png")
-    predicted = in_process(predict.main, str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "bar.png"), "--json")
+    predicted = in_process(commands.predict, str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "bar.png"), "--json")
     (result,) = json.loads(predicted.stdout)
     assert result["label"] == CLASSES[result["class"]] and "digit" not in result

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import MNIST
 
-from mnist_cnn import predict
+from mnist_cnn import commands
 from mnist_cnn.saved import load_network, run_checkpoint
 from mnist_cnn.data import normalize
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # a trained checkpoint
 
 
 def predict_cli(*args: str) -> subprocess.CompletedProcess:
-    return in_process(predict.main, *args)  # the installed command runs in test_package
+    return in_process(commands.predict, *args)  # the installed command runs in test_package
 
 
 def test_predictions_on_rendered_real_digits_agree_with_the_model(tmp_path, trained_run, mnist_dir):
@@ -74,7 +74,7 @@ def test_plain_paths_a_run_directory_and_a_folder_with_one_blank_image(tmp_path,
     Image.new("L", (60, 60), 255).save(folder / "3 blank.png")
     for ckpt in (named, trained_run):
         with pytest.raises(SystemExit) as exit_info:
-            predict.main([str(ckpt), str(folder), "--json"])
+            commands.predict([str(ckpt), str(folder), "--json"])
         out, err = capsys.readouterr()
         assert exit_info.value.code == 1
         assert [r["file"] for r in json.loads(out)] == [str(folder / f"{i} digit=x.png") for i in range(3)]
@@ -139,7 +139,7 @@ CASES = ["missing file", "non-image", "empty file", "pixel limit", "decompressio
 def test_bad_input_is_refused_in_one_line(tmp_path, trained_run, case, monkeypatch, capsys):
     args, status, expected = bad_inputs(tmp_path, trained_run)[case]
     with pytest.raises(SystemExit) as exit_info:  # in-process: the suite's time, not the CLI's
-        predict.main([str(a) for a in args])
+        commands.predict([str(a) for a in args])
     out, err = capsys.readouterr()
     assert exit_info.value.code == status, err
     err = err.strip()

@@ -14,9 +14,6 @@ from typing import Iterator, NoReturn
 from mnist_cnn.errors import UserError
 from mnist_cnn.interrupt import Interrupted
 
-CKPT_HELP = "a checkpoint written by mnist-train, or a run directory (the checkpoint its test used)"
-
-
 class Parser(argparse.ArgumentParser):
     """argparse, with a mistake said in one line (argparse prints its whole usage first)."""
 

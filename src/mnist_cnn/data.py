@@ -14,7 +14,7 @@ import torch
 from torchvision import datasets as torchvision_datasets
 
 from mnist_cnn.augment import Distortions
-from mnist_cnn.datasets import DATASETS, default_data_dir, normalize
+from mnist_cnn.datasets import DATASETS, SPLITS, default_data_dir, normalize
 
 log = logging.getLogger(__name__)
 # Lightning's CombinedLoader wraps every loader, these batches included, in torch's LeafSpec, which torch 2.14
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 
-SPLITS = ("random", "tail")
 # The evaluation batch when data.eval_batch_size is null, by device: on a GPU a large batch shortened the
 # epoch; on a CPU it made validation slower (cache misses), so CPU keeps the training batch. Figures:
 # docs/performance.md, "Earlier measurements", the GPU switches.

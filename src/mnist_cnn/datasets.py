@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from mnist_cnn.mnist_files import ensure_fashion_mnist, ensure_mnist
+
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ DATASETS = {
                               "Bag", "Ankle boot")),
 }
 NORMALIZE = ("standard", "unit")
+SPLITS = ("random", "tail")  # how the validation images are taken (mnist_cnn.data.split_indices)
 
 
 def default_data_dir() -> str:
@@ -44,7 +47,8 @@ def default_data_dir() -> str:
 
 
 def normalize(images: torch.Tensor, mode: str, dataset: str = "mnist") -> torch.Tensor:
-    """uint8 (N, height, width) -> float32 (N, 1, height, width), the whole tensor at once."""
+    """uint8 (N, height, width) -> float32 (N, 1, height, width), the whole tensor at once. (Tensor methods
+    only: this registry is imported by `--help`, which must not wait for torch.)"""
     x = images.unsqueeze(1).float().div_(255)
     if mode == "standard":
         return x.sub_(DATASETS[dataset].mean).div_(DATASETS[dataset].std)

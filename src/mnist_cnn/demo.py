@@ -24,7 +24,6 @@ import torch
 from PIL import Image
 
 from mnist_cnn.saved import load_network
-from mnist_cnn.cli import CKPT_HELP, Parser, exit_with
 from mnist_cnn.errors import UserError
 from mnist_cnn.datasets import DATASETS
 from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, predict
@@ -112,28 +111,17 @@ def browser_left(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], ClientDisconnect))
 
 
-def parser() -> Parser:
-    p = Parser(prog=PROG, description="A local web page: draw a digit (or upload a photo) and see what the network reads.")
-    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="the port (default %(default)s)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    try:
-        reader = Reader(args.ckpt)
-    except UserError as exc:
-        exit_with(PROG, exc)
+def run(args) -> None:
+    """mnist-demo, its command line parsed (mnist_cnn.commands): serves until Ctrl-C or SIGTERM."""
+    reader = Reader(args.ckpt)
     demo, theme = page(reader)
     logging.getLogger("uvicorn.error").addFilter(browser_left)
     try:
         demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, quiet=True,
                     share=False, ssr_mode=False, theme=theme, footer_links=[], js=CHOOSE_BRUSH)
     except OSError as exc:  # Gradio's words for a port in use or an address it cannot bind
-        exit_with(PROG, UserError(f"--host {args.host} --port {args.port}: cannot listen there "
-                                  f"({' '.join(str(exc).split())})"))
+        raise UserError(f"--host {args.host} --port {args.port}: cannot listen there "
+                        f"({' '.join(str(exc).split())})") from None
     # Ctrl-C and SIGTERM (kill, systemd, a closing terminal) stop the server. Set here, not left to Python:
     # a shell starts a job in the background with SIGINT ignored, Python keeps that, and Ctrl-C sent to
     # such a server later did nothing (the test suite's own server, under a suite started with `&`).
@@ -147,6 +135,3 @@ def main(argv: list[str] | None = None) -> None:
         demo.close()
         print(f"{PROG}: stopped", file=sys.stderr)
 
-
-if __name__ == "__main__":
-    main()

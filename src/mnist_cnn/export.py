@@ -21,12 +21,11 @@ from torch import nn
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.datasets import DATASETS
+from mnist_cnn.commands import SUFFIXES
 from mnist_cnn.saved import load_network, run_checkpoint
-from mnist_cnn.cli import CKPT_HELP, Parser, exit_with
 from mnist_cnn.errors import UserError
 
 PROG = "mnist-export"
-SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
 DEPRECATED = {"torchscript": "TorchScript is deprecated by PyTorch; model.pt2 (torch.export) is its successor, "
                              "loaded with torch.export.load(path).module()"}
 
@@ -58,38 +57,19 @@ def export(model, fmt: str, out: Path, shape: tuple[int, int, int] = (1, 28, 28)
     return out
 
 
-def parser() -> Parser:
-    p = Parser(prog=PROG, description="Export a trained checkpoint as ONNX, a torch.export program (.pt2) or "
-               "TorchScript: normalised images "
-               "(N, 1, 28, 28) in, softmax probabilities (N, 10) out.")
-    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
-    p.add_argument("output", metavar="OUTPUT", nargs="?", help="the file to write (default: beside the checkpoint)")
-    p.add_argument("--format", choices=tuple(SUFFIXES), help="default: by OUTPUT's suffix (.onnx, .pt2, .pt), else onnx")
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+def run(args) -> None:
+    """mnist-export, its command line parsed (mnist_cnn.commands)."""
     by_suffix = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
-    try:
-        if args.format is None and args.output and Path(args.output).suffix not in by_suffix:
-            raise UserError(f"{args.output}: the format cannot be told from the suffix {Path(args.output).suffix!r} "
-                            "(.onnx, .pt2 or .pt); add --format onnx, pt2 or torchscript")
-        fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
-        checkpoint = run_checkpoint(args.ckpt)
-        model, data = load_network(checkpoint)
-        out = Path(args.output) if args.output else checkpoint.with_suffix(SUFFIXES[fmt])
-        if not out.parent.is_dir():
-            raise UserError(f"{out}: folder {out.parent} does not exist")
-    except UserError as exc:
-        exit_with(PROG, exc)
+    if args.format is None and args.output and Path(args.output).suffix not in by_suffix:
+        raise UserError(f"{args.output}: the format cannot be told from the suffix {Path(args.output).suffix!r} "
+                        "(.onnx, .pt2 or .pt); add --format onnx, pt2 or torchscript")
+    fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
+    checkpoint = run_checkpoint(args.ckpt)
+    model, data = load_network(checkpoint)
+    out = Path(args.output) if args.output else checkpoint.with_suffix(SUFFIXES[fmt])
+    if not out.parent.is_dir():
+        raise UserError(f"{out}: folder {out.parent} does not exist")
     if fmt in DEPRECATED:
         print(f"{PROG}: note: {DEPRECATED[fmt]}", file=sys.stderr)
-    try:
-        print(f"wrote {export(model, fmt, out, DATASETS[data['dataset']].shape)}")
-    except OSError as exc:  # a full disk, say
-        exit_with(PROG, exc, status=1)
+    print(f"wrote {export(model, fmt, out, DATASETS[data['dataset']].shape)}")  # a full disk: the guard's one line
 
-
-if __name__ == "__main__":
-    main()

@@ -16,7 +16,7 @@ from hydra.errors import HydraException, InstantiationException, MissingConfigEx
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_cnn.cli import guarded
-from mnist_cnn.config.schema import GROUPS, declared_keys
+from mnist_cnn.config.schema import declared_keys
 from mnist_cnn.errors import ConfigError, UserError
 from mnist_cnn.suggest import did_you_mean
 

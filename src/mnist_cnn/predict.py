@@ -21,7 +21,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from mnist_cnn.saved import load_network
-from mnist_cnn.cli import CKPT_HELP, Parser, exit_with, positive_int
 from mnist_cnn.errors import UserError
 from mnist_cnn.datasets import DATASETS, normalize
 
@@ -120,25 +119,10 @@ def predict(model, images: torch.Tensor, data: dict) -> torch.Tensor:
         return model(normalize(images, data["normalize"], data["dataset"])).softmax(dim=1)
 
 
-def parser() -> Parser:
-    p = Parser(prog=PROG, description="Read digits (or clothes, with a Fashion-MNIST checkpoint) in image files. "
-               "Each image is prepared as the checkpoint's dataset was made (see mnist_cnn.predict).")
-    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
-    p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG or BMP files, and folders of them")
-    p.add_argument("--json", action="store_true", help="print JSON with every class's probability")
-    p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
-                   help="refuse larger images before decoding them (decompression bombs; default %(default)s)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Every readable image is predicted; each one that is not gets its own line on stderr, and the exit
-    status is 1 if there was any."""
-    args = parser().parse_args(argv)
-    try:
-        model, data = load_network(args.ckpt)
-    except UserError as exc:
-        exit_with(PROG, exc)
+def run(args) -> None:
+    """mnist-predict, its command line parsed (mnist_cnn.commands): every readable image is predicted; each
+    one that is not gets its own line on stderr, and the exit status is 1 if there was any."""
+    model, data = load_network(args.ckpt)
     files, problems = image_files(args.inputs)
     placement, read, images = PLACEMENT[data["dataset"]], [], []
     for f in files:
@@ -165,6 +149,3 @@ def main(argv: list[str] | None = None) -> None:
     if problems:
         sys.exit(1)
 
-
-if __name__ == "__main__":
-    main()

@@ -24,7 +24,6 @@ from omegaconf import OmegaConf
 
 from mnist_cnn import tracking_store
 from mnist_cnn.atomic import write_atomically
-from mnist_cnn.cli import Parser
 from mnist_cnn.figures import save_figure, sweep_figure
 from mnist_cnn.intervals import Difference, Estimate, estimate, seeds_to_separate, welch
 
@@ -270,11 +269,8 @@ def runs_table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = Parser(prog="mnist-report", description="A multirun directory: write its report (summary.md, "
-                    "summary.csv, plots) and print it. Single run directories: print a table comparing them.")
-    parser.add_argument("dirs", metavar="DIR", nargs="+", help="a multirun directory, or run directories")
-    args = parser.parse_args(argv)
+def run(args, parser) -> None:
+    """mnist-report, its command line parsed (mnist_cnn.commands); `parser` says a mistaken folder."""
     dirs = [Path(d) for d in args.dirs]
     missing = [d for d in dirs if not d.is_dir()]
     if missing:
@@ -283,11 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(dirs) == 1 and not runs:
         if not any(dirs[0].glob("*/metrics.json")) and not any(dirs[0].glob("*/.hydra")):
             parser.error(f"{dirs[0]}: neither a multirun directory (jobs with metrics.json) nor a run directory")
-        try:
-            rows = write_report(dirs[0])
-        except OSError as exc:  # a full disk, a read-only copy of the sweep
-            print(f"mnist-report: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-            sys.exit(1)
+        rows = write_report(dirs[0])  # a full disk, a read-only copy of the sweep: the guard's one line
         print((dirs[0] / "summary.md").read_text())
         sys.exit(1 if any(r["status"] != "ok" for r in rows) else 0)
     others = [d for d in dirs if d not in runs]
@@ -295,6 +287,3 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{others[0]}: not a run directory (no metrics.json); give one multirun directory, or run directories")
     print(runs_table(runs))
 
-
-if __name__ == "__main__":
-    main()

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_cnn.data import train_size
 from mnist_cnn.datasets import DATASETS, default_data_dir
+from mnist_cnn.config.schema import choices_of
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.graphed import obstacle
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
@@ -27,7 +28,7 @@ def allowed(rule: dict, integer: bool = False) -> str:
     if "allowed" in rule:
         return rule["allowed"]
     if "choices" in rule:
-        return "one of " + ", ".join("null" if c is None else str(c) for c in rule["choices"])
+        return "one of " + ", ".join("null" if c is None else str(c) for c in choices_of(rule))
     low = (f"> {rule['gt']}" if "gt" in rule else f">= {rule['ge']}") if {"gt", "ge"} & set(rule) else ""
     high = (f"< {rule['lt']}" if "lt" in rule else f"<= {rule['le']}") if {"lt", "le"} & set(rule) else ""
     return ("an integer " if integer else "a number ") + " and ".join(b for b in (low, high) if b)
@@ -37,7 +38,7 @@ def obeys(value: Any, rule: dict) -> bool:
     if "test" in rule:
         return rule["test"](value)
     if "choices" in rule:
-        return value in rule["choices"]
+        return value in choices_of(rule)
     if value is None:
         return True
     values = list(value) if isinstance(value, (list, ListConfig)) else [value]
@@ -60,7 +61,7 @@ def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
             if not obeys(value, rules[name]):
                 shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
                 integer = "int" in str(declared[name].type)
-                choices = [str(c) for c in rules[name].get("choices", ()) if c is not None]
+                choices = [str(c) for c in choices_of(rules[name]) if c is not None]
                 raise ConfigError(f"{prefix}{name}={shown} is not allowed: expected {allowed(rules[name], integer)}"
                                   + (did_you_mean(str(shown), choices, n=1, prefix=f"{prefix}{name}=") if choices else ""))
 

@@ -16,28 +16,48 @@ from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
-import torch
 from hydra.core.config_store import ConfigStore
-from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
-from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import MISSING
 
-from mnist_cnn.data import SPLITS
-from mnist_cnn.datasets import DATASETS, NORMALIZE
+from mnist_cnn.datasets import DATASETS, NORMALIZE, SPLITS
 
-OPTIMIZERS = tuple(sorted(name for name, cls in vars(torch.optim).items()
-                          if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
-                          and cls is not torch.optim.Optimizer))
-PRECISIONS = ("auto",) + typing.get_args(_PRECISION_INPUT_STR) + typing.get_args(_PRECISION_INPUT_STR_ALIAS)
+
+
+# The closed sets torch and Lightning define, asked of the installed versions when a value is checked
+# (mnist_cnn.config.checks), not when the schema is imported: `mnist-train --help` then answers without
+# importing either.
+def optimizers() -> tuple[str, ...]:
+    import torch
+
+    return tuple(sorted(name for name, cls in vars(torch.optim).items()
+                        if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer))
+
+
+def precisions() -> tuple[str, ...]:
+    from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+
+    return ("auto",) + typing.get_args(_PRECISION_INPUT_STR) + typing.get_args(_PRECISION_INPUT_STR_ALIAS)
+
+
+def strategies() -> tuple[str, ...]:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ("auto", *StrategyRegistry.available_strategies())
+
+
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-STRATEGIES = ("auto", *StrategyRegistry.available_strategies())
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
 FOLDER_NAME = re.compile(r"(?!\.\.?$)[\w.=,+-]+")  # one folder, not . or ..
 
 
+def choices_of(rule: dict) -> tuple:
+    choices = rule.get("choices", ())
+    return choices() if callable(choices) else choices
+
+
 def key(help: str, default: Any = MISSING, **rule: Any) -> Any:
     """A config key: what it means, its default, and what is allowed beyond its type. Rules: ge, gt, le, lt
-    (numbers; each item of a list), choices (a closed set), allowed + test (anything else; refused: a value
+    (numbers; each item of a list), choices (a closed set, or a function that returns it), allowed + test (anything else; refused: a value
     the test refuses, for tests/test_config.py's table, where "many" would pass)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **rule})
@@ -97,7 +117,7 @@ class DataConfig:
 @dataclass
 class OptimizerConfig:
     """A torch.optim class by name, with its arguments; unset (null) arguments keep torch's defaults."""
-    name: str = key("a torch.optim class", choices=OPTIMIZERS)
+    name: str = key("a torch.optim class", choices=optimizers)
     lr: float = key("learning rate (with one_cycle: the schedule's peak)", gt=0)
     decay: float = key("Keras's time-based decay: lr / (1 + decay * step)", 0.0, ge=0)
     one_cycle: bool = key("torch's OneCycleLR over the whole fit, peaking at lr (instead of decay)", False)
@@ -197,12 +217,12 @@ class TrainerConfig:
     _target_: str = key("the trainer class", "lightning.pytorch.Trainer")
     default_root_dir: str = key("where Lightning writes when no logger says otherwise", RUN_DIR)
     accelerator: str = key("what runs the maths", "auto", choices=ACCELERATORS)
-    strategy: str = key("how several devices share the work", "auto", choices=STRATEGIES)
+    strategy: str = key("how several devices share the work", "auto", choices=strategies)
     devices: Any = key("how many devices", 1, allowed="an integer >= 1, -1 (all) or auto", test=device_count)
     num_nodes: int = key("machines", 1, ge=1)
     max_epochs: int = key("epochs to train (Keras's epochs)", 3, ge=1)
     precision: str = key("number format of the maths; auto: bf16-mixed where the device computes bf16 natively, "
-                         "else 32-true (mnist_cnn.config.checks.native_precision)", "auto", choices=PRECISIONS)
+                         "else 32-true (mnist_cnn.config.checks.native_precision)", "auto", choices=precisions)
     log_every_n_steps: int = key("training steps between logged values", 20, ge=1)
     deterministic: bool = key("deterministic algorithms: same config and seed, same metrics, bit for bit", True)
     benchmark: Optional[bool] = key("cudnn.benchmark; null: off while deterministic", None)

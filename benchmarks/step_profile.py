@@ -2,10 +2,7 @@
 over 10 steps (after 5 warm-up steps) of a plain loop over the project's own modules, in the layout the
 Trainer uses on CPU (channels_last), fp32 and bf16 autocast, on random batches of the lab's sizes.
 
-    python scripts/step_profile.py [--rows 12] > profile.txt
-    PYTHONPATH=<a checkout of another commit>/src python scripts/step_profile.py   # the same at that commit
-
-It imports nothing of the project but mnist_cnn.models, so that it runs against older commits too.
+    python -m benchmarks.step_profile [--rows 12] > profile.txt
 """
 
 from __future__ import annotations
@@ -18,15 +15,15 @@ import torch
 from torch.nn import functional as F
 from torch.profiler import profile
 
-from mnist_cnn import models
+from mnist_cnn.run import lab_model
 
-RUNS = {"baseline": ("BaselineCNN", 256), "elu": ("EluCNN", 200)}
+RUNS = {"baseline": 256, "elu": 200}
 
 
 def step_profile(name: str, bf16: bool, rows: int) -> str:
-    cls, batch_size = RUNS[name]
+    batch_size = RUNS[name]
     torch.manual_seed(0)
-    module = getattr(models, cls)()
+    module = lab_model(name)
     net = module.net.to(memory_format=torch.channels_last)
     config = module.configure_optimizers()
     optimizer = config["optimizer"] if isinstance(config, dict) else config
@@ -57,8 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=12)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"models from {models.__file__}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     for name in RUNS:
         for bf16 in (True, False):
             print(step_profile(name, bf16, args.rows), flush=True)

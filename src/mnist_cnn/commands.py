@@ -1,0 +1,63 @@
+"""The command lines of mnist-predict, mnist-export, mnist-demo and mnist-report, parsed before anything
+heavy is imported: `--help` and a mistaken argument answer at once, and the work (torch, the network, a
+web server) is imported after. Each command runs inside the one guard (mnist_cnn.cli.guarded).
+mnist-train's command line is Hydra's: mnist_cnn.train."""
+
+from __future__ import annotations
+
+from mnist_cnn.cli import Parser, guarded, positive_int
+
+CKPT_HELP = "a checkpoint written by mnist-train, or a run directory (the checkpoint its test used)"
+SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}  # mnist-export's formats
+
+
+def predict(argv: list[str] | None = None) -> None:
+    p = Parser(prog="mnist-predict", description="Read digits (or clothes, with a Fashion-MNIST checkpoint) in "
+               "image files. Each image is prepared as the checkpoint's dataset was made (see mnist_cnn.predict).")
+    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
+    p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG or BMP files, and folders of them")
+    p.add_argument("--json", action="store_true", help="print JSON with every class's probability")
+    p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
+                   help="refuse larger images before decoding them (decompression bombs; default %(default)s)")
+    args = p.parse_args(argv)
+    with guarded(p.prog):
+        from mnist_cnn import predict as reading
+
+        reading.run(args)
+
+
+def export(argv: list[str] | None = None) -> None:
+    p = Parser(prog="mnist-export", description="Export a trained checkpoint as ONNX, a torch.export program (.pt2) "
+               "or TorchScript: normalised images (N, 1, 28, 28) in, softmax probabilities (N, 10) out.")
+    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
+    p.add_argument("output", metavar="OUTPUT", nargs="?", help="the file to write (default: beside the checkpoint)")
+    p.add_argument("--format", choices=tuple(SUFFIXES), help="default: by OUTPUT's suffix (.onnx, .pt2, .pt), else onnx")
+    args = p.parse_args(argv)
+    with guarded(p.prog):
+        from mnist_cnn import export as exporting
+
+        exporting.run(args)
+
+
+def demo(argv: list[str] | None = None) -> None:
+    p = Parser(prog="mnist-demo", description="A local web page: draw a digit (or upload a photo) and see what the "
+               "network reads.")
+    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="the port (default %(default)s)")
+    args = p.parse_args(argv)
+    with guarded(p.prog):
+        from mnist_cnn import demo as page
+
+        page.run(args)
+
+
+def report(argv: list[str] | None = None) -> None:
+    p = Parser(prog="mnist-report", description="A multirun directory: write its report (summary.md, summary.csv, "
+               "plots) and print it. Single run directories: print a table comparing them.")
+    p.add_argument("dirs", metavar="DIR", nargs="+", help="a multirun directory, or run directories")
+    args = p.parse_args(argv)
+    with guarded(p.prog):
+        from mnist_cnn import report as reporting
+
+        reporting.run(args, p)
