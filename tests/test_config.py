@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import mnist_cnn.conf
 from mnist_cnn import commands
 from mnist_cnn.config import checks, schema as config
+from mnist_cnn.config.model import TRAINING_KEYS
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.classifier import Classifier
 from mnist_cnn.run import model_of
@@ -324,7 +325,7 @@ def test_each_model_takes_exactly_its_schemas_keys(schema):
     defaults of its own to disagree."""
     cls = hydra.utils.get_class(schema._target_)
     parameters = inspect.signature(cls).parameters
-    assert set(parameters) == {f.name for f in fields(schema)} - {"_target_", *config.TRAINING_KEYS} | {
+    assert set(parameters) == {f.name for f in fields(schema)} - {"_target_", *TRAINING_KEYS} | {
         "input_shape", "num_classes"}
     assert all(p.default is inspect.Parameter.empty for p in parameters.values())
     assert config.model_schema(cls) is schema

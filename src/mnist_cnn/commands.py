@@ -5,7 +5,10 @@ mnist-train's command line is Hydra's: mnist_cnn.train."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mnist_cnn.cli import Parser, guarded, positive_int
+from mnist_cnn.errors import UserError
 
 CKPT_HELP = "a checkpoint written by mnist-train, or a run directory (the checkpoint its test used)"
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}  # mnist-export's formats
@@ -33,10 +36,15 @@ def export(argv: list[str] | None = None) -> None:
     p.add_argument("output", metavar="OUTPUT", nargs="?", help="the file to write (default: beside the checkpoint)")
     p.add_argument("--format", choices=tuple(SUFFIXES), help="default: by OUTPUT's suffix (.onnx, .pt2, .pt), else onnx")
     args = p.parse_args(argv)
+    by_suffix = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
     with guarded(p.prog):
+        if args.format is None and args.output and Path(args.output).suffix not in by_suffix:
+            raise UserError(f"{args.output}: the format cannot be told from the suffix {Path(args.output).suffix!r} "
+                            "(.onnx, .pt2 or .pt); add --format onnx, pt2 or torchscript")
+        fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
         from mnist_cnn import export as exporting
 
-        exporting.run(args)
+        exporting.run(args.ckpt, fmt, Path(args.output) if args.output else None, SUFFIXES[fmt])
 
 
 def demo(argv: list[str] | None = None) -> None:

@@ -21,7 +21,6 @@ from torch import nn
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.datasets import DATASETS
-from mnist_cnn.commands import SUFFIXES
 from mnist_cnn.saved import load_network, run_checkpoint
 from mnist_cnn.errors import UserError
 
@@ -57,19 +56,14 @@ def export(model, fmt: str, out: Path, shape: tuple[int, int, int] = (1, 28, 28)
     return out
 
 
-def run(args) -> None:
-    """mnist-export, its command line parsed (mnist_cnn.commands)."""
-    by_suffix = {suffix: fmt for fmt, suffix in SUFFIXES.items()}
-    if args.format is None and args.output and Path(args.output).suffix not in by_suffix:
-        raise UserError(f"{args.output}: the format cannot be told from the suffix {Path(args.output).suffix!r} "
-                        "(.onnx, .pt2 or .pt); add --format onnx, pt2 or torchscript")
-    fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
-    checkpoint = run_checkpoint(args.ckpt)
+def run(ckpt: str, fmt: str, output: Path | None, suffix: str) -> None:
+    """mnist-export, its command line read (mnist_cnn.commands): `fmt` written to `output`, or beside the
+    checkpoint with `suffix`."""
+    checkpoint = run_checkpoint(ckpt)
     model, data = load_network(checkpoint)
-    out = Path(args.output) if args.output else checkpoint.with_suffix(SUFFIXES[fmt])
+    out = output or checkpoint.with_suffix(suffix)
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
     if fmt in DEPRECATED:
         print(f"{PROG}: note: {DEPRECATED[fmt]}", file=sys.stderr)
     print(f"wrote {export(model, fmt, out, DATASETS[data['dataset']].shape)}")  # a full disk: the guard's one line
-

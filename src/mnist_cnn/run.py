@@ -25,7 +25,8 @@ from mnist_cnn import artifacts, tracking
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.classifier import Classifier
 from mnist_cnn.config.checks import native_precision
-from mnist_cnn.config.schema import SCHEMAS, TRAINING_KEYS
+from mnist_cnn.config.model import TRAINING_KEYS
+from mnist_cnn.config.schema import SCHEMAS
 from mnist_cnn.datasets import DATASETS
 from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.errors import ConfigError

@@ -1,6 +1,6 @@
 """`mnist-train --help`: what the command does, the config groups a user chooses from with their options, and
 every key of the config the command line composes (`mnist-train model=elu --help` shows the ELU network's
-keys) with its type, value and meaning, read from the schema (mnist_cnn.config). It goes through Hydra's own
+keys) with its type, value and meaning, read from the schema (mnist_cnn.config.schema). It goes through Hydra's own
 help: conf/hydra/default.yaml sets hydra.help.template to `${mnist_train_help:}`, this resolver."""
 
 from __future__ import annotations

@@ -1,0 +1,105 @@
+"""The shape of the code, kept: no import cycle in the package (imports inside functions included), modules
+and classes of a size a newcomer reads, constructors with few arguments, commands whose `--help` answers
+without importing torch."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runs import ROOT
+
+PACKAGE = ROOT / "src" / "mnist_cnn"
+MODULES = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+           for p in PACKAGE.rglob("*.py")}
+
+
+def imported(path: Path, module: str) -> set[str]:
+    """The package's modules that `path` imports, anywhere in it (a function's imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n in MODULES and n != module}
+    return found
+
+
+def test_no_import_cycle_in_the_package():
+    graph = {m: imported(p, m) for m, p in MODULES.items()}
+    state, cycles = {}, []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for other in sorted(graph[module]):
+            if state.get(other) == "open":
+                cycles.append(path[path.index(other):] + [other])
+            elif other not in state:
+                visit(other, path + [other])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, cycles
+
+
+def test_modules_scripts_and_benchmarks_are_short():
+    long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    long |= {str(p.relative_to(ROOT)): n for folder in ("scripts", "benchmarks") for p in (ROOT / folder).glob("*.py")
+             if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
+
+
+def test_the_lightning_module_is_plain_and_constructors_take_few_arguments():
+    tree = ast.parse((PACKAGE / "classifier.py").read_text())
+    (module,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Classifier"]
+    assert module.end_lineno - module.lineno + 1 <= 120
+    wide = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                count = len(node.args.args) - 1 + len(node.args.kwonlyargs)
+                if count > 9:
+                    wide.append(f"{path.name}:{node.lineno} takes {count}")
+    assert not wide, wide
+
+
+def test_no_test_module_imports_conftest():
+    tests = {p.name: imported_names(p) for p in (ROOT / "tests").glob("*.py")}
+    assert [name for name, names in tests.items() if "conftest" in names] == []
+
+
+def imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "demo", "report"])
+def test_help_answers_without_torch(command):
+    code = (f"import sys; from mnist_cnn import commands\n"
+            f"try:\n    commands.{command}(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'hydra', 'gradio') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+    assert f"usage: mnist-{command}" in done.stdout
+
+
+def test_train_help_composes_the_config_without_torch():
+    code = ("import sys; from mnist_cnn import train\nsys.argv = ['mnist-train', '--help']\n"
+            "try:\n    train.main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+    assert "model.optimizer.lr: float" in done.stdout
