@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
-from mnist_cnn.demo import main as demo_main
+from mnist_cnn.commands import demo as demo_main
 
 from runs import in_process
 from browser import launch, needs_chromium
@@ -73,7 +73,7 @@ def demo(trained_run):
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the demo must turn analytics off itself
     # started with Ctrl-C ignored, as a shell starts a job in the background: the demo stops on it all the same
     ignoring_ctrl_c = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
-    with started([*ignoring_ctrl_c, sys.executable, "-m", "mnist_cnn.demo", trained_run, "--port", port],
+    with started([*ignoring_ctrl_c, sys.executable, "-c", "from mnist_cnn.commands import demo; demo()", trained_run, "--port", port],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         first = first_line(process)
         assert first.strip() == f"mnist-demo: reading with {trained_run} at http://127.0.0.1:{port}/ (Ctrl-C stops)", (

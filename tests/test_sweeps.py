@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from mnist_cnn.intervals import estimate, seeds_to_separate
-from mnist_cnn.report import main, read_jobs, write_report
+from mnist_cnn.commands import report as main
+from mnist_cnn.report import read_jobs, write_report
 
 from runs import in_process, metrics_of, run_train, train_here
 
