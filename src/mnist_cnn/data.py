@@ -14,7 +14,7 @@ import torch
 from torchvision import datasets as torchvision_datasets
 
 from mnist_cnn.augment import Distortions
-from mnist_cnn.datasets import DATASETS, SPLITS, default_data_dir, normalize
+from mnist_cnn.datasets import DATASETS, SPLITS, blank_level, default_data_dir, normalize
 
 log = logging.getLogger(__name__)
 # Lightning's CombinedLoader wraps every loader, these batches included, in torch's LeafSpec, which torch 2.14
@@ -182,8 +182,12 @@ class MNISTDataModule(L.LightningDataModule):
     def distorter(self, epoch: Callable[[], int]) -> Callable[[torch.Tensor, int], torch.Tensor]:
         """Distorts training batch number b of the current epoch, seeded by (seed, epoch, b): the same
         distortions when a run repeats or resumes."""
-        background = float(normalize(torch.zeros(1, 1, dtype=torch.uint8), self.normalize, self.dataset).flatten()[0])
+        background = self.background()
         return lambda x, b: self.distortions(x, background, seed=((self.seed * 100_003 + epoch()) * 1_000_003 + b) % 2**63)
+
+    def background(self) -> float:
+        """A blank pixel in the network's input units: a distortion's fill, an attribution's baseline."""
+        return blank_level(self.normalize, self.dataset)
 
     def evaluation_batch_size(self) -> int:
         if self.eval_batch_size:

@@ -55,3 +55,10 @@ def normalize(images: torch.Tensor, mode: str, dataset: str = "mnist") -> torch.
     if mode == "unit":  # the lab's x / 255
         return x
     raise ValueError(f"normalize={mode!r}: allowed values are {', '.join(NORMALIZE)}")
+
+
+def blank_level(mode: str, dataset: str = "mnist") -> float:
+    """What a blank pixel (gray level 0) becomes after `normalize`, computed as normalize computes it."""
+    import torch  # here, not above: `--help` imports this registry and must not wait for torch
+
+    return float(normalize(torch.zeros(1, 1, dtype=torch.uint8), mode, dataset).flatten()[0])

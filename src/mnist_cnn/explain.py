@@ -110,3 +110,45 @@ def attributions_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[s
     fig.suptitle(heading, fontsize=10)
     fig.colorbar(shown, ax=axes, shrink=0.7, label="toward the class read (red) / against it (blue)", ticks=[])
     return fig
+
+
+def run_figures(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, mistakes: dict, classes: list[str],
+                background: float) -> dict:
+    """A tested run's pictures of its network: its filters; each block's maps for the first test digit of
+    each class; where it looks for its 10 most confident mistakes and for one digit of each class it reads
+    right. x, y: the test set (normalised images, labels)."""
+    net = net.eval()
+    device = next(net.parameters()).device
+    labels = y[:1000].cpu()
+    first = [int((labels == c).nonzero()[0]) for c in range(len(classes)) if (labels == c).any()]
+    with torch.no_grad():
+        read = net(x[:1000].to(device).float()).argmax(dim=1).cpu()
+    right = [int(((labels == c) & (read == c)).nonzero()[0]) for c in range(len(classes)) if ((labels == c) & (read == c)).any()]
+    wrong = mistakes["images"][:10].unsqueeze(1).to(x.dtype) if mistakes["true"] else x[:0].cpu()
+    shown = torch.cat([wrong.to(device).float(), x[right].to(device).float()])
+    target = torch.tensor(mistakes["predicted"][:len(wrong)] + [int(read[i]) for i in right], device=device)
+    figures = {"filters": filters_figure(net),
+               "feature_maps": feature_maps_figure(net, x[first].to(device).float(), [classes[c] for c in labels[first]])}
+    if len(shown):
+        maps, _ = attributions(net, shown, target, background)
+        titles = ([f"{classes[t]} read as {classes[p]} ({q:.2f})" for t, p, q in
+                   zip(mistakes["true"], mistakes["predicted"], mistakes["probability"])][:len(wrong)]
+                  + [f"{classes[int(read[i])]}, read right" for i in right])
+        figures["attributions"] = attributions_figure(
+            shown[:, 0], maps, titles, f"Where the network looks (Integrated Gradients from a blank image): its "
+            f"{len(wrong)} most confident mistakes, then one right answer per class")
+    return figures
+
+
+def write_projector(writer, net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int,
+                    count: int = 2000) -> None:
+    """The last hidden layer of the first `count` test digits for TensorBoard's Projector (PCA, t-SNE), each
+    point labelled with its class and shown as its digit."""
+    device = next(net.parameters()).device
+    images = x[:count].to(device).float()
+    with torch.no_grad():
+        hidden = net.eval()[:-1](images).flatten(1).float().cpu()
+    shown = images.cpu()
+    shown = (shown - shown.min()) / (shown.max() - shown.min())
+    writer.add_embedding(hidden, metadata=[classes[int(c)] for c in y[:count].cpu()], label_img=shown,
+                         global_step=step, tag="last_hidden_layer")

@@ -4,13 +4,18 @@
     mnist-export path/to/last.ckpt model.pt2         # torch.export's program, by the suffix (or --format pt2)
     mnist-export path/to/last.ckpt model.pt          # TorchScript (deprecated by PyTorch; .pt2 replaces it)
 
-The exported graph takes normalised images (N, 1, 28, 28), as mnist_cnn.data.normalize makes them,
-and returns softmax probabilities (N, 10), as predict does.
+The exported graph stands on its own: it takes what a user has, gray levels 0-255 of 28x28 images (N, 28,
+28), a light object on a dark ground as the dataset's are, normalises them inside, and returns softmax
+probabilities (N, classes), as mnist-predict does. The file carries its metadata (metadata.json's keys:
+the dataset, its class names, the input convention, the preparation mnist-predict applies to a photo,
+the run and commit it came from, its test accuracy): ONNX's metadata_props, a .pt2's or .pt's extra file.
+docs/export.md has a standalone example that needs onnxruntime, PIL and numpy alone.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 import tempfile
 import warnings
@@ -21,38 +26,84 @@ from torch import nn
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.datasets import DATASETS
-from mnist_cnn.saved import load_network, run_checkpoint
 from mnist_cnn.errors import UserError
+from mnist_cnn.saved import load_network, run_checkpoint
 
 PROG = "mnist-export"
 DEPRECATED = {"torchscript": "TorchScript is deprecated by PyTorch; model.pt2 (torch.export) is its successor, "
                              "loaded with torch.export.load(path).module()"}
 
 
-def export(model, fmt: str, out: Path, shape: tuple[int, int, int] = (1, 28, 28)) -> Path:
-    """Exported into a private temporary folder, then written beside the target and renamed: a failed
-    export never replaces a good file, and leaves nothing behind. (torch.onnx.export takes a path:
-    given a BytesIO, torch 2.14 wrote a file named after the object's repr into the working folder.)"""
-    graph = nn.Sequential(model, nn.Softmax(dim=1)).eval()
-    example = torch.zeros(2, *shape)  # shape: the dataset's (channels, height, width)
+class ReadsGrayLevels(nn.Module):
+    """The network as exported: gray levels 0-255 (N, height, width) in, normalised as its training data
+    was (mean and std, or x / 255), softmax probabilities out."""
+
+    def __init__(self, net: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.net, self.mean, self.std = net, mean, std
+
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        x = (gray.unsqueeze(1) / 255 - self.mean) / self.std
+        return self.net(x).softmax(dim=1)
+
+
+def exported_graph(net: nn.Module, data: dict) -> ReadsGrayLevels:
+    spec = DATASETS[data["dataset"]]
+    mean, std = (spec.mean, spec.std) if data["normalize"] == "standard" else (0.0, 1.0)
+    return ReadsGrayLevels(net, mean, std).eval()
+
+
+def metadata(data: dict, origin: dict) -> dict:
+    spec = DATASETS[data["dataset"]]
+    light = "a light object on a dark ground" if data["dataset"] != "mnist" else "a light digit on a dark ground"
+    return {
+        "dataset": spec.title, "classes": list(spec.classes),
+        "input": f"gray levels 0-255, float32, shape (N, {spec.shape[1]}, {spec.shape[2]}), {light}, as "
+                 f"{spec.title}'s images are; normalised inside the graph",
+        "output": f"softmax probabilities, shape (N, {len(spec.classes)}), in the order of classes",
+        "preparation": ("a photo as mnist-predict prepares it: grayscale; inverted if the border is light; the ground "
+                        "subtracted; the digit cropped, fitted into 20x20 keeping its aspect ratio, placed in 28x28 "
+                        "with its centre of mass at the centre (docs/export.md shows it in numpy and PIL)"
+                        if data["dataset"] == "mnist" else
+                        "a photo as mnist-predict prepares it: grayscale; inverted if the border is light; the object "
+                        "fitted into 28x28 and centred"),
+        **origin,
+    }
+
+
+def export(net: nn.Module, fmt: str, out: Path, data: dict, origin: dict) -> Path:
+    """`net` read back from a checkpoint, exported with its normalisation inside and its metadata, into a
+    private temporary folder, then written beside the target and renamed: a failed export never replaces a
+    good file, and leaves nothing behind. (torch.onnx.export takes a path: given a BytesIO, torch 2.14
+    wrote a file named after the object's repr into the working folder.)"""
+    graph = exported_graph(net, data)
+    shape = DATASETS[data["dataset"]].shape
+    example = torch.full((2, shape[1], shape[2]), 0.0)
+    described = json.dumps(metadata(data, origin))
     if fmt == "onnx":
+        import onnx
+
         with tempfile.TemporaryDirectory() as tmp:
             exported = Path(tmp) / "model.onnx"
-            torch.onnx.export(graph, (example,), str(exported), input_names=["image"],
+            torch.onnx.export(graph, (example,), str(exported), input_names=["gray"],
                               output_names=["probabilities"], dynamo=False,
-                              dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}})
-            data = exported.read_bytes()
+                              dynamic_axes={"gray": {0: "batch"}, "probabilities": {0: "batch"}})
+            model = onnx.load(str(exported))
+            for key, value in {"metadata.json": described, **{k: str(v) for k, v in json.loads(described).items()}}.items():
+                model.metadata_props.add(key=key, value=value)
+            data_bytes = model.SerializeToString()
     else:
         buffer = io.BytesIO()
         if fmt == "pt2":
             batch = torch.export.Dim("batch", min=1)
-            torch.export.save(torch.export.export(graph, (example,), dynamic_shapes=({0: batch},)), buffer)
+            program = torch.export.export(graph, (example,), dynamic_shapes=({0: batch},))
+            torch.export.save(program, buffer, extra_files={"metadata.json": described})
         else:  # torch.jit warns of its deprecation three times; main says it once, naming what replaces it
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-                torch.jit.save(torch.jit.trace(graph, example), buffer)
-        data = buffer.getvalue()
-    write_atomically(out, data)
+                torch.jit.save(torch.jit.trace(graph, example), buffer, _extra_files={"metadata.json": described})
+        data_bytes = buffer.getvalue()
+    write_atomically(out, data_bytes)
     return out
 
 
@@ -66,4 +117,4 @@ def run(ckpt: str, fmt: str, output: Path | None, suffix: str) -> None:
         raise UserError(f"{out}: folder {out.parent} does not exist")
     if fmt in DEPRECATED:
         print(f"{PROG}: note: {DEPRECATED[fmt]}", file=sys.stderr)
-    print(f"wrote {export(model, fmt, out, DATASETS[data['dataset']].shape)}")  # a full disk: the guard's one line
+    print(f"wrote {export(model, fmt, out, data, data['origin'])}")  # a full disk: the guard's one line

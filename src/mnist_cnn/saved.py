@@ -23,7 +23,7 @@ NOT_THE_NETWORKS = ("optimizer", "channels_last", "compile", "cuda_graph")
 def load_network(path: str | Path) -> tuple[nn.Module, dict]:
     """The network in eval mode, and what its training data was: {"dataset": a key of
     mnist_cnn.datasets.DATASETS, "normalize": standard or unit}, from the data module's
-    hyperparameters in the checkpoint."""
+    hyperparameters in the checkpoint, and "origin": where it came from (see `origin`)."""
     path = run_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -34,7 +34,8 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict]:
     if not isinstance(marker, dict) or marker.get("model") not in NETWORKS:
         raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train)")
     data = checkpoint.get("datamodule_hyper_parameters") or {}
-    data = {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard")}
+    data = {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard"),
+            "origin": checkpoint.get("origin") or origin(path)}
     net = NETWORKS[marker["model"]](**arguments(marker, checkpoint.get("hyper_parameters", {}), data["dataset"]))
     weights = renumbered(checkpoint["state_dict"], net)
     net.load_state_dict({k[len("net."):]: v for k, v in weights.items() if k.startswith("net.")})
@@ -58,6 +59,19 @@ def arguments(marker: dict, hparams: dict, dataset: str) -> dict:
         given.update({k: getattr(defaults, k) for k in missing})
     spec = DATASETS[dataset]
     return {**given, "input_shape": spec.shape, "num_classes": len(spec.classes)}
+
+
+def origin(path: Path) -> dict:
+    """Where a run's checkpoint came from: its run folder, the commit of the code that trained it and the
+    run's test accuracy, from the metrics.json of the run that holds it (None where there is none). A
+    bundled checkpoint carries its own (mnist_cnn.bundled)."""
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    return {"run": str(run.resolve()) if metrics else None,
+            "commit": (metrics.get("provenance") or {}).get("git_commit"), "test_acc": metrics.get("test_acc")}
 
 
 def run_checkpoint(path: str | Path) -> Path:

@@ -33,6 +33,9 @@ def run(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     args = sys.argv[1:]
+    if {"--help", "-h"} & set(split_args(args)[0]):
+        usage.print_help(PROG, split_args(args)[1])
+        return
     with guarded(PROG):
         try:
             check_overrides(args)
@@ -46,7 +49,7 @@ def main() -> None:
         except Finished as exc:
             print(f"{PROG}: {exc}")
             sys.exit(0)
-    usage.register()  # --help's text (hydra.help.template)
+    usage.register()  # --help's text, where Hydra itself is asked for it (hydra.help.template)
     run_hydra(PROG, run)
 
 

@@ -1,7 +1,9 @@
 """`mnist-train --help`: what the command does, the config groups a user chooses from with their options, and
 every key of the config the command line composes (`mnist-train model=elu --help` shows the ELU network's
 keys) with its type, value and meaning, read from the schema (mnist_cnn.config.schema). It goes through Hydra's own
-help: conf/hydra/default.yaml sets hydra.help.template to `${mnist_train_help:}`, this resolver."""
+help: conf/hydra/default.yaml sets hydra.help.template to `${mnist_train_help:}`, this resolver. mnist-train
+itself answers `--help` by composing the config and printing the same text (print_help): Hydra's own
+help lists every config group first, whether its template shows them or not, which took a second."""
 
 from __future__ import annotations
 
@@ -9,7 +11,14 @@ import typing
 from dataclasses import fields, is_dataclass
 from importlib import resources
 
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mnist_cnn.cli import guarded
+from mnist_cnn.errors import ConfigError
+from mnist_cnn.overrides import one_line
 
 RESOLVER = "mnist_train_help"
 HIDDEN_GROUPS = ("hydra", "schema", "experiment_data", "__pycache__")  # chosen for the user, or Hydra's own
@@ -79,3 +88,13 @@ def register() -> None:
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, help_text)
 
+
+def print_help(prog: str, overrides: list[str]) -> None:
+    """The help text for the config these overrides compose; a mistake in them is one line, as a run's is."""
+    with guarded(prog):
+        try:
+            with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
+                cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise ConfigError(one_line(exc)) from None
+    print(help_text(cfg).replace("$$", "$"))
