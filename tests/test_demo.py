@@ -19,6 +19,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
+from mnist_cnn.errors import UserError
 from mnist_cnn.commands import demo as demo_main
 
 from runs import in_process
@@ -201,6 +202,17 @@ def test_the_api_names_its_endpoints_by_what_they_read(demo):
     assert {"/read_drawing", "/read_upload"} <= set(info["named_endpoints"]), info["named_endpoints"].keys()
 
 
+def test_the_api_answers_a_file_that_is_not_an_image_with_a_message(demo, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    url, _ = demo
+    (tmp_path / "notes.png").write_text("a shopping list")
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError, match=r"notes.png: not an image \(allowed: PNG, JPEG, BMP\)"):
+        client.predict(handle_file(str(tmp_path / "notes.png")), api_name="/read_upload")
+
+
 def test_a_browser_that_leaves_mid_upload_is_not_an_error(demo):
     """A tab closed while its drawing uploads: the server keeps quiet and keeps reading (the module's
     server checks its console for tracebacks when it stops)."""
@@ -217,17 +229,22 @@ def test_a_browser_that_leaves_mid_upload_is_not_an_error(demo):
     assert urllib.request.urlopen(url, timeout=10).status == 200
 
 
-def test_the_reader_takes_sketchpad_layers_and_gives_nothing_for_a_blank_canvas(trained_run):
+def test_the_reader_takes_sketchpad_layers_and_says_a_blank_canvas_or_a_file_that_is_no_image(trained_run, tmp_path):
     reader = Reader(str(trained_run))
     blank = np.zeros((280, 280, 4), dtype=np.uint8)  # transparent: paper
-    assert reader.read({"background": blank, "layers": [blank], "composite": blank}) == (None, None)
-    assert reader.read(None) == (None, None)
+    with pytest.raises(UserError, match=r"^the drawing: no digit found \(the image is blank\)$"):
+        reader.read({"background": blank, "layers": [blank], "composite": blank})
+    assert reader.read(None) == (None, None, None, None)
     drawn = blank.copy()
     drawn[40:240, 130:150] = (0, 0, 0, 255)  # a black bar on the transparent canvas
     assert gray_of({"composite": drawn})[100, 140] == 0 and gray_of({"composite": drawn})[0, 0] == 255
-    preview, probabilities = reader.read({"composite": drawn})
+    preview, probabilities, looks, maps = reader.read({"composite": drawn})
     assert preview.shape == (280, 280) and set(probabilities) == {str(d) for d in range(10)}
     assert abs(sum(probabilities.values()) - 1) < 1e-5
+    assert looks.shape == (280, 280, 3) and maps.ndim == 2 and maps.shape[0] == 6 * 12  # the baseline's block: 64 maps of 12x12
+    (tmp_path / "notes.png").write_text("a shopping list")
+    with pytest.raises(UserError, match=r"^notes.png: not an image \(allowed: PNG, JPEG, BMP\)$"):
+        reader.read_file(str(tmp_path / "notes.png"))
 
 
 def test_a_bad_checkpoint_is_one_line_and_no_server(tmp_path):

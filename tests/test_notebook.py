@@ -1,5 +1,5 @@
-"""notebooks/lab.ipynb: the lab's six parts, run top to bottom with this package on a few batches;
-kept in git without outputs."""
+"""notebooks/lab.ipynb: the lab's six parts and what the network learned, run top to bottom with this
+package in its quick mode; kept in git without outputs."""
 
 import nbformat
 import pytest
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow  # a Jupyter kernel that trains
 
 NOTEBOOK = ROOT / "notebooks" / "lab.ipynb"
 PARTS = ["I) Data reading and splitting", "II) Data visualisation", "III) Model architecture", "IV) Fitting",
-         "V) Model evaluation", "VI) New Model Architecture & Evaluation"]
+         "V) Model evaluation", "VI) New Model Architecture & Evaluation", "VII) What the network learned"]
 
 
 def test_the_notebook_holds_the_six_parts_in_order_and_no_outputs():
@@ -25,10 +25,10 @@ def test_the_notebook_holds_the_six_parts_in_order_and_no_outputs():
             assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
 
 
-def test_the_notebook_runs_on_a_few_batches(tmp_path, mnist_dir):
+def test_the_notebook_runs_in_its_quick_mode(tmp_path, mnist_dir):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    parameters.source = f"FEW_BATCHES = 3\nDATA_DIR = {mnist_dir!r}"
+    parameters.source = f"QUICK = True\nDATA_DIR = {mnist_dir!r}"
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on any cell's error
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
@@ -41,4 +41,7 @@ def test_the_notebook_runs_on_a_few_batches(tmp_path, mnist_dir):
         assert chatter not in said, said
     assert "weighted avg" in text
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
-    assert figures == 5  # samples, learning curves, confusion matrix, misclassified images, the ELU confusion matrix
+    # samples, learning curves, confusion matrix, misclassified images, the ELU confusion matrix; then two
+    # networks' filters, the ELU feature maps, and for each network its filters, feature maps and attributions
+    assert figures == 5 + 2 + 1 + 2 * 3
+    assert sorted(p.name for p in (tmp_path / "outputs" / "notebook").iterdir()) == ["baseline", "elu"]

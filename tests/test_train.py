@@ -27,7 +27,8 @@ from runs import FEW_BATCHES, metrics_of, needs_cuda, run_train, train_here
 pytestmark = pytest.mark.slow  # each test trains
 
 RUN_FILES = ["metrics.json", "model_summary.txt", "samples.png", "confusion_matrix.png", "confusion_matrix.csv",
-             "classification_report.txt", "classification_report.json", "learning_curves.png", "misclassified.png"]
+             "classification_report.txt", "classification_report.json", "learning_curves.png", "misclassified.png",
+             "filters.png", "feature_maps.png", "attributions.png"]
 
 
 PROGRESS = re.compile(r"(Sanity Checking|Training|Validation|Testing|Epoch \d+)\b.*(it/s|s/it|\?it)")
@@ -99,7 +100,12 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert {"loss/train_step", "loss/train", "accuracy/train", "loss/val", "accuracy/val", "loss/test", "accuracy/test",
             "lr", "hp/test_acc", "hp/best_val_acc"} <= set(tags["scalars"])
     assert "epoch" not in tags["scalars"]
-    assert {"samples", "confusion_matrix", "learning_curves", "misclassified"} <= set(tags["images"])
+    assert {"samples", "confusion_matrix", "learning_curves", "misclassified", "filters", "feature_maps",
+            "attributions"} <= set(tags["images"])
+    # the last hidden layer for the Projector: 2,000 test digits, each with its label and its image in the sprite
+    assert "embeddings" in (event_file.parent / "projector_config.pbtxt").read_text()
+    (metadata,) = event_file.parent.rglob("metadata.tsv")
+    assert len(metadata.read_text().splitlines()) == 2000 and (metadata.parent / "sprite.png").exists()
     assert "custom_scalars__config__" in tags["tensors"]  # train and validation accuracy on one chart
     assert [e.value for e in events.Scalars("accuracy/val")] == pytest.approx([h["val_acc"] for h in metrics["history"]])
     assert session_hparams(event_file) == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": 256,

@@ -1,7 +1,8 @@
-"""The command lines of mnist-predict, mnist-export, mnist-demo and mnist-report, parsed before anything
-heavy is imported: `--help` and a mistaken argument answer at once, and the work (torch, the network, a
-web server) is imported after. Each command runs inside the one guard (mnist_cnn.cli.guarded).
-mnist-train's command line is Hydra's: mnist_cnn.train."""
+"""The command lines of mnist-predict, mnist-explain, mnist-export, mnist-demo and mnist-report, parsed
+before anything heavy is imported: `--help` and a mistaken argument answer at once, and the work (torch,
+the network, a web server) is imported after. Each command runs inside the one guard (mnist_cnn.cli.guarded).
+mnist-train's command line is Hydra's: mnist_cnn.train. Predict, explain and the demo read with the
+model the package carries (mnist_cnn.saved.BUNDLED) when no checkpoint is given, and say so."""
 
 from __future__ import annotations
 
@@ -10,23 +11,70 @@ from pathlib import Path
 from mnist_cnn.cli import Parser, guarded, positive_int
 from mnist_cnn.errors import UserError
 
-CKPT_HELP = "a checkpoint written by mnist-train, or a run directory (the checkpoint its test used)"
+CKPT_HELP = ("a checkpoint written by mnist-train, or a run directory (the checkpoint its test used); "
+             "left out: the model the package carries")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def checkpoint_and_images(paths: list[str]) -> tuple[str | None, list[str]]:
+    """A command line's optional checkpoint, then its images: the first path is the checkpoint unless it is an
+    image or a folder of images (not a .ckpt file, nor a run folder)."""
+    first = Path(paths[0])
+    run_folder = first.is_dir() and ((first / "metrics.json").exists() or (first / ".hydra").is_dir()
+                                     or any(first.glob("*.ckpt")) or (first / "checkpoints").is_dir())
+    if len(paths) > 1 and (first.suffix == ".ckpt" or run_folder or (first.is_file() and first.suffix.lower()
+                                                                     not in IMAGE_SUFFIXES)):
+        return paths[0], paths[1:]
+    return None, paths
+
+
+def with_bundled_model(prog: str, ckpt: str | None) -> None:
+    if ckpt is None:
+        import sys
+
+        print(f"{prog}: no checkpoint given: reading with the model the package carries (experiment=handwriting; "
+              "docs/bundled.md)", file=sys.stderr)
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}  # mnist-export's formats
 
 
 def predict(argv: list[str] | None = None) -> None:
     p = Parser(prog="mnist-predict", description="Read digits (or clothes, with a Fashion-MNIST checkpoint) in "
                "image files. Each image is prepared as the checkpoint's dataset was made (see mnist_cnn.predict).")
-    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
-    p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG or BMP files, and folders of them")
+    images_and_checkpoint(p)
     p.add_argument("--json", action="store_true", help="print JSON with every class's probability")
-    p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
-                   help="refuse larger images before decoding them (decompression bombs; default %(default)s)")
-    args = p.parse_args(argv)
+    args = parsed_with_checkpoint(p, argv)
     with guarded(p.prog):
         from mnist_cnn import predict as reading
 
         reading.run(args)
+
+
+def explain(argv: list[str] | None = None) -> None:
+    p = Parser(prog="mnist-explain", description="For each image, a figure: the image as the network reads it, where "
+               "it looks (Integrated Gradients from a blank image: red toward the class it reads, blue against), and "
+               "its three likeliest classes.")
+    images_and_checkpoint(p)
+    p.add_argument("--out", default=".", metavar="DIR", help="where the figures go, <image>.explained.png (default: here)")
+    p.add_argument("--json", action="store_true", help="print JSON: each prediction and its 28x28 attribution map")
+    args = parsed_with_checkpoint(p, argv)
+    with guarded(p.prog):
+        from mnist_cnn import explain as explaining
+
+        explaining.run(args)
+
+
+def images_and_checkpoint(p: Parser) -> None:
+    p.add_argument("paths", metavar="[CKPT] IMAGE_OR_FOLDER", nargs="+",
+                   help=f"{CKPT_HELP}; then PNG, JPEG or BMP files, and folders of them")
+    p.add_argument("--max-pixels", type=positive_int, default=25_000_000, metavar="N",
+                   help="refuse larger images before decoding them (decompression bombs; default %(default)s)")
+
+
+def parsed_with_checkpoint(p: Parser, argv: list[str] | None):
+    args = p.parse_args(argv)
+    args.ckpt, args.inputs = checkpoint_and_images(args.paths)
+    with_bundled_model(p.prog, args.ckpt)
+    return args
 
 
 def export(argv: list[str] | None = None) -> None:
@@ -50,10 +98,11 @@ def export(argv: list[str] | None = None) -> None:
 def demo(argv: list[str] | None = None) -> None:
     p = Parser(prog="mnist-demo", description="A local web page: draw a digit (or upload a photo) and see what the "
                "network reads.")
-    p.add_argument("ckpt", metavar="CKPT", help=CKPT_HELP)
+    p.add_argument("ckpt", metavar="CKPT", nargs="?", help=CKPT_HELP)
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default %(default)s: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="the port (default %(default)s)")
     args = p.parse_args(argv)
+    with_bundled_model(p.prog, args.ckpt)
     with guarded(p.prog):
         from mnist_cnn import demo as page
 

@@ -4,7 +4,9 @@
     mnist-demo CKPT --host 0.0.0.0 --port 8000
 
 The page shows the 28x28 image the network is given (prepared as `mnist-predict` prepares a file:
-mnist_cnn.predict.mnist_like), the class it reads, and its three most probable classes. A Fashion-MNIST
+mnist_cnn.predict.mnist_like), the class it reads, its three most probable classes, where it looks
+(Integrated Gradients, as mnist-explain draws them) and its first block's feature maps. A blank drawing
+or a file that is not an image gets a message, on the page and through the API. A Fashion-MNIST
 checkpoint takes uploads and names clothes. The page works with no network at all: no web fonts, no
 analytics, nothing fetched from elsewhere. Ctrl-C stops it.
 """
@@ -16,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
 
@@ -23,10 +26,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mnist_cnn.saved import load_network
-from mnist_cnn.errors import UserError
+from matplotlib import colormaps
+
 from mnist_cnn.datasets import DATASETS
-from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, predict
+from mnist_cnn.errors import UserError
+from mnist_cnn.explain import explained, feature_maps
+from mnist_cnn.datasets import normalize
+from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, read_gray
+from mnist_cnn.saved import load_network
 
 PROG = "mnist-demo"
 # Gradio's sketchpad opens with no tool chosen and asks for one: the page chooses the brush once it is there
@@ -39,37 +46,76 @@ CHOOSE_BRUSH = """() => {
 }"""
 PREVIEW_SCALE = 10  # the 28x28 input shown at 280x280, each pixel a visible square
 TOP = 3
+MAPS = 8  # the first block's feature maps shown
+MAX_PIXELS = 25_000_000  # an upload's limit, as mnist-predict's default
+NOTHING = (None, None, None, None)
+
+
+def enlarged(image: np.ndarray, scale: int = PREVIEW_SCALE) -> np.ndarray:
+    return np.kron(image, np.ones((scale, scale) + (1,) * (image.ndim - 2), dtype=image.dtype))
+
+
+def overlay(small: np.ndarray, attribution: np.ndarray) -> np.ndarray:
+    """RGB: the attribution on a diverging scale centred at zero (red toward the class read, blue against),
+    the digit's strokes darkened over it."""
+    limit = float(np.abs(attribution).max()) or 1.0
+    colours = colormaps["RdBu_r"]((attribution / limit + 1) / 2)[..., :3]
+    ink = (small.astype(np.float32) / 255)[..., None]
+    return (255 * colours * (1 - 0.45 * ink)).astype(np.uint8)
+
+
+def maps_grid(maps: np.ndarray) -> np.ndarray:
+    """Feature maps (k, h, w) side by side in one gray image, each scaled to its own range."""
+    tiles = []
+    for m in maps:
+        span = float(m.max() - m.min()) or 1.0
+        tiles += [((m - m.min()) / span * 255).astype(np.uint8), np.full((m.shape[0], 1), 255, np.uint8)]
+    return np.concatenate(tiles[:-1], axis=1)
 
 
 def gray_of(image: np.ndarray | dict | None) -> np.ndarray | None:
-    """Gray levels 0..255 of what the page sends: an uploaded image, or the sketchpad's value (its
-    composite of background and strokes), read as mnist-predict reads a file (predict.gray_levels)."""
+    """Gray levels 0..255 of what the page sends: gray levels already (an upload, read by read_file), or the
+    sketchpad's value (its composite of background and strokes), read as mnist-predict reads a file
+    (predict.gray_levels)."""
     if isinstance(image, dict):
         image = image.get("composite")
     if image is None:
         return None
+    if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype == np.float32:
+        return image
     return gray_levels(Image.fromarray(np.asarray(image).astype(np.uint8)))
 
 
 class Reader:
     """A checkpoint's model, reading one image at a time as the page sends it."""
 
-    def __init__(self, ckpt: str):
+    def __init__(self, ckpt: str | None):
         self.model, self.data = load_network(ckpt)
         self.classes = DATASETS[self.data["dataset"]].classes
 
-    def read(self, image) -> tuple[np.ndarray | None, dict | None]:
-        """(the 28x28 input, enlarged; {class name: probability}), or (None, None) for a blank image."""
+    def read(self, image) -> tuple:
+        """(the 28x28 input, enlarged; {class name: probability}; where it looks; the first block's maps), or
+        nothing for an empty canvas. A blank image (the canvas cleared) or one that cannot be read is a
+        UserError, which the page and the API say (mnist_cnn.demo.page)."""
         gray = gray_of(image)
         if gray is None:
-            return None, None
+            return NOTHING
+        small = mnist_like(gray, "the drawing", **PLACEMENT[self.data["dataset"]])
+        probabilities, maps = explained(self.model, self.data, small[None])
+        x = normalize(torch.from_numpy(small[None]), self.data["normalize"], self.data["dataset"])
+        first = feature_maps(self.model, x)[0][0, :MAPS].numpy()
+        return (enlarged(small), {name: float(p) for name, p in zip(self.classes, probabilities[0])},
+                enlarged(overlay(small, maps[0].numpy())), enlarged(maps_grid(first), 6))
+
+    def read_file(self, path: str | None) -> tuple:
+        """An uploaded file, checked as mnist-predict checks one (an image, of a sane size), then read. Its
+        mistakes name the file as the user named it, not the server's copy."""
+        if path is None:
+            return NOTHING
         try:
-            small = mnist_like(gray, "the drawing", **PLACEMENT[self.data["dataset"]])
-        except UserError:  # blank: nothing drawn yet, or cleared
-            return None, None
-        probabilities = predict(self.model, torch.from_numpy(small[None]), self.data)[0]
-        preview = np.kron(small, np.ones((PREVIEW_SCALE, PREVIEW_SCALE), dtype=np.uint8))
-        return preview, {name: float(p) for name, p in zip(self.classes, probabilities)}
+            return self.read(read_gray(Path(path), MAX_PIXELS))
+        except UserError as exc:
+            raise UserError(str(exc).replace(str(path), Path(path).name)) from None
 
 
 def page(reader: Reader):
@@ -91,16 +137,38 @@ def page(reader: Reader):
                             transforms=(), brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed")),
                             "read_drawing"))
                 with gr.Tab("Upload"):
-                    inputs.append((gr.Image(label="A photo or scan", elem_id="upload", type="numpy",
-                                            sources=["upload", "clipboard"], image_mode="RGBA"), "read_upload"))
+                    # a file, not gr.Image: Gradio decodes an image itself and answers a file that is not one with
+                    # a generic error; read here, it gets mnist-predict's checks and words
+                    inputs.append((gr.File(label="A photo or scan (PNG, JPEG, BMP)", elem_id="upload",
+                                           file_types=["image"], type="filepath"), "read_upload"))
             with gr.Column():
                 preview = gr.Image(label="What the network reads (28x28)", elem_id="preview", interactive=False,
                                    image_mode="L", height=280, width=280, format="png", buttons=["fullscreen"])
                 label = gr.Label(label="Reading", elem_id="reading", num_top_classes=TOP)
+                with gr.Row():
+                    looks = gr.Image(label="Where the network looks (red: toward the class it reads, blue: against)",
+                                     elem_id="looks", interactive=False, height=280, width=280, format="png")
+                maps = gr.Image(label=f"What its first block makes of it ({MAPS} feature maps)", elem_id="maps",
+                                interactive=False, format="png", image_mode="L")
         for component, endpoint in inputs:
-            component.change(reader.read, inputs=component, outputs=[preview, label], show_progress="hidden",
-                             api_name=endpoint)
+            read = reader.read_file if endpoint == "read_upload" else reader.read
+            component.change(said(read), inputs=component, outputs=[preview, label, looks, maps],
+                             show_progress="hidden", api_name=endpoint)
     return demo, theme
+
+
+def said(read):
+    """`read`, with a user's mistake (a blank canvas, a file that is not an image) shown on the page and
+    returned through the API as Gradio's error with that message, not logged as a server failure."""
+    import gradio as gr
+
+    def answer(value):
+        try:
+            return read(value)
+        except UserError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return answer
 
 
 def browser_left(record: logging.LogRecord) -> bool:
@@ -127,7 +195,8 @@ def run(args) -> None:
     # such a server later did nothing (the test suite's own server, under a suite started with `&`).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)
-    print(f"{PROG}: reading with {args.ckpt} at {demo.local_url} (Ctrl-C stops)", flush=True)
+    print(f"{PROG}: reading with {args.ckpt or 'the model the package carries'} at {demo.local_url} (Ctrl-C stops)",
+          flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -1,21 +1,27 @@
 """What a trained network learned: its first convolution's filters, what each convolutional block makes
 of a digit, and where it looks when it decides (Captum's Integrated Gradients against a blank image:
 the attributions sum to the logit's change from that image, which a test checks, so each pixel's share
-is a share of the decision). Computations and their figures, for a run's files, mnist-explain and the demo."""
+is a share of the decision). For a run's files, mnist-explain and the demo; the figures: mnist_cnn.explain_figures."""
 
 from __future__ import annotations
 
-import matplotlib
+import json
+import sys
+from pathlib import Path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from captum.attr import IntegratedGradients  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from captum.attr import IntegratedGradients
+from torch import nn
+
+from mnist_cnn.datasets import DATASETS, blank_level, normalize
+from mnist_cnn.errors import UserError
+from mnist_cnn.explain_figures import attributions_figure, explained_figure, feature_maps_figure, filters_figure
+from mnist_cnn.figures import save_figure
+from mnist_cnn.predict import PLACEMENT, image_files, mnist_like, read_gray
+from mnist_cnn.saved import load_network
 
 STEPS = 64  # Integrated Gradients' path steps: completeness holds to about 1% of the logit change here
-DIVERGING = "RdBu_r"  # red: toward the class, blue: against it, white: zero
 
 
 def block_ends(net: nn.Sequential) -> list[int]:
@@ -54,64 +60,6 @@ def attributions(net: nn.Module, x: torch.Tensor, target: torch.Tensor, backgrou
     return maps.sum(dim=1).detach(), delta.detach()
 
 
-def filters_figure(net: nn.Module):
-    """The first convolution's kernels, one small image each, on a diverging scale shared by all."""
-    conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
-    kernels = conv.weight.detach().float().sum(dim=1).cpu().numpy()  # summed over input channels (gray: one)
-    columns = min(8, len(kernels))
-    rows = -(-len(kernels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.8), squeeze=False)
-    limit = float(np.abs(kernels).max()) or 1.0
-    for ax, kernel in zip(axes.flat, kernels):
-        image = ax.imshow(kernel, cmap=DIVERGING, vmin=-limit, vmax=limit)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.suptitle(f"First convolution: {len(kernels)} filters of {kernels.shape[1]}x{kernels.shape[2]} "
-                 "(red adds, blue subtracts)", fontsize=10)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="weight")
-    return fig
-
-
-def feature_maps_figure(net: nn.Sequential, x: torch.Tensor, labels: list[str], maps_shown: int = 6):
-    """For each image (a row), the image, then the first `maps_shown` channels of each block's output."""
-    maps = feature_maps(net, x)
-    columns = 1 + maps_shown * len(maps)
-    fig, axes = plt.subplots(len(x), columns, figsize=(0.9 * columns, 0.95 * len(x) + 0.8), squeeze=False)
-    for row in range(len(x)):
-        axes[row, 0].imshow(x[row, 0].float().cpu(), cmap="gray")
-        axes[row, 0].set_ylabel(labels[row], rotation=0, labelpad=14, fontsize=9)
-        for b, block in enumerate(maps):
-            for c in range(min(maps_shown, block.shape[1])):
-                axes[row, 1 + b * maps_shown + c].imshow(block[row, c].cpu(), cmap="viridis")
-    for b, block in enumerate(maps):
-        axes[0, 1 + b * maps_shown].set_title(f"block {b + 1}: {block.shape[2]}x{block.shape[3]}, "
-                                              f"{maps_shown} of {block.shape[1]} maps", fontsize=8, loc="left")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0, 0].set_title("input", fontsize=8)
-    fig.suptitle("What each convolutional block makes of a digit (bright: strong response)", fontsize=10)
-    return fig
-
-
-def attributions_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[str], heading: str):
-    """Each image's attribution map on a diverging scale centred at zero, the digit's outline over it."""
-    columns = min(5, len(images))
-    rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.2 * rows + 0.6), squeeze=False)
-    for ax, image, attribution, title in zip(axes.flat, images, maps, titles):
-        limit = float(attribution.abs().max()) or 1.0
-        shown = ax.imshow(attribution.cpu(), cmap=DIVERGING, vmin=-limit, vmax=limit)
-        ax.contour(image.float().cpu(), levels=[float(image.min() + 0.5 * (image.max() - image.min()))],
-                   colors="k", linewidths=0.7)
-        ax.set_title(title, fontsize=8)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.suptitle(heading, fontsize=10)
-    fig.colorbar(shown, ax=axes, shrink=0.7, label="toward the class read (red) / against it (blue)", ticks=[])
-    return fig
-
-
 def run_figures(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, mistakes: dict, classes: list[str],
                 background: float) -> dict:
     """A tested run's pictures of its network: its filters; each block's maps for the first test digit of
@@ -128,7 +76,8 @@ def run_figures(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, mistakes: 
     shown = torch.cat([wrong.to(device).float(), x[right].to(device).float()])
     target = torch.tensor(mistakes["predicted"][:len(wrong)] + [int(read[i]) for i in right], device=device)
     figures = {"filters": filters_figure(net),
-               "feature_maps": feature_maps_figure(net, x[first].to(device).float(), [classes[c] for c in labels[first]])}
+               "feature_maps": feature_maps_figure(x[first], feature_maps(net, x[first].to(device).float()),
+                                                   [classes[c] for c in labels[first]])}
     if len(shown):
         maps, _ = attributions(net, shown, target, background)
         titles = ([f"{classes[t]} read as {classes[p]} ({q:.2f})" for t, p, q in
@@ -152,3 +101,54 @@ def write_projector(writer, net: nn.Sequential, x: torch.Tensor, y: torch.Tensor
     shown = (shown - shown.min()) / (shown.max() - shown.min())
     writer.add_embedding(hidden, metadata=[classes[int(c)] for c in y[:count].cpu()], label_img=shown,
                          global_step=step, tag="last_hidden_layer")
+
+
+def explained(net: nn.Module, data: dict, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """For uint8 (N, 28, 28) images: their class probabilities, and the attribution maps of the classes read."""
+    x = normalize(torch.from_numpy(images), data["normalize"], data["dataset"])
+    with torch.no_grad():
+        probabilities = net(x).softmax(dim=1)
+    maps, _ = attributions(net, x, probabilities.argmax(dim=1), blank_level(data["normalize"], data["dataset"]))
+    return probabilities, maps
+
+
+def run(args) -> None:
+    """mnist-explain, its command line read (mnist_cnn.commands): for each readable image, a figure in
+    args.out (the image as the network reads it, where it looks, its three likeliest classes), or with
+    --json the numbers; each image that cannot be read is one line on stderr, and the exit status 1."""
+    net, data = load_network(args.ckpt)
+    classes = DATASETS[data["dataset"]].classes
+    files, problems = image_files(args.inputs)
+    read, images = [], []
+    for f in files:
+        try:
+            images.append(mnist_like(read_gray(f, args.max_pixels), f, **PLACEMENT[data["dataset"]]))
+            read.append(f)
+        except UserError as exc:
+            problems.append(str(exc))
+    results = []
+    if images:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        probabilities, maps = explained(net, data, np.stack(images))
+        for f, image, p, attribution in zip(read, images, probabilities, maps):
+            top = [(classes[int(i)], float(p[i])) for i in p.argsort(descending=True)[:3]]
+            result = {"file": str(f), "label": top[0][0], "probability": round(top[0][1], 6),
+                      "top3": [{"label": c, "probability": round(q, 6)} for c, q in top]}
+            if args.json:
+                result["attribution"] = [[round(float(v), 6) for v in row] for row in attribution]
+            else:
+                path = out / f"{f.stem}.explained.png"
+                save_figure(explained_figure(image, attribution, top, f"{f.name}: read as '{top[0][0]}' ({top[0][1]:.3f})"),
+                            path)
+                result["figure"] = str(path)
+            results.append(result)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['file']}: {r['label']} (probability {r['probability']:.4f}); {r['figure']}")
+    for problem in problems:
+        print(f"mnist-explain: error: {problem}", file=sys.stderr)
+    if problems:
+        sys.exit(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -15,16 +16,22 @@ from mnist_cnn.datasets import DATASETS
 from mnist_cnn.errors import UserError
 from mnist_cnn.networks import NETWORKS, renumbered
 
-# What the network classes took before they were plain modules (checkpoints of older runs keep them
-# among their arguments): the LightningModule's and the speed switches.
-NOT_THE_NETWORKS = ("optimizer", "channels_last", "compile", "cuda_graph")
+# The model the package carries, for predict, explain and the demo without a checkpoint of one's own:
+# experiment=handwriting's network, made by scripts/bundle_model.py (its provenance: docs/bundled.md).
+BUNDLED = "bundled/handwriting.ckpt"
+BUNDLED_SHA256 = None
 
 
-def load_network(path: str | Path) -> tuple[nn.Module, dict]:
+def bundled() -> Path:
+    return Path(str(resources.files("mnist_cnn") / BUNDLED))
+
+
+def load_network(path: str | Path | None) -> tuple[nn.Module, dict]:
     """The network in eval mode, and what its training data was: {"dataset": a key of
     mnist_cnn.datasets.DATASETS, "normalize": standard or unit}, from the data module's
-    hyperparameters in the checkpoint, and "origin": where it came from (see `origin`)."""
-    path = run_checkpoint(path)
+    hyperparameters in the checkpoint, and "origin": where it came from (see `origin`). None: the model the
+    package carries."""
+    path = run_checkpoint(path) if path is not None else bundled()
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
