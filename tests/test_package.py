@@ -68,6 +68,9 @@ def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path,
     Image.fromarray(MNIST(mnist_dir, train=False).data[0].numpy()).save(work / "seven.png")
     predicted = run(venv / "bin" / "mnist-predict", "run", "seven.png", "--json", cwd=work, env=env).stdout
     assert '"digit":' in predicted
+    # the model the package carries, with no checkpoint given: installed with the wheel
+    carried = run(venv / "bin" / "mnist-predict", "seven.png", "--json", cwd=work, env=env)
+    assert json.loads(carried.stdout)[0]["label"] == "7" and "the model the package carries" in carried.stderr
     run(venv / "bin" / "mnist-export", "run/checkpoints/last.ckpt", "model.onnx", cwd=work, env=env)
     # what the console shows: nothing from torch.export; for TorchScript one note, not torch.jit's warnings
     assert run(venv / "bin" / "mnist-export", "run", "model.pt2", cwd=work, env=env).stderr == ""

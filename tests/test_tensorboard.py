@@ -1,4 +1,5 @@
-"""TensorBoard over a 3-job multirun, as a user opens it: `tensorboard --logdir`, in headless Chromium.
+"""TensorBoard over a 3-job multirun, as a user opens it: `tensorboard --logdir`, in headless Chromium, its
+scalars and its Projector (each run's last hidden layer).
 
 The screenshot goes to tmp_path; with MNIST_CNN_SCREENSHOTS=<folder> it is kept there too (docs/ has the
 one README shows)."""
@@ -66,8 +67,22 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
                 page.wait_for_timeout(500)
             page.wait_for_timeout(1000)  # the last lines' transitions
             page.screenshot(path=str(shot))
+
+            # the Projector: each run's last hidden layer, 2,000 test digits labelled by class
+            listed = json.loads(urllib.request.urlopen(f"{url}/data/plugin/projector/runs", timeout=30).read())
+            assert len(listed) == 3, listed
+            info = json.loads(urllib.request.urlopen(f"{url}/data/plugin/projector/info?run={listed[0]}", timeout=30).read())
+            (embedding,) = info["embeddings"]
+            assert embedding["tensorShape"] == [2000, 128] and embedding["sprite"]["singleImageDim"] == [28, 28]
+            page.goto(f"{url}/#projector", timeout=60_000)
+            projector = page.frame_locator("iframe").frame_locator("iframe")  # the plugin's page, in its own frame
+            projector.get_by_text("Points: 2000").first.wait_for(timeout=90_000)
+            assert projector.get_by_text("Dimension: 128").count() >= 1
+            page.wait_for_timeout(3000)  # PCA and the sprites drawn
+            page.screenshot(path=str(tmp_path / "projector.png"))
             chromium.close()
-    assert shot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000 and (tmp_path / "projector.png").stat().st_size > 10_000
     keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
     if keep:
         shutil.copy(shot, os.path.join(keep, "tensorboard.png"))
+        shutil.copy(tmp_path / "projector.png", os.path.join(keep, "projector.png"))
