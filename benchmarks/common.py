@@ -187,12 +187,13 @@ def code() -> dict:
     return {**found, "git_commit": os.environ.get("MNIST_CNN_COMMIT") or found["git_commit"]}
 
 
-def save_results(args, device: torch.device, question: str, record: dict, quiet: bool = False) -> Path:
-    """benchmarks/results/<device>-<date>-<question>.json: the record, with the date, the machine and the
-    code that measured it; written atomically, and again after every part, so a run cut short keeps what
-    it measured."""
+def save_results(args, device: torch.device, question: str, record: dict, quiet: bool = False,
+                 name: str | None = None) -> Path:
+    """benchmarks/results/<device>-<date>-<question>.json (or `name`): the record, with the date, the machine
+    and the code that measured it; written atomically, and again after every part, so a run cut short keeps
+    what it measured."""
     date = datetime.date.today().isoformat()
-    out = Path(args.out) / f"{device.type}-{date}-{question}.json"
+    out = Path(args.out) / (name or f"{device.type}-{date}-{question}.json")
     full = {"date": date, "machine": machine(device), "code": code(), **record}
     write_atomically(out, json.dumps(full, indent=2) + "\n")
     if not quiet:

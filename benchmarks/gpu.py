@@ -1,4 +1,4 @@
-"""On a CUDA machine, everything the GPU issue asks, in one run (benchmarks/results/cuda-<date>-gpu-summary.json):
+"""On a CUDA machine, everything the GPU issue asks, in one run (benchmarks/results/gpu-summary.json):
 the lab_baseline warm epoch (train + validation, with the run's checkpointing), lab_elu's whole fit, the
 wall time of the 21-job batch_size sweep (process start-ups included, with --sweep-launcher's setting),
 the Trainer's overhead per step over the plain loop on the GPU, and where a graphed step's time goes
@@ -213,6 +213,7 @@ def gpu_summary(args) -> Path:
     and --smoke, the same code on a few batches: a rehearsal of the GPU session on a machine without one)."""
     device = torch.device("cpu" if args.device == "cpu" else "cuda")
     question = "gpu-summary" + ("-smoke" if args.smoke else "")
+    name = "gpu-summary.json" if device.type == "cuda" else "cpu-gpu-summary-smoke.json"  # the GPU issue reads these
     out = Path(args.out) / f"{device.type}-{question}-files"
     record = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else machine(device)["cpu"],
               "smoke": bool(args.smoke_overrides)}
@@ -220,7 +221,7 @@ def gpu_summary(args) -> Path:
     seeds = range(args.elu_seeds)
 
     def save() -> None:
-        save_results(args, device, question, record, quiet=True)
+        save_results(args, device, question, record, quiet=True, name=name)
 
     def part(name: str, measure) -> None:
         try:
@@ -254,7 +255,7 @@ def gpu_summary(args) -> Path:
     sweeps = [v for k, v in record.items() if k.startswith("batch_size_sweep ") and v.get("jobs_ok") == 21]
     record["batch_size_sweep_s"] = min((v["seconds"] for v in sweeps), default=None)
     print(json.dumps(record, indent=1))
-    return save_results(args, device, question, record)
+    return save_results(args, device, question, record, name=name)
 
 def concurrently(runs: list[tuple], args) -> list[dict]:
     """Several train.py processes at once (for their accuracies: their times share the device)."""

@@ -1,7 +1,9 @@
 """How soon the commands answer: each command's `--help`, and `mnist-predict` of one image against
 `python -c "import torch"` (the least any command that computes must pay), as fresh processes on this
-machine, alternated round by round, median of --rounds each: benchmarks/results/cpu-<date>-startup.json.
-The image is read with a checkpoint trained here for a few batches (its weights do not change the time).
+machine, alternated round by round, median of --rounds each; and how long the demo page takes to answer
+a drawing (read, attributions, feature maps), with the model the package carries, median of 20:
+benchmarks/results/cpu-<date>-startup.json. The image is read with a checkpoint trained here for a few
+batches (its weights do not change the time).
 
     python -m benchmarks.startup [--rounds 7]
 """
@@ -62,8 +64,29 @@ def main() -> None:
         print(f"{name:28} {value:6.3f} s (median of {args.rounds})")
     ratio = median["mnist-predict, one image"] / median["import torch"]
     print(f"mnist-predict of one image / import torch: {ratio:.2f}x")
+    update = demo_update_seconds()
+    print(f"the demo's answer to a drawing: {update:.3f} s (median of 20)")
     save_results(args, torch.device("cpu"), "startup", {"rounds": args.rounds, "seconds": times, "median_seconds": median,
-                                                        "predict_over_import_torch": ratio})
+                                                        "predict_over_import_torch": ratio,
+                                                        "demo_update_seconds": update})
+
+
+def demo_update_seconds() -> float:
+    """The demo's work per drawing update (mnist_cnn.demo.Reader.read) on a drawn 1, with the carried model."""
+    import numpy as np
+
+    from mnist_cnn.demo import Reader
+
+    reader = Reader(None)
+    drawn = np.zeros((280, 280, 4), dtype=np.uint8)
+    drawn[40:240, 130:150] = (0, 0, 0, 255)
+    reader.read({"composite": drawn})  # warm
+    took = []
+    for _ in range(20):
+        start = time.perf_counter()
+        reader.read({"composite": drawn})
+        took.append(time.perf_counter() - start)
+    return statistics.median(took)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ class Tripwire:
 
 
 @pytest.fixture(scope="module")
-def demo(trained_run):
-    """One server for the module's browser tests, as a user leaves it running between digits."""
+def demo():
+    """One server for the module's browser tests, as a user leaves it running between digits: `mnist-demo`
+    with no checkpoint, as it is after `pip install`, reading with the model the package carries."""
     port, tripwire = free_port(), Tripwire()
     proxy = f"http://127.0.0.1:{tripwire.port}"
     env = {**os.environ, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
@@ -74,10 +75,10 @@ def demo(trained_run):
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the demo must turn analytics off itself
     # started with Ctrl-C ignored, as a shell starts a job in the background: the demo stops on it all the same
     ignoring_ctrl_c = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
-    with started([*ignoring_ctrl_c, sys.executable, "-c", "from mnist_cnn.commands import demo; demo()", trained_run, "--port", port],
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+    command = [*ignoring_ctrl_c, sys.executable, "-c", "from mnist_cnn.commands import demo; demo()", "--port", port]
+    with started(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         first = first_line(process)
-        assert first.strip() == f"mnist-demo: reading with {trained_run} at http://127.0.0.1:{port}/ (Ctrl-C stops)", (
+        assert first.strip() == f"mnist-demo: reading with the model the package carries at http://127.0.0.1:{port}/ (Ctrl-C stops)", (
             first + process.stderr.read()[-2000:] if process.poll() is not None else first)
         try:
             yield f"http://127.0.0.1:{port}/", tripwire
@@ -86,6 +87,7 @@ def demo(trained_run):
             tripwire.server.close()
             out, err = process.communicate(timeout=SERVER)
     assert process.returncode == 0 and err.strip().endswith("mnist-demo: stopped") and "Traceback" not in err, err[-2000:]
+    assert err.startswith("mnist-demo: no checkpoint given: reading with the model the package carries"), err[:300]
 
 
 def first_line(process) -> str:
@@ -162,7 +164,11 @@ def test_a_drawn_one_and_zero_are_read_with_their_28x28_input(demo, playwright, 
         assert reading(page) == "1"
         one = preview_pixels(page, url)
         assert is_28x28(one) and one.max() > 200 and one[0].max() == 0
-        page.screenshot(path=str(tmp_path / "demo.png"))
+        # where the network looks, and its first block's feature maps, beside the reading
+        for shown in ("#looks img", "#maps img"):
+            page.locator(shown).first.wait_for(timeout=30_000)
+            assert page.locator(shown).first.bounding_box()["width"] > 100, shown
+        page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
 
         page.locator('#sketchpad button[aria-label="Clear canvas"]').click()
         page.wait_for_timeout(500)
