@@ -50,6 +50,7 @@ def main() -> None:
         extra["handwriting_set_acc"] = score(args.handwriting_set, [str(args.run)])[0]["accuracy"]
     buffer = io.BytesIO()
     torch.save(slim(args.run, extra), buffer)
+    OUT.parent.mkdir(exist_ok=True)
     write_atomically(OUT, buffer.getvalue())
     print(f"wrote {OUT}: {len(buffer.getvalue()):,} bytes, sha256 {hashlib.sha256(buffer.getvalue()).hexdigest()}")
 

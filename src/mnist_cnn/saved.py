@@ -19,7 +19,7 @@ from mnist_cnn.networks import NETWORKS, renumbered
 # The model the package carries, for predict, explain and the demo without a checkpoint of one's own:
 # experiment=handwriting's network, made by scripts/bundle_model.py (its provenance: docs/bundled.md).
 BUNDLED = "bundled/handwriting.ckpt"
-BUNDLED_SHA256 = None
+BUNDLED_SHA256 = "e86f0573b12368a4020f3db3f3caf64c531b08855a0d4f02adea720919e79cd3"
 
 
 def bundled() -> Path:
