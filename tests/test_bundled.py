@@ -30,7 +30,8 @@ def test_it_reads_mnist_at_its_recorded_accuracy(mnist_dir):
     test = MNIST(mnist_dir, train=False)
     with torch.no_grad():
         read = torch.cat([net(normalize(x, data["normalize"])).argmax(dim=1) for x in test.data.split(2000)])
-    assert (read == test.targets).float().mean().item() == pytest.approx(data["origin"]["test_acc"], abs=1e-4)
+    # the run tested in bf16-mixed; read here in float32, a few of the 10,000 digits may go the other way
+    assert (read == test.targets).float().mean().item() == pytest.approx(data["origin"]["test_acc"], abs=5e-4)
 
 
 def test_predict_and_explain_use_it_when_no_checkpoint_is_given_and_say_so(tmp_path, mnist_dir):
