@@ -100,6 +100,7 @@ def trained_run(shared_folder, mnist_dir) -> Path:
             result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100",
                                 "trainer.limit_val_batches=10", "trainer.limit_test_batches=2",
                                 "trainer.precision=bf16-mixed", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
+                                "explain=false",
                                 f"hydra.run.dir={run_dir}")
             assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

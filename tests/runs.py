@@ -61,7 +61,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 FEW_BATCHES = (
     "trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1", "callbacks.progress_bar.refresh_rate=0",
+    "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1", "explain=false",
+    "callbacks.progress_bar.refresh_rate=0",
 )
 
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # a trained checkpoint
 @pytest.fixture(scope="module")
 def network(trained_run, mnist_dir):
     net, data = load_network(trained_run)
-    x = normalize(MNIST(mnist_dir, train=False).data[:300], data["normalize"])
+    x = normalize(MNIST(mnist_dir, train=False).data[:100], data["normalize"])
     return net, x, blank_level(data["normalize"], data["dataset"])
 
 
@@ -36,7 +36,7 @@ def test_integrated_gradients_add_up_to_the_logit_change(network):
 
 def test_blanking_the_most_attributed_pixels_costs_more_than_blanking_random_ones(network):
     net, x, background = network
-    found = deletion(net, x, background, pixels=40)
+    found = deletion(net, x[:100], background, pixels=40)
     assert found["most_attributed_blanked"] < found["random_blanked"] - 0.1, found
     assert found["random_blanked"] <= found["before"] + 0.05, found
 
@@ -46,7 +46,7 @@ def test_a_reinitialised_network_gives_different_maps(trained_run, network):
     torch.manual_seed(1)
     fresh, _ = load_network(trained_run)
     fresh.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
-    found = randomisation(net, fresh, x[:100], background)
+    found = randomisation(net, fresh, x[:50], background)
     assert found["signed"] < 0.5, found
     assert randomisation(net, net, x[:20], background)["signed"] > 0.99  # the measure: a network agrees with itself
 

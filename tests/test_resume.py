@@ -23,7 +23,7 @@ from processes import COMMAND, run, started
 
 SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
          "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=csv",
-         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0")
+         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0", "explain=false")
 FINAL = ("test_acc", "test_loss", "best_val_acc", "best_val_loss", "best_epoch")
 
 

@@ -15,7 +15,7 @@ from mnist_cnn.report import read_jobs, write_report
 from runs import in_process, metrics_of, run_train, train_here
 
 TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv")
+        "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv", "explain=false")
 
 
 def job_metrics(job_dir):
@@ -27,7 +27,8 @@ def test_an_epochs_grid_read_from_one_run_equals_separate_runs(tmp_path, mnist_d
     """read_epochs against one run per length, figure for figure. The checkpoint callback picks the
     *lowest* validation accuracy here, so that later readings must test an earlier epoch's weights."""
     common = ("trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
-              "callbacks.progress_bar.refresh_rate=0", "logger=csv", "callbacks.checkpoint.mode=min", "seed=0")
+              "callbacks.progress_bar.refresh_rate=0", "logger=csv", "callbacks.checkpoint.mode=min", "seed=0",
+              "explain=false")
     read = train_here("-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}")
     assert read.returncode == 0, read.stderr[-3000:]
     separate = train_here("-m", "trainer.max_epochs=1,3", *common, f"hydra.sweep.dir={tmp_path / 'separate'}")

@@ -223,7 +223,7 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
         wait_for(f"{url}/health")
         with started([sys.executable, "train.py", "logger=mlflow", f"logger.mlflow.tracking_uri={url}", "model=prose_cnn",
                       "trainer.max_epochs=3", "trainer.limit_train_batches=40", "trainer.limit_val_batches=2",
-                      "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1",
+                      "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1", "explain=false",
                       "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}"], cwd=ROOT,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as training:
             client = client_of(url)
@@ -260,7 +260,7 @@ def test_a_store_unreachable_at_the_start_is_one_line_and_the_run_completes(tmp_
 
 SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
          "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=mlflow",
-         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0")
+         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0", "explain=false")
 
 
 def epoch_figures(run_dir: Path) -> list[dict]:

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from torchmetrics.utilities.plot import plot_confusion_matrix
 
-from mnist_cnn import explain
+from mnist_cnn import explain as explaining
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.figures import save_figure
 
@@ -192,9 +192,11 @@ def distinguishing(metrics: dict) -> dict:
             "seed": config["seed"]}
 
 
-def write_run(out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict) -> None:
+def write_run(out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict,
+              explain: bool = True) -> None:
     """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
-    run's mnist_cnn.evaluation.Evaluation, whose report and mistakes are the last test's (None: no test)."""
+    run's mnist_cnn.evaluation.Evaluation, whose report and mistakes are the last test's (None: no test);
+    explain: also what the tested network learned (mnist_cnn.explain)."""
     write_model_summary(out, model)
     figures = {"samples": samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes)}
     if history:
@@ -203,16 +205,17 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
         write_test_report(out, evaluation.report, datamodule.classes)
         figures["confusion_matrix"] = confusion_figure(evaluation.report, datamodule.classes)
         figures["misclassified"] = misclassified_figure(evaluation.mistakes, datamodule.classes)
-        figures.update(explain.run_figures(model.net, datamodule.x_test, datamodule.y_test, evaluation.mistakes,
-                                           datamodule.classes, datamodule.background()))
+    if evaluation.report is not None and explain:
+        figures.update(explaining.run_figures(model.net, datamodule.x_test, datamodule.y_test, evaluation.mistakes,
+                                              datamodule.classes, datamodule.background()))
     tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     for name, fig in figures.items():
         png = save_figure(fig, out / f"{name}.png")
         if tensorboard is not None:
             tensorboard.experiment.add_image(name, plt.imread(io.BytesIO(png), format="png"), trainer.global_step,
                                              dataformats="HWC")
-    if tensorboard is not None and evaluation.report is not None:
-        explain.write_projector(tensorboard.experiment, model.net, datamodule.x_test, datamodule.y_test,
+    if tensorboard is not None and evaluation.report is not None and explain:
+        explaining.write_projector(tensorboard.experiment, model.net, datamodule.x_test, datamodule.y_test,
                                 datamodule.classes, trainer.global_step)
     if tensorboard is not None:
         final = {f"hp/{k}": metrics[k] for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")

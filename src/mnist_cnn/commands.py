@@ -16,14 +16,17 @@ CKPT_HELP = ("a checkpoint written by mnist-train, or a run directory (the check
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
+def is_checkpoint(path: Path) -> bool:
+    """A .ckpt file, a run folder, or a file that is not an image: what a command's first path names as its model."""
+    run_folder = path.is_dir() and ((path / "metrics.json").exists() or (path / ".hydra").is_dir()
+                                    or any(path.glob("*.ckpt")) or (path / "checkpoints").is_dir())
+    return path.suffix == ".ckpt" or run_folder or (path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES)
+
+
 def checkpoint_and_images(paths: list[str]) -> tuple[str | None, list[str]]:
     """A command line's optional checkpoint, then its images: the first path is the checkpoint unless it is an
-    image or a folder of images (not a .ckpt file, nor a run folder)."""
-    first = Path(paths[0])
-    run_folder = first.is_dir() and ((first / "metrics.json").exists() or (first / ".hydra").is_dir()
-                                     or any(first.glob("*.ckpt")) or (first / "checkpoints").is_dir())
-    if len(paths) > 1 and (first.suffix == ".ckpt" or run_folder or (first.is_file() and first.suffix.lower()
-                                                                     not in IMAGE_SUFFIXES)):
+    image or a folder of images."""
+    if is_checkpoint(Path(paths[0])):
         return paths[0], paths[1:]
     return None, paths
 
@@ -73,6 +76,8 @@ def images_and_checkpoint(p: Parser) -> None:
 def parsed_with_checkpoint(p: Parser, argv: list[str] | None):
     args = p.parse_args(argv)
     args.ckpt, args.inputs = checkpoint_and_images(args.paths)
+    if not args.inputs:
+        p.error(f"the following arguments are required: IMAGE_OR_FOLDER ({args.ckpt} is the model: which images?)")
     with_bundled_model(p.prog, args.ckpt)
     return args
 

@@ -34,12 +34,17 @@ def block_ends(net: nn.Sequential) -> list[int]:
     return [end + 1 for end in ends]
 
 
+def part(net: nn.Sequential, start: int, end: int) -> nn.Sequential:
+    """Layers start..end-1 of `net`, whatever its class takes to be built (a slice would rebuild it)."""
+    return nn.Sequential(*list(net)[start:end])
+
+
 @torch.no_grad()
 def feature_maps(net: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
     """Each block's output for the images x (N, C, H, W): a list of (N, channels, h, w), in block order."""
     out, maps, done = x, [], 0
     for end in block_ends(net):
-        out = net[done:end](out)
+        out = part(net, done, end)(out)
         maps.append(out.float())
         done = end
     return maps
@@ -96,7 +101,7 @@ def write_projector(writer, net: nn.Sequential, x: torch.Tensor, y: torch.Tensor
     device = next(net.parameters()).device
     images = x[:count].to(device).float()
     with torch.no_grad():
-        hidden = net.eval()[:-1](images).flatten(1).float().cpu()
+        hidden = part(net.eval(), 0, len(net) - 1)(images).flatten(1).float().cpu()
     shown = images.cpu()
     shown = (shown - shown.min()) / (shown.max() - shown.min())
     writer.add_embedding(hidden, metadata=[classes[int(c)] for c in y[:count].cpu()], label_img=shown,

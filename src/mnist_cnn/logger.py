@@ -29,7 +29,7 @@ TAGS = {"train_loss_step": "loss/train_step", "train_loss_epoch": "loss/train", 
 LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["^accuracy/train$", "^accuracy/val$"]],
                                    "loss": ["Multiline", ["^loss/train$", "^loss/val$"]]}}
 # Overrides that do not change what a run computes, or that only locate it, stay out of its name.
-UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger", "name=")
+UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger", "name=", "explain=")
 
 
 def run_name(only: set[str] | None = None) -> str:

@@ -22,7 +22,7 @@ from mnist_cnn.errors import ConfigError
 # Keys a resumed run may set differently from the run it continues: where it runs, how it reports and
 # saves, and how long it goes on. Everything else is the run's identity.
 CHANGEABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices", "trainer.log_every_n_steps",
-              "trainer.num_sanity_val_steps", "data.data_dir", "data.eval_batch_size", "test", "read_epochs",
+              "trainer.num_sanity_val_steps", "data.data_dir", "data.eval_batch_size", "test", "explain", "read_epochs",
               "callbacks.progress_bar.", "callbacks.checkpoint.every_n_steps", "callbacks.checkpoint.every_n_seconds",
               "hydra.")
 NOT_SAVED = ("resume=", "hydra.run.dir=")

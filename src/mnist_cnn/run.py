@@ -220,7 +220,7 @@ class Run:
     def write(self, metrics: dict, tested: Tested) -> None:
         """The run's report files and the trackers' record of it."""
         artifacts.write_run(self.folder, self.trainer, self.model, self.datamodule, metrics["history"],
-                            tested.evaluation, metrics)
+                            tested.evaluation, metrics, explain=self.cfg.explain)
         for tracker in self.trackers:
             tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
 
