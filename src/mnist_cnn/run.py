@@ -220,7 +220,8 @@ class Run:
     def write(self, metrics: dict, tested: Tested) -> None:
         """The run's report files and the trackers' record of it."""
         artifacts.write_run(self.folder, self.trainer, self.model, self.datamodule, metrics["history"],
-                            tested.evaluation, metrics, explain=self.cfg.explain)
+                            tested.evaluation, metrics,
+                            explain=self.cfg.explain and not self.trainer.fast_dev_run)  # a smoke run's network learned nothing
         for tracker in self.trackers:
             tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
 
