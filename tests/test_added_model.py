@@ -30,9 +30,17 @@ class TinyConfig(ModelConfig):
     optimizer: OptimizerConfig = section(OptimizerConfig, "Adadelta with Keras 2.3's defaults", **KERAS_ADADELTA)
 
 
-@pytest.mark.slow  # trains
-def test_a_model_added_from_a_config_folder_trains(tmp_path, mnist_dir):
+@pytest.fixture
+def tiny_schema():
+    """TinyConfig in Hydra's ConfigStore for this test only: a multirun later in the same worker pickles the
+    store for its jobs, which could not import this module."""
     ConfigStore.instance().store(group="schema/model", name="tiny", node=TinyConfig)
+    yield
+    del ConfigStore.instance().repo["schema"]["model"]["tiny.yaml"]
+
+
+@pytest.mark.slow  # trains
+def test_a_model_added_from_a_config_folder_trains(tmp_path, mnist_dir, tiny_schema):
     result = train_here("model=tiny", f"hydra.searchpath=[file://{ROOT / 'tests' / 'added_model'}]", *FEW_BATCHES,
                         "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
