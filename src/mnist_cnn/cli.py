@@ -14,6 +14,7 @@ from typing import Iterator, NoReturn
 from mnist_cnn.errors import UserError
 from mnist_cnn.interrupt import Interrupted
 
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a mistake said in one line (argparse prints its whole usage first)."""
 

@@ -20,14 +20,3 @@ class DataUnavailable(UserError):
 
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite: the run's settings (a learning rate too high, say)."""
-
-
-class DiskError(UserError):
-    """A file could not be written or read for a reason outside the program (a full disk, a folder that went
-    away, a read-only copy)."""
-
-    status = 1
-
-    @classmethod
-    def of(cls, exc: OSError, what: str = "") -> "DiskError":
-        return cls(f"{exc.filename}: {exc.strerror}" + (f" ({what})" if what else ""))

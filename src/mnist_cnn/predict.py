@@ -114,7 +114,7 @@ def mnist_like(gray: np.ndarray, path: Path | str = "image", box: int = 20, by_m
 
 
 def predict(model, images: torch.Tensor, data: dict) -> torch.Tensor:
-    """Softmax probabilities for uint8 (N, 28, 28) images; data: what load_model says of the checkpoint."""
+    """Softmax probabilities for uint8 (N, 28, 28) images; data: what mnist_cnn.saved.load_network says of the checkpoint."""
     with torch.no_grad():
         return model(normalize(images, data["normalize"], data["dataset"])).softmax(dim=1)
 
