@@ -55,13 +55,11 @@ def enlarged(image: np.ndarray, scale: int = PREVIEW_SCALE) -> np.ndarray:
     return np.kron(image, np.ones((scale, scale) + (1,) * (image.ndim - 2), dtype=image.dtype))
 
 
-def overlay(small: np.ndarray, attribution: np.ndarray) -> np.ndarray:
-    """RGB: the attribution on a diverging scale centred at zero (red toward the class read, blue against),
-    the digit's strokes darkened over it."""
+def overlay(attribution: np.ndarray) -> np.ndarray:
+    """RGB: the attribution on a diverging scale centred at zero (red toward the class read, blue against,
+    white none: the blank paper, where Integrated Gradients gives nothing, so the strokes show the digit)."""
     limit = float(np.abs(attribution).max()) or 1.0
-    colours = colormaps["RdBu_r"]((attribution / limit + 1) / 2)[..., :3]
-    ink = (small.astype(np.float32) / 255)[..., None]
-    return (255 * colours * (1 - 0.45 * ink)).astype(np.uint8)
+    return (255 * colormaps["RdBu_r"]((attribution / limit + 1) / 2)[..., :3]).astype(np.uint8)
 
 
 def maps_grid(maps: np.ndarray) -> np.ndarray:
@@ -105,7 +103,7 @@ class Reader:
         x = normalize(torch.from_numpy(small[None]), self.data["normalize"], self.data["dataset"])
         first = feature_maps(self.model, x)[0][0, :MAPS].numpy()
         return (enlarged(small), {name: float(p) for name, p in zip(self.classes, probabilities[0])},
-                enlarged(overlay(small, maps[0].numpy())), enlarged(maps_grid(first), 6))
+                enlarged(overlay(maps[0].numpy())), enlarged(maps_grid(first), 6))
 
     def read_file(self, path: str | None) -> tuple:
         """An uploaded file, checked as mnist-predict checks one (an image, of a sane size), then read. Its
@@ -146,7 +144,7 @@ def page(reader: Reader):
                                    image_mode="L", height=280, width=280, format="png", buttons=["fullscreen"])
                 label = gr.Label(label="Reading", elem_id="reading", num_top_classes=TOP)
                 with gr.Row():
-                    looks = gr.Image(label="Where the network looks (red: toward the class it reads, blue: against)",
+                    looks = gr.Image(label="Where it looks: red toward the class read, blue against",
                                      elem_id="looks", interactive=False, height=280, width=280, format="png")
                 maps = gr.Image(label=f"What its first block makes of it ({MAPS} feature maps)", elem_id="maps",
                                 interactive=False, format="png", image_mode="L")
