@@ -13,7 +13,7 @@ from torchvision.datasets import MNIST
 from mnist_cnn import commands
 from mnist_cnn.datasets import blank_level, normalize
 from mnist_cnn.explain import block_ends, feature_maps
-from mnist_cnn.explain_checks import completeness, deletion, randomisation
+from mnist_cnn.explain_checks import completeness, deletion, randomisation, reinitialised
 from mnist_cnn.saved import load_network
 
 from runs import in_process
@@ -43,9 +43,7 @@ def test_blanking_the_most_attributed_pixels_costs_more_than_blanking_random_one
 
 def test_a_reinitialised_network_gives_different_maps(trained_run, network):
     net, x, background = network
-    torch.manual_seed(1)
-    fresh, _ = load_network(trained_run)
-    fresh.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+    fresh = reinitialised(trained_run)
     found = randomisation(net, fresh, x[:30], background)
     assert found["signed"] < 0.5, found
     assert randomisation(net, net, x[:20], background)["signed"] > 0.99  # the measure: a network agrees with itself

@@ -14,7 +14,7 @@ from PIL import Image
 from torchvision.datasets import FashionMNIST
 
 from mnist_cnn import commands
-from mnist_cnn import mnist_files, predict
+from mnist_cnn import mnist_files
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.datasets import DATASETS
 from mnist_cnn.mnist_files import MNISTUnavailable, ensure_fashion_mnist, raw_dir

@@ -6,6 +6,7 @@ model the package carries (mnist_cnn.saved.BUNDLED) when no checkpoint is given,
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from mnist_cnn.cli import Parser, guarded, positive_int
@@ -33,8 +34,6 @@ def checkpoint_and_images(paths: list[str]) -> tuple[str | None, list[str]]:
 
 def with_bundled_model(prog: str, ckpt: str | None) -> None:
     if ckpt is None:
-        import sys
-
         print(f"{prog}: no checkpoint given: reading with the model the package carries (experiment=handwriting; "
               "docs/bundled.md)", file=sys.stderr)
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}  # mnist-export's formats

@@ -6,7 +6,6 @@ is a share of the decision). For a run's files, mnist-explain and the demo; the 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ from captum.attr import IntegratedGradients
 from torch import nn
 
 from mnist_cnn.datasets import DATASETS, blank_level, normalize
-from mnist_cnn.errors import UserError
 from mnist_cnn.explain_figures import attributions_figure, explained_figure, feature_maps_figure, filters_figure
 from mnist_cnn.figures import save_figure
-from mnist_cnn.predict import PLACEMENT, image_files, mnist_like, read_gray
+from mnist_cnn.predict import prepared, say_problems
 from mnist_cnn.saved import load_network
 
 STEPS = 32  # Integrated Gradients' path steps (Gauss-Legendre): completeness holds to under 1% of the logit change
@@ -123,18 +121,10 @@ def run(args) -> None:
     --json the numbers; each image that cannot be read is one line on stderr, and the exit status 1."""
     net, data = load_network(args.ckpt)
     classes = DATASETS[data["dataset"]].classes
-    files, problems = image_files(args.inputs)
-    read, images = [], []
-    for f in files:
-        try:
-            images.append(mnist_like(read_gray(f, args.max_pixels), f, **PLACEMENT[data["dataset"]]))
-            read.append(f)
-        except UserError as exc:
-            problems.append(str(exc))
+    read, images, problems = prepared(args.inputs, args.max_pixels, data["dataset"])
     results = []
     if images:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         probabilities, maps = explained(net, data, np.stack(images))
         for f, image, p, attribution in zip(read, images, probabilities, maps):
             top = [(classes[int(i)], float(p[i])) for i in p.argsort(descending=True)[:3]]
@@ -143,6 +133,7 @@ def run(args) -> None:
             if args.json:
                 result["attribution"] = [[round(float(v), 6) for v in row] for row in attribution]
             else:
+                out.mkdir(parents=True, exist_ok=True)
                 path = out / f"{f.stem}.explained.png"
                 save_figure(explained_figure(image, attribution, top, f"{f.name}: read as '{top[0][0]}' ({top[0][1]:.3f})"),
                             path)
@@ -153,7 +144,4 @@ def run(args) -> None:
     else:
         for r in results:
             print(f"{r['file']}: {r['label']} (probability {r['probability']:.4f}); {r['figure']}")
-    for problem in problems:
-        print(f"mnist-explain: error: {problem}", file=sys.stderr)
-    if problems:
-        sys.exit(1)
+    say_problems("mnist-explain", problems)

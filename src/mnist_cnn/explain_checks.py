@@ -72,13 +72,18 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))).mean())
 
 
+def reinitialised(run: str, seed: int = 1) -> nn.Module:
+    """The run's network with every layer's parameters drawn afresh (PyTorch's initialisation, seeded)."""
+    torch.manual_seed(seed)
+    fresh, _ = load_network(run)
+    return fresh.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+
+
 def checks(run: str, digits: int, data_dir: str) -> dict:
     net, data = load_network(run)
     background = blank_level(data["normalize"], data["dataset"])
     x = normalize(MNIST(data_dir, train=False).data[:digits], data["normalize"], data["dataset"])
-    torch.manual_seed(1)
-    fresh, _ = load_network(run)
-    fresh.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+    fresh = reinitialised(run)
     return {"digits": digits, "completeness_error": completeness(net, x[:50], background),
             "deletion": deletion(net, x, background), "randomisation_correlation": randomisation(net, fresh, x, background)}
 

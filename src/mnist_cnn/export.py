@@ -79,7 +79,8 @@ def export(net: nn.Module, fmt: str, out: Path, data: dict, origin: dict) -> Pat
     graph = exported_graph(net, data)
     shape = DATASETS[data["dataset"]].shape
     example = torch.full((2, shape[1], shape[2]), 0.0)
-    described = json.dumps(metadata(data, origin))
+    described = metadata(data, origin)
+    text = json.dumps(described)
     if fmt == "onnx":
         import onnx
 
@@ -89,7 +90,7 @@ def export(net: nn.Module, fmt: str, out: Path, data: dict, origin: dict) -> Pat
                               output_names=["probabilities"], dynamo=False,
                               dynamic_axes={"gray": {0: "batch"}, "probabilities": {0: "batch"}})
             model = onnx.load(str(exported))
-            for key, value in {"metadata.json": described, **{k: str(v) for k, v in json.loads(described).items()}}.items():
+            for key, value in {"metadata.json": text, **{k: str(v) for k, v in described.items()}}.items():
                 model.metadata_props.add(key=key, value=value)
             data_bytes = model.SerializeToString()
     else:
@@ -97,11 +98,11 @@ def export(net: nn.Module, fmt: str, out: Path, data: dict, origin: dict) -> Pat
         if fmt == "pt2":
             batch = torch.export.Dim("batch", min=1)
             program = torch.export.export(graph, (example,), dynamic_shapes=({0: batch},))
-            torch.export.save(program, buffer, extra_files={"metadata.json": described})
+            torch.export.save(program, buffer, extra_files={"metadata.json": text})
         else:  # torch.jit warns of its deprecation three times; main says it once, naming what replaces it
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-                torch.jit.save(torch.jit.trace(graph, example), buffer, _extra_files={"metadata.json": described})
+                torch.jit.save(torch.jit.trace(graph, example), buffer, _extra_files={"metadata.json": text})
         data_bytes = buffer.getvalue()
     write_atomically(out, data_bytes)
     return out

@@ -119,18 +119,33 @@ def predict(model, images: torch.Tensor, data: dict) -> torch.Tensor:
         return model(normalize(images, data["normalize"], data["dataset"])).softmax(dim=1)
 
 
+def prepared(inputs: list[str], max_pixels: int, dataset: str) -> tuple[list[Path], list[np.ndarray], list[str]]:
+    """The files a command line names (folders expanded), each prepared as `dataset`'s images were made:
+    (the files read, their uint8 images, a line for each input that gave none)."""
+    files, problems = image_files(inputs)
+    read, images = [], []
+    for f in files:
+        try:
+            images.append(mnist_like(read_gray(f, max_pixels), f, **PLACEMENT[dataset]))
+            read.append(f)
+        except UserError as exc:
+            problems.append(str(exc))
+    return read, images, problems
+
+
+def say_problems(prog: str, problems: list[str]) -> None:
+    """Each unreadable input's line on stderr; exit status 1 if there was any (the others were answered)."""
+    for problem in problems:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+    if problems:
+        sys.exit(1)
+
+
 def run(args) -> None:
     """mnist-predict, its command line parsed (mnist_cnn.commands): every readable image is predicted; each
     one that is not gets its own line on stderr, and the exit status is 1 if there was any."""
     model, data = load_network(args.ckpt)
-    files, problems = image_files(args.inputs)
-    placement, read, images = PLACEMENT[data["dataset"]], [], []
-    for f in files:
-        try:
-            images.append(mnist_like(read_gray(f, args.max_pixels), f, **placement))
-            read.append(f)
-        except UserError as exc:
-            problems.append(str(exc))
+    read, images, problems = prepared(args.inputs, args.max_pixels, data["dataset"])
     results = []
     if images:
         probabilities = predict(model, torch.from_numpy(np.stack(images)), data)
@@ -144,8 +159,5 @@ def run(args) -> None:
     else:
         for r in results:
             print(f"{r['file']}: {r['label']} (probability {r['probability']:.4f})")
-    for problem in problems:
-        print(f"{PROG}: error: {problem}", file=sys.stderr)
-    if problems:
-        sys.exit(1)
+    say_problems(PROG, problems)
 

@@ -33,8 +33,9 @@ def run(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if {"--help", "-h"} & set(split_args(args)[0]):
-        usage.print_help(PROG, split_args(args)[1])
+    flags, overrides = split_args(args)
+    if {"--help", "-h"} & set(flags):
+        usage.print_help(PROG, overrides)
         return
     with guarded(PROG):
         try:
@@ -43,7 +44,6 @@ def main() -> None:
             if resume:
                 sys.argv[1:] = resume_arguments(resume, args)
             else:
-                flags, overrides = split_args(args)
                 check_given(overrides, multirun=bool({"-m", "--multirun"} & set(flags)) or any(
                     o.startswith("sweep=") for o in overrides))
         except Finished as exc:

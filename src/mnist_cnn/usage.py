@@ -81,12 +81,13 @@ def help_text(_root_: DictConfig) -> str:
     width = min(max(len(k) + len(t) + len(v) for k, t, v, _ in rows) + 6, 64)
     lines += ["", "Keys: key=value sets one (type = value here: meaning)"]
     lines += [f"  {f'{k}: {t} = {v}':<{width}}{m}" for k, t, v, m in rows]
-    return "\n".join(lines).replace("$", "$$")  # Hydra fills the template with string.Template: $ is $$
+    return "\n".join(lines)
 
 
 def register() -> None:
     if not OmegaConf.has_resolver(RESOLVER):
-        OmegaConf.register_new_resolver(RESOLVER, help_text)
+        # Hydra fills the template with string.Template: $ is $$
+        OmegaConf.register_new_resolver(RESOLVER, lambda _root_: help_text(_root_).replace("$", "$$"))
 
 
 def print_help(prog: str, overrides: list[str]) -> None:
@@ -97,4 +98,4 @@ def print_help(prog: str, overrides: list[str]) -> None:
                 cfg = compose("train", overrides=overrides, return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as exc:
             raise ConfigError(one_line(exc)) from None
-    print(help_text(cfg).replace("$$", "$"))
+    print(help_text(cfg))
