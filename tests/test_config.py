@@ -337,3 +337,12 @@ def test_the_data_modules_defaults_are_its_schemas():
     for f in fields(config.DataConfig):
         if f.name in parameters and f.name not in ("seed", "augment"):  # ${seed}; a section
             assert parameters[f.name].default == f.default, f.name
+
+
+def test_mlflows_store_is_mlflows_environment_variable_else_a_file_under_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert composed(tmp_path, "logger=mlflow").logger.mlflow.tracking_uri == "http://tracking.example:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert composed(tmp_path, "logger=mlflow").logger.mlflow.tracking_uri == "sqlite:///outputs/mlflow.db"
+    given = composed(tmp_path, "logger=mlflow", "logger.mlflow.tracking_uri=sqlite:///elsewhere.db")
+    assert given.logger.mlflow.tracking_uri == "sqlite:///elsewhere.db"

@@ -103,12 +103,13 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
                         "trainer.limit_train_batches=10", "trainer.precision=32-true", "data.eval_batch_size=250",
                         f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "MLflow" not in result.stdout + result.stderr  # nothing to say when tracking works
     metrics = metrics_of(tmp_path / "run")
 
     client = client_of(uri)
     (found,) = client.search_runs([client.get_experiment_by_name("mnist-cnn").experiment_id])
     run_id = found.info.run_id
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "MLflow" in line]
+    assert said == [f"MLflow run {run_id} in {uri}"]  # the console's last word: where the run is tracked
     assert json.loads((tmp_path / "run" / "mlflow.json").read_text())["run_id"] == run_id
     assert found.info.status == "FINISHED" and found.data.tags["status"] == "ok"
     assert found.info.run_name == "baseline/trainer.max_epochs=2/trainer.limit_train_batches=4/" \

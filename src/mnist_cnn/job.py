@@ -56,6 +56,8 @@ def say(cfg: DictConfig, run: Run, tested: Tested) -> None:
         log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", tested.test["test_acc"], tested.test["test_loss"],
                  which, tested.monitor or "none")
     log.info("Run directory: %s", run.folder)
+    for tracked in filter(None, (tracker.where() for tracker in run.trackers)):
+        log.info(tracked)
 
 
 def save_resumed_config(out: Path, cfg: DictConfig) -> None:

@@ -81,6 +81,12 @@ class RunMLFlowLogger(MLFlowLogger):
         self._run_id = run.info.run_id
         write_record(self.folder, self._tracking_uri, self._experiment_id, self._run_id)
 
+    def where(self) -> str | None:
+        """The console's line for a run tracked to its end; None when tracking stopped (said already)."""
+        if self.lost or self._run_id is None:
+            return None
+        return f"MLflow run {self._run_id} in {shown(self._tracking_uri)}"
+
     @property
     def name(self) -> str:
         return self._experiment_name  # Lightning's asks the store
