@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,6 +167,15 @@ def test_resume_of_a_missing_directory_is_refused(tmp_path):
     result = train_here(f"resume={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert f"resume={tmp_path / 'nope'}: no such run directory" in result.stderr
+
+
+def test_a_resumed_run_writes_tensorboard_where_it_started_whatever_the_layout_then(tmp_path):
+    from mnist_cnn.logger import RunLogger
+    assert Path(RunLogger(str(tmp_path)).log_dir) == tmp_path / "run"  # new: what it changes (outside Hydra: run)
+    started_before = tmp_path / "tensorboard" / "baseline" / "seed=1"  # a run made before this layout
+    started_before.mkdir(parents=True)
+    (started_before / "events.out.tfevents.1.vm.1.0").write_bytes(b"")
+    assert Path(RunLogger(str(tmp_path)).log_dir) == started_before
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

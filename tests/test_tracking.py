@@ -114,7 +114,7 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
     assert found.info.status == "FINISHED" and found.data.tags["status"] == "ok"
     assert found.info.run_name == "baseline/trainer.max_epochs=2/trainer.limit_train_batches=4/" \
         "trainer.limit_val_batches=2/trainer.limit_test_batches=3/trainer.log_every_n_steps=1/" \
-        "trainer.limit_train_batches=10/trainer.precision=32-true/data.eval_batch_size=250"
+        "trainer.limit_train_batches=10/trainer.precision=32-true/data.eval_batch_size=250 (run)"  # and its folder
     assert found.data.params == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": "256",
                                  "validation_split": "0.3", "max_epochs": "2", "optimizer": "Adadelta", "lr": "1.0",
                                  "precision": "32-true", "seed": "42"}

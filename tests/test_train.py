@@ -95,8 +95,8 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert "last.ckpt" in checkpoints and len(checkpoints) == 2
     assert metrics["best_checkpoint"].endswith(".ckpt")
 
-    (event_file,) = (tmp_path / "tensorboard").rglob("events.out.tfevents.*")  # one file for fit, test and figures
-    assert event_file.parent == tmp_path / "tensorboard" / "baseline" / "/".join(AS_SEEN)  # model, overrides
+    (event_file,) = tmp_path.rglob("events.out.tfevents.*")  # one file for fit, test and figures
+    assert event_file.parent == tmp_path / "baseline" / "/".join(AS_SEEN)  # the run's folder, model, overrides
     events = EventAccumulator(str(event_file), size_guidance={"images": 0, "tensors": 0}).Reload()
     tags = events.Tags()
     assert {"loss/train_step", "loss/train", "accuracy/train", "loss/val", "accuracy/val", "loss/test", "accuracy/test",

@@ -2,8 +2,8 @@
 logger that keeps a resumed run's earlier rows.
 
 Lightning's TensorBoardLogger, with three changes:
-- each run is named by what distinguishes it, `<experiment or model>/<override>/<override>...`
-  (e.g. `lab_baseline/data.batch_size=64/seed=1`), under the run's own folder;
+- each run is named by its folder and what distinguishes it, `<experiment or model>/<override>/...`
+  (e.g. `runs/2026-12-07_10-00-00/lab_baseline/data.batch_size=64/seed=1`);
 - tags grouped by what they measure (`accuracy/train`, `accuracy/val`, `loss/...`), with a Custom
   Scalars layout that draws train and validation on one chart, as Keras's TensorBoard callback does;
 - one event file per run: Lightning closes its writer after fit and after test, and the next write
@@ -32,29 +32,42 @@ LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["^accuracy/train$"
 UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger", "name=", "explain=")
 
 
-def run_name(only: set[str] | None = None) -> str:
-    """`<experiment or model>/<override>/...` from the run's Hydra overrides; "run" outside a Hydra app.
-    A run given name= is called by its folder's name (the name, or name-2, ... where it was taken); a job of
-    a named multirun by that name and its overrides. `only`: the keys whose overrides to name (a sweep's)."""
+def described(only: set[str] | None = None) -> str:
+    """`<experiment or model>/<override>/...`: what the run's Hydra overrides change; "run" outside a Hydra
+    app. `only`: the keys whose overrides to name (a sweep's)."""
     if not HydraConfig.initialized():
         return "run"
     hydra = HydraConfig.get()
-    named = next((o.partition("=")[2] for o in hydra.overrides.task if o.startswith("name=")), None)
-    if named and hydra.mode != RunMode.MULTIRUN:
-        return Path(hydra.runtime.output_dir).name
     overrides = [o.lstrip("+~").replace("/", "_") for o in hydra.overrides.task if not o.lstrip("+~").startswith(UNNAMED)
                  and (only is None or o.lstrip("+~").partition("=")[0] in only)]
     choices = hydra.runtime.choices
-    return "/".join([named or choices.get("experiment") or choices.get("model") or "run", *overrides])
+    return "/".join([choices.get("experiment") or choices.get("model") or "run", *overrides])
+
+
+def run_name(only: set[str] | None = None) -> str:
+    """The run's name in MLflow, never another's: a run given name= is called by its folder's name (the
+    name, or name-2, ... where it was taken); another by what it changes and its folder
+    (`baseline/seed=1 (2026-12-07_10-00-00)`), so that runs apart only by their date are told apart; a
+    multirun's job by what it changes of what its sweep varies (`only`), under the sweep's parent run."""
+    if not HydraConfig.initialized():
+        return "run"
+    hydra = HydraConfig.get()
+    if hydra.mode == RunMode.MULTIRUN:
+        return described(only)
+    folder = Path(hydra.runtime.output_dir).name
+    return folder if any(o.startswith("name=") for o in hydra.overrides.task) else f"{described()} ({folder})"
 
 
 class RunLogger(TensorBoardLogger):
-    """version null: the run's name (run_name); a resumed run keeps the one it started with."""
+    """Writes into the run's folder (name ''), under what the run changes (version null: `described`), so
+    that `tensorboard --logdir outputs` calls it `runs/<folder>/<experiment or model>/<override>...`: the
+    folder tells runs apart, the rest what they changed. A resumed run keeps the place it started with
+    (before this layout: `tensorboard/<...>`)."""
 
-    def __init__(self, save_dir: str, name: str = "tensorboard", version: str | None = None, **kwargs):
+    def __init__(self, save_dir: str, name: str = "", version: str | None = None, **kwargs):
         if version is None:
             existing = sorted(p.parent for p in Path(save_dir, name).rglob("events.out.tfevents.*"))
-            version = str(existing[0].relative_to(Path(save_dir, name))) if existing else run_name()
+            version = str(existing[0].relative_to(Path(save_dir, name))) if existing else described()
         super().__init__(save_dir, name=name, version=version, default_hp_metric=False, **kwargs)
 
     @property

@@ -19,13 +19,13 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from mnist_cnn.logger import run_name as described_name
+from mnist_cnn.logger import run_name as unique_name
 from mnist_cnn.tracking_store import (ARTIFACTS, client_for, end, experiment_id, read_record, said_lost, shown,
                                       store_uri, tracker_errors, write_record)
 
 
 class RunMLFlowLogger(MLFlowLogger):
-    """Lightning's MLFlowLogger for one run of mnist-train: named as in TensorBoard, continued by a resume,
+    """Lightning's MLFlowLogger for one run of mnist-train: named apart (logger.run_name), continued by a resume,
     a child of its sweep's run, and guarded (a failing store stops tracking, never the run)."""
 
     def __init__(self, tracking_uri: str, experiment_name: str, save_dir: str, run_name: str | None = None):
@@ -33,7 +33,7 @@ class RunMLFlowLogger(MLFlowLogger):
         uri = store_uri(tracking_uri)
         # a sweep's job is named by what the sweep varies; what all its jobs share is on the parent run
         swept = (self.parent or {}).get("swept")
-        run_name = run_name or described_name(set(swept) if swept else None)
+        run_name = run_name or unique_name(set(swept) if swept else None)
         try:
             client_for(uri)  # the store made once, under its lock, before Lightning's constructor opens it
             super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, log_model=False)

@@ -113,9 +113,9 @@ class TensorBoardConfig:
     """mnist_cnn.logger.RunLogger (Lightning's TensorBoardLogger)"""
     _target_: str = key("the logger class", "mnist_cnn.logger.RunLogger")
     save_dir: str = key("the folder the logger writes under", RUN_DIR)
-    name: str = key("its subfolder", "tensorboard")
-    version: Optional[str] = key("the run's name in TensorBoard; null: its experiment and overrides, e.g. "
-                                 "lab_baseline/seed=1", None)
+    name: str = key("its subfolder ('': none, the run's folder itself)", "")
+    version: Optional[str] = key("the subfolder TensorBoard names the run by, after the run's folder; null: its "
+                                 "experiment and overrides, e.g. lab_baseline/seed=1", None)
 
 
 @dataclass
@@ -136,7 +136,8 @@ class MLflowConfig:
                             "${oc.env:MLFLOW_TRACKING_URI,'sqlite:///outputs/mlflow.db'}")
     experiment_name: str = key("the MLflow experiment the runs go into", "mnist-cnn")
     save_dir: str = key("the run's folder, whose mlflow.json names its MLflow run", RUN_DIR)
-    run_name: Optional[str] = key("the run's name in MLflow; null: as in TensorBoard", None)
+    run_name: Optional[str] = key("the run's name in MLflow; null: name=, else what the run changes and its "
+                                  "folder, e.g. baseline/seed=1 (2026-12-07_10-00-00)", None)
 
 
 @dataclass
