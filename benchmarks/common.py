@@ -195,6 +195,7 @@ def save_results(args, device: torch.device, question: str, record: dict, quiet:
     date = datetime.date.today().isoformat()
     out = Path(args.out) / (name or f"{device.type}-{date}-{question}.json")
     full = {"date": date, "machine": machine(device), "code": code(), **record}
+    out.parent.mkdir(parents=True, exist_ok=True)  # --out names a folder to write into, made if need be
     write_atomically(out, json.dumps(full, indent=2) + "\n")
     if not quiet:
         print(f"wrote {out}")
