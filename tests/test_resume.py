@@ -170,8 +170,8 @@ def test_resume_of_a_missing_directory_is_refused(tmp_path):
 
 
 def test_a_resumed_run_writes_tensorboard_where_it_started_whatever_the_layout_then(tmp_path):
-    from mnist_cnn.logger import RunLogger
-    assert Path(RunLogger(str(tmp_path)).log_dir) == tmp_path / "run"  # new: what it changes (outside Hydra: run)
+    from mnist_cnn.logger import RunLogger, described
+    assert Path(RunLogger(str(tmp_path)).log_dir) == tmp_path / described()  # a new run: under what it changes
     started_before = tmp_path / "tensorboard" / "baseline" / "seed=1"  # a run made before this layout
     started_before.mkdir(parents=True)
     (started_before / "events.out.tfevents.1.vm.1.0").write_bytes(b"")
