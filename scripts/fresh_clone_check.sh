@@ -26,5 +26,5 @@ left left.txt
 echo "timeouts rc $?" >> "$d/timeouts.log"
 left left-timeouts.txt
 git status --short > "$d/status.txt"
-grep -h -E "passed|failed| rc |^real" "$d"/ci.log "$d"/busy.log "$d"/fast.log "$d"/timeouts.log | grep -v Warning
+grep -h -E "(passed|failed).* in [0-9.]+s|rc [0-9]+$|^real" "$d"/ci.log "$d"/busy.log "$d"/fast.log "$d"/timeouts.log
 echo "processes left: $(cat "$d"/left*.txt | wc -l); files changed in the clone: $(wc -l < "$d/status.txt")"
