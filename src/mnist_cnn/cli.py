@@ -36,10 +36,11 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def exit_with(prog: str, exc: BaseException, status: int | None = None) -> NoReturn:
-    """One line on stderr, naming what was wrong; exit with the error's status (2 unless it says)."""
+def exit_with(prog: str, exc: BaseException) -> NoReturn:
+    """One line on stderr, naming what was wrong; exit with the error's status (mnist_cnn.errors'), or 1 for
+    an OSError naming a file (a full disk, say)."""
     print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
-    sys.exit(status if status is not None else getattr(exc, "status", 2))
+    sys.exit(getattr(exc, "status", 1 if isinstance(exc, OSError) else 2))
 
 
 def users_mistake(exc: BaseException) -> bool:
@@ -62,4 +63,4 @@ def guarded(prog: str) -> Iterator[None]:
     except Exception as exc:
         if not users_mistake(exc):
             raise
-        exit_with(prog, exc, 1 if isinstance(exc, OSError) else None)
+        exit_with(prog, exc)

@@ -147,7 +147,7 @@ def run_job(cfg: DictConfig) -> float | None:
         if multirun:  # one bad job must not stop the others
             return None
         if users_mistake(exc):  # SystemExit passes Hydra's job wrapper, which would add lines of its own
-            exit_with(PROG, exc, 1 if isinstance(exc, OSError) else None)
+            exit_with(PROG, exc)
         raise
 
 

@@ -9,7 +9,8 @@ import re
 import typing
 from dataclasses import is_dataclass
 from importlib import resources
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, InstantiationException, MissingConfigException, OverrideParseException
@@ -119,18 +120,26 @@ def one_line(exc: BaseException) -> str:
     return re.sub(r"\s+(full_key|object_type|reference_type)[:=].*", "", " ".join(text.split()))
 
 
+@contextmanager
+def composing() -> Iterator[None]:
+    """Hydra's and OmegaConf's errors while a config is composed, as a ConfigError of one line. A class
+    refusing what the schema passed it is our bug (see mnist_cnn.run.built), and stays one."""
+    try:
+        yield
+    except InstantiationException:
+        raise
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(one_line(exc)) from None
+
+
 def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
     """Run a @hydra.main function inside the commands' guard (mnist_cnn.cli), with Hydra's and OmegaConf's
-    errors as one line. A class refusing what the schema passed it is our bug (see mnist_cnn.run.built);
-    an OSError that reaches here is Hydra's own, making the run folder."""
+    errors as one line (`composing`); an OSError that reaches here is Hydra's own, making the run folder."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let Hydra's errors reach us unprinted
     with guarded(prog):
         try:
-            hydra_main()
-        except InstantiationException:
-            raise
-        except (HydraException, OmegaConfBaseException) as exc:
-            raise ConfigError(one_line(exc)) from None
+            with composing():
+                hydra_main()
         except OSError as exc:  # what the job catches never gets here
             if not exc.filename:
                 raise

@@ -12,13 +12,10 @@ from dataclasses import fields, is_dataclass
 from importlib import resources
 
 from hydra import compose, initialize_config_module
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from mnist_cnn.cli import guarded
-from mnist_cnn.errors import ConfigError
-from mnist_cnn.overrides import one_line
+from mnist_cnn.overrides import composing
 
 RESOLVER = "mnist_train_help"
 HIDDEN_GROUPS = ("hydra", "schema", "experiment_data", "__pycache__")  # chosen for the user, or Hydra's own
@@ -92,10 +89,6 @@ def register() -> None:
 
 def print_help(prog: str, overrides: list[str]) -> None:
     """The help text for the config these overrides compose; a mistake in them is one line, as a run's is."""
-    with guarded(prog):
-        try:
-            with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
-                cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        except (HydraException, OmegaConfBaseException) as exc:
-            raise ConfigError(one_line(exc)) from None
+    with guarded(prog), composing(), initialize_config_module("mnist_cnn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
     print(help_text(cfg))
