@@ -41,10 +41,12 @@ PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "auto": "auto"}
 
 TARGET_VAL_ACC = 0.99
 
+
 def clock(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
 
 class Stamps:
     """Times at which batches finish. On CUDA these are events on the GPU's own timeline, so that
@@ -70,11 +72,13 @@ class Stamps:
     def __len__(self) -> int:
         return len(self.marks)
 
+
 def window_rates(stamps: list[float], batch_size: int, warmup: int, window: int) -> list[float]:
     """Samples per second over consecutive windows of `window` batches, after `warmup` batches.
     stamps[i] is the time batch i finished (stamps[0]: before the first batch)."""
     return [window * batch_size / (stamps[i + window] - stamps[i])
             for i in range(warmup, len(stamps) - window, window)]
+
 
 def optimiser_and_decay(module):
     config = module.configure_optimizers()
@@ -84,6 +88,7 @@ def optimiser_and_decay(module):
         return config["optimizer"], config["lr_scheduler"]["scheduler"]
     (optimizer,), (schedule,) = config
     return optimizer, schedule
+
 
 class BatchClock(L.Callback):
     def __init__(self, device):
@@ -104,6 +109,7 @@ class BatchClock(L.Callback):
         val_acc = trainer.callback_metrics.get("val_acc")  # absent when validation is off
         self.epochs.append((clock(self.device) - self._epoch_start, None if val_acc is None else float(val_acc)))
 
+
 def project_trainer(name, precision, device, args, out_dir, *overrides, callbacks=(), preload=False):
     """The run as mnist-train builds it (mnist_cnn.run.Run), fitted; preload: the data loaded before the clock starts."""
     experiment, _ = RUNS[name]
@@ -122,6 +128,7 @@ def project_trainer(name, precision, device, args, out_dir, *overrides, callback
     run.trainer.fit(run.model, datamodule=run.datamodule)
     return timer
 
+
 def train_process(args, *overrides, env: dict | None = None) -> dict:
     """`python train.py <overrides>` as a user runs it: its metrics.json, with the whole process's wall time."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,6 +144,7 @@ def train_process(args, *overrides, env: dict | None = None) -> dict:
             "test_acc": metrics["test_acc"], "best_val_acc": metrics["best_val_acc"], "precision": metrics["precision"],
             "epochs": metrics["epochs"], "train_seconds": [e["train_seconds"] for e in metrics["history"]],
             "val_seconds": [e["val_seconds"] for e in metrics["history"]]}
+
 
 def machine(device: torch.device) -> dict:
     cpu = platform.processor() or platform.machine()

@@ -41,6 +41,7 @@ LAB_VARIANTS = {
     "auto graphed, cudnn.benchmark on": ("auto", ["trainer.benchmark=true"]),
 }
 
+
 def lab_runs_on_device(name: str, device: torch.device, args) -> dict:
     """A lab run's whole fit through the Trainer in this process, for each of LAB_VARIANTS: each epoch's
     seconds (train + validation, with the run's checkpointing) and the median GPU time between the ends
@@ -61,6 +62,7 @@ def lab_runs_on_device(name: str, device: torch.device, args) -> dict:
               + f" s, fit {fit:.2f} s, step {r['step_ms_median'] or 0:.3f} ms", flush=True)
     return out
 
+
 def warm_fits(name: str, device: torch.device, args, runs: int = 3) -> list[dict]:
     """The run's trainer.fit in a process that has already trained once (CUDA, cuDNN and the kernels loaded):
     what the fit costs beyond a process's one-time start-up."""
@@ -79,6 +81,7 @@ FLOOR_VARIANTS = {  # the replayed step's GPU time under each setting the Traine
     "bf16": ("bf16", True, False), "bf16 deterministic off": ("bf16", False, False),
     "bf16 channels_last": ("bf16", True, True), "fp32": ("fp32", True, False),
 }
+
 
 def graph_floor(name: str, device: torch.device, variant: str, steps: int = 200, profile_to: Path | None = None) -> float:
     """Milliseconds per step of the run's own step (its module's loss_of and its optimiser) captured with
@@ -132,6 +135,7 @@ def graph_floor(name: str, device: torch.device, variant: str, steps: int = 200,
         step.release()
     return ms
 
+
 def trainer_step_ms(name: str, device: torch.device, args, *overrides) -> float:
     """The median time between the ends of consecutive graphed training steps through the Trainer (the
     run's callbacks and logging, validation and checkpoints off), on the GPU's timeline."""
@@ -168,6 +172,7 @@ def sync_sources(name: str, device: torch.device, args, *overrides) -> dict:
 
 STEP_VARIANTS = {"as run": [], "channels_last": ["model.channels_last=true"], "cudnn.benchmark": ["trainer.benchmark=true"]}
 
+
 def step_against_floor(device: torch.device, args, kernels: Path) -> dict:
     """Per lab run, the Trainer's graphed step (median, ms) beside the graph's own GPU time per step
     (graph_floor, bf16), with two layout and algorithm switches; the baseline's kernels per replay."""
@@ -177,6 +182,7 @@ def step_against_floor(device: torch.device, args, kernels: Path) -> dict:
                         **{v: trainer_step_ms(name, device, args, *o) for v, o in STEP_VARIANTS.items()}}
         print(f"{name:9} step ms: " + ", ".join(f"{k} {v:.3f}" for k, v in result[name].items()), flush=True)
     return result
+
 
 def gpu_probe(args) -> Path:
     """What a graphed step waits on: for each lab run, the graph's own time per step (graph_floor) beside
@@ -207,6 +213,7 @@ def gpu_probe(args) -> Path:
     save_results(args, device, "gpu-probe", record, quiet=True)
     print(json.dumps({k: v for k, v in record.items() if k != "machine"}, indent=1))
     return path
+
 
 def gpu_summary(args) -> Path:
     """Everything issue 18 asks of a GPU, in one run: benchmarks/results/gpu-summary.json (with --device cpu
@@ -257,11 +264,13 @@ def gpu_summary(args) -> Path:
     print(json.dumps(record, indent=1))
     return save_results(args, device, question, record, name=name)
 
+
 def concurrently(runs: list[tuple], args) -> list[dict]:
     """Several train.py processes at once (for their accuracies: their times share the device)."""
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(len(runs)) as pool:
         return list(pool.map(lambda overrides: train_process(args, *overrides), runs))
+
 
 def sweep(args, accelerator: str, launcher: str) -> dict:
     """The 21-job batch_size sweep (7 batch sizes x 3 seeds, one epoch each) as a user starts it, with

@@ -20,6 +20,7 @@ import torch
 
 from benchmarks.common import code, parsed, parser, save_results
 
+
 def lab_epoch(commit: str | None, precision: str, args) -> dict:
     """`python train.py trainer.max_epochs=1` (the lab's first run, one epoch) as a fresh process, at a
     commit (checked out in a temporary worktree) or at the working tree (None); its epoch from metrics.json."""
@@ -43,11 +44,13 @@ def lab_epoch(commit: str | None, precision: str, args) -> dict:
     return {"commit": commit or code()["git_commit"], "precision": precision, "wall_seconds": wall,
             "epoch_seconds": epoch["train_seconds"] + epoch["val_seconds"], "val_acc": epoch["val_acc"]}
 
+
 def keras_epoch(args) -> dict:
     out = subprocess.run([args.keras_python, str(Path("scripts") / "keras_lab.py"), "--data-dir", args.data_dir,
                           "--repeats", "1"], check=True, capture_output=True, text=True).stdout
     record = json.loads(out.strip().splitlines()[-1])
     return {**record, "commit": "keras", "precision": "float32", "epoch_seconds": record["epoch_seconds"][0]}
+
 
 def lab_epochs(args) -> dict:
     """The baseline's one-epoch run at --against (the code before) and now, in bf16-mixed and 32-true,

@@ -26,6 +26,7 @@ from mnist_cnn.speed import wants_channels_last
 
 OVERHEAD_BATCH = 8  # small enough that the per-step cost of the framework shows against the maths
 
+
 def plain_same_maths_ms(device: torch.device, args, graphed: bool = False) -> float:
     """Milliseconds per step of a plain loop doing exactly what the Trainer's step does, on the same
     device-resident batches: prose_cnn's forward (the project's module, its layout), cross-entropy, the
@@ -69,9 +70,11 @@ def plain_same_maths_ms(device: torch.device, args, graphed: bool = False) -> fl
         stamps.mark()
     return ms_per_step(stamps.seconds(), args)
 
+
 def ms_per_step(stamps: list[float], args) -> float:
     rates = window_rates(stamps, OVERHEAD_BATCH, args.warmup, args.window)
     return 1000 * OVERHEAD_BATCH / statistics.median(rates)
+
 
 def overhead_run(device: torch.device, args) -> dict:
     """The Trainer path as `python train.py model=prose_cnn data.batch_size=8` runs it (checkpoint callback,
@@ -100,12 +103,14 @@ def overhead_run(device: torch.device, args) -> dict:
           + ", ".join(f"{name} {ms:.3f} ms/step" for name, ms in best.items()) + f"; {result['ratio']:.2f}x", flush=True)
     return result
 
+
 def trainer_ms_per_step(device: torch.device, args, *overrides) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         timer = project_trainer("elu", "fp32", device, args, tmp, "model=prose_cnn", f"data.batch_size={OVERHEAD_BATCH}",
                                 "trainer.max_epochs=1", f"trainer.limit_train_batches={args.overhead_steps}",
                                 "trainer.limit_val_batches=0", *overrides)
     return ms_per_step(timer.stamps, args)
+
 
 def host_profile(path: Path, measure, lines: int = 40, orders: tuple[str, ...] = ("tottime",)) -> str:
     """Where the host's time goes in `measure()`, run once to warm and once under cProfile: the top `lines`

@@ -26,6 +26,7 @@ from mnist_cnn.config.checks import native_precision
 from mnist_cnn.data import TensorBatches, normalize
 from mnist_cnn.run import model_of
 
+
 def tuomaso_recipe(x_train, y_train, x_test, y_test) -> dict:
     """tuomaso/train_mnist_fast's final notebook (8_Final_00s76), as its plain loop runs it: all 60,000
     training images in order, batch 256, one epoch, float32, PyTorch's default initialisation,
@@ -53,9 +54,11 @@ def tuomaso_recipe(x_train, y_train, x_test, y_test) -> dict:
             correct += (net(x_test[2000 * i : 2000 * (i + 1)]).argmax(1) == y_test[2000 * i : 2000 * (i + 1)]).sum().item()
     return {"fit_seconds": fit, "main_seconds": time.perf_counter() - start, "test_acc": correct / len(x_test)}
 
+
 def speedrun_config(args, *overrides):
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         return compose("train", overrides=["experiment=speedrun", f"data.data_dir={args.data_dir}", *overrides])
+
 
 def plain_speedrun(args, *overrides) -> tuple[float, float]:
     """experiment=speedrun's maths as a plain loop, on the data module's own device-resident batches: the
@@ -102,6 +105,7 @@ SPEEDRUN_CHOICES = {
     "batch 128": ["model.conv2_channels=32", "data.batch_size=128"],
 }
 
+
 def speedrun_choice(args) -> dict:
     """Each setting's plain-loop epoch and validation accuracy over seeds 0-4 (validation decides)."""
     out = {}
@@ -113,15 +117,18 @@ def speedrun_choice(args) -> dict:
               f"epoch {out[name]['epoch_seconds_median']:.2f} s", flush=True)
     return out
 
+
 def trainer_speedrun(args) -> float:
     """The same epoch through the Trainer as `python train.py experiment=speedrun` builds it (checkpoints,
     logger, metrics; the data loaded first, as the plain loop's is). Seconds for the epoch."""
     with tempfile.TemporaryDirectory() as tmp:
         return project_trainer("speedrun", "auto", torch.device("cpu"), args, tmp, preload=True).epochs[0][0]
 
+
 def speedrun_process(seed: int, args) -> dict:
     """`python train.py experiment=speedrun seed=<seed>` as a user runs it: the whole process's wall time."""
     return {"seed": seed, **train_process(args, "experiment=speedrun", f"seed={seed}")}
+
 
 def speedrun(args) -> dict:
     """The speedrun against tuomaso/train_mnist_fast's plain loop, on this machine in this run: 5 seeds of

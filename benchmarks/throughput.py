@@ -53,6 +53,7 @@ def plain_loaders(data_dir: str, batch_size: int, device: torch.device):
     val = torch.utils.data.DataLoader(val_set, batch_size=1000, **kwargs)
     return train, val
 
+
 def plain_model(name: str, device: torch.device):
     """The same layers, initialisation and optimiser, as stock PyTorch: Keras's layer order, nn.Dropout,
     nn.Flatten, the default layout."""
@@ -60,6 +61,7 @@ def plain_model(name: str, device: torch.device):
     module = lab_model({"baseline": "baseline", "elu": "elu", "speedrun": "speedrun"}[name])
     net = keras_order(module.net).to(device)
     return (net, *optimiser_and_decay(module))  # over the same parameter objects as net
+
 
 def plain_train(net, optimizer, schedule, loader, device, bf16: bool, max_batches: int | None = None):
     net.train()
@@ -79,6 +81,7 @@ def plain_train(net, optimizer, schedule, loader, device, bf16: bool, max_batche
         stamps.mark()
     return stamps.seconds()
 
+
 def plain_validate(net, loader, device, bf16: bool) -> float:
     net.eval()
     correct = 0
@@ -87,6 +90,7 @@ def plain_validate(net, loader, device, bf16: bool) -> float:
             data, target = data.to(device), target.to(device)
             correct += (net(data).argmax(dim=1) == target).sum().item()
     return correct / len(loader.dataset)
+
 
 def plain_run(name, precision, device, args) -> dict:
     _, batch_size = RUNS[name]
@@ -110,6 +114,7 @@ def plain_run(name, precision, device, args) -> dict:
         result.update(time_to_target_seconds=clock(device) - start if acc >= TARGET_VAL_ACC else None,
                       epochs_to_target=epochs, final_val_acc=acc)
     return result
+
 
 def project_run(name, precision, device, args) -> dict:
     batch_size = RUNS[name][1]
@@ -149,6 +154,7 @@ SWITCHES = {
     "eval batch 6000": ["data.eval_batch_size=6000"],
 }
 
+
 def switches_run(name, precision, device, args) -> list[dict]:
     batch_size, results = RUNS[name][1], []
     for switch, overrides in SWITCHES.items():
@@ -167,6 +173,7 @@ def switches_run(name, precision, device, args) -> list[dict]:
               f"samples/s  epoch {timer.epochs[1][0]:.3f} s (first {timer.epochs[0][0]:.2f} s)", flush=True)
     return results
 
+
 def profile_run(name, precision, device, args) -> str:
     """Where the host's time goes in one epoch of the project path (cProfile, top functions by own time):
     on a GPU this small model leaves the device waiting on Python, so the host profile is the one that counts."""
@@ -181,6 +188,7 @@ def profile_run(name, precision, device, args) -> str:
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
     return f"== {device.type} {name} {precision}: one epoch of the project path ==\n" + text.getvalue()
 
+
 def ratios(results: list[dict]) -> dict:
     rate = {(r["model"], r["precision"], r["path"]): r["train_samples_per_second"] for r in results}
     out = {}
@@ -190,6 +198,7 @@ def ratios(results: list[dict]) -> dict:
             if (model, precision, "plain") in rate:
                 out[f"{model} {precision} project / plain {precision}"] = value / rate[(model, precision, "plain")]
     return out
+
 
 def report(device: torch.device, results: list[dict], switches: list[dict], args) -> None:
     out = save(device, results, switches, args)

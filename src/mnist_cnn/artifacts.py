@@ -205,7 +205,8 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
         write_test_report(out, evaluation.report, datamodule.classes)
         figures["confusion_matrix"] = confusion_figure(evaluation.report, datamodule.classes)
         figures["misclassified"] = misclassified_figure(evaluation.mistakes, datamodule.classes)
-    if evaluation.report is not None and explain:
+    explain = explain and evaluation.report is not None  # what the tested network learned
+    if explain:
         figures.update(explaining.run_figures(model.net, datamodule.x_test, datamodule.y_test, evaluation.mistakes,
                                               datamodule.classes, datamodule.background()))
     tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
@@ -214,7 +215,7 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
         if tensorboard is not None:
             tensorboard.experiment.add_image(name, plt.imread(io.BytesIO(png), format="png"), trainer.global_step,
                                              dataformats="HWC")
-    if tensorboard is not None and evaluation.report is not None and explain:
+    if tensorboard is not None and explain:
         explaining.write_projector(tensorboard.experiment, model.net, datamodule.x_test, datamodule.y_test,
                                 datamodule.classes, trainer.global_step)
     if tensorboard is not None:

@@ -36,6 +36,8 @@ def with_bundled_model(prog: str, ckpt: str | None) -> None:
     if ckpt is None:
         print(f"{prog}: no checkpoint given: reading with the model the package carries (experiment=handwriting; "
               "docs/bundled.md)", file=sys.stderr)
+
+
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}  # mnist-export's formats
 
 

@@ -24,14 +24,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from PIL import Image
 
-from matplotlib import colormaps
-
-from mnist_cnn.datasets import DATASETS
+from mnist_cnn.datasets import DATASETS, normalize
 from mnist_cnn.errors import UserError
 from mnist_cnn.explain import explained, feature_maps
-from mnist_cnn.datasets import normalize
 from mnist_cnn.predict import PLACEMENT, gray_levels, mnist_like, read_gray
 from mnist_cnn.saved import load_network
 

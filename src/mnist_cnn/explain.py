@@ -125,6 +125,8 @@ def run(args) -> None:
     results = []
     if images:
         out = Path(args.out)
+        if not args.json:
+            out.mkdir(parents=True, exist_ok=True)
         probabilities, maps = explained(net, data, np.stack(images))
         for f, image, p, attribution in zip(read, images, probabilities, maps):
             top = [(classes[int(i)], float(p[i])) for i in p.argsort(descending=True)[:3]]
@@ -133,7 +135,6 @@ def run(args) -> None:
             if args.json:
                 result["attribution"] = [[round(float(v), 6) for v in row] for row in attribution]
             else:
-                out.mkdir(parents=True, exist_ok=True)
                 path = out / f"{f.stem}.explained.png"
                 save_figure(explained_figure(image, attribution, top, f"{f.name}: read as '{top[0][0]}' ({top[0][1]:.3f})"),
                             path)

@@ -53,7 +53,7 @@ def exported_graph(net: nn.Module, data: dict) -> ReadsGrayLevels:
     return ReadsGrayLevels(net, mean, std).eval()
 
 
-def metadata(data: dict, origin: dict) -> dict:
+def metadata(data: dict) -> dict:
     spec = DATASETS[data["dataset"]]
     light = "a light object on a dark ground" if data["dataset"] != "mnist" else "a light digit on a dark ground"
     return {
@@ -67,19 +67,20 @@ def metadata(data: dict, origin: dict) -> dict:
                         if data["dataset"] == "mnist" else
                         "a photo as mnist-predict prepares it: grayscale; inverted if the border is light; the object "
                         "fitted into 28x28 and centred"),
-        **origin,
+        **data["origin"],
     }
 
 
-def export(net: nn.Module, fmt: str, out: Path, data: dict, origin: dict) -> Path:
-    """`net` read back from a checkpoint, exported with its normalisation inside and its metadata, into a
+def export(net: nn.Module, fmt: str, out: Path, data: dict) -> Path:
+    """`net` read back from a checkpoint (`data`: what mnist_cnn.saved.load_network says of it: its dataset,
+    normalisation and origin), exported with its normalisation inside and its metadata, into a
     private temporary folder, then written beside the target and renamed: a failed export never replaces a
     good file, and leaves nothing behind. (torch.onnx.export takes a path: given a BytesIO, torch 2.14
     wrote a file named after the object's repr into the working folder.)"""
     graph = exported_graph(net, data)
     shape = DATASETS[data["dataset"]].shape
     example = torch.full((2, shape[1], shape[2]), 0.0)
-    described = metadata(data, origin)
+    described = metadata(data)
     text = json.dumps(described)
     if fmt == "onnx":
         import onnx
@@ -118,4 +119,4 @@ def run(ckpt: str, fmt: str, output: Path | None, suffix: str) -> None:
         raise UserError(f"{out}: folder {out.parent} does not exist")
     if fmt in DEPRECATED:
         print(f"{PROG}: note: {DEPRECATED[fmt]}", file=sys.stderr)
-    print(f"wrote {export(model, fmt, out, data, data['origin'])}")  # a full disk: the guard's one line
+    print(f"wrote {export(model, fmt, out, data)}")  # a full disk: the guard's one line

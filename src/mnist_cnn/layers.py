@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+
 class Dropout(nn.Dropout):
     """nn.Dropout whose mask, in training on CPU, comes from 16 random bits per element, drawn as 64-bit words.
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mnist_cnn.saved import load_network
-from mnist_cnn.errors import UserError
 from mnist_cnn.datasets import DATASETS, normalize
+from mnist_cnn.errors import UserError
+from mnist_cnn.saved import load_network
 
 PROG = "mnist-predict"
 FORMATS = {"PNG", "JPEG", "BMP"}

@@ -73,12 +73,18 @@ def origin(path: Path) -> dict:
     run's test accuracy, from the metrics.json of the run that holds it (None where there is none). A
     bundled checkpoint carries its own (mnist_cnn.bundled)."""
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    metrics = run_record(run)
+    return {"run": str(run.resolve()) if metrics else None,
+            "commit": (metrics.get("provenance") or {}).get("git_commit"), "test_acc": metrics.get("test_acc")}
+
+
+def run_record(run: Path) -> dict:
+    """A run folder's metrics.json; {} where there is none or it is not a record."""
     try:
         metrics = json.loads((run / "metrics.json").read_text())
     except (OSError, ValueError):
-        metrics = {}
-    return {"run": str(run.resolve()) if metrics else None,
-            "commit": (metrics.get("provenance") or {}).get("git_commit"), "test_acc": metrics.get("test_acc")}
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
 
 
 def run_checkpoint(path: str | Path) -> Path:
@@ -89,10 +95,7 @@ def run_checkpoint(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise UserError(f"{path}: no such checkpoint file or run directory")
-    try:
-        best = Path(json.loads((path / "metrics.json").read_text()).get("best_checkpoint") or "")
-    except (OSError, ValueError):
-        best = Path()
+    best = Path(run_record(path).get("best_checkpoint") or "")
     if best.name and best.is_file():
         return best
     found = sorted(path.rglob("*.ckpt"), key=lambda p: (not p.name.startswith("last"), p.stat().st_mtime_ns))

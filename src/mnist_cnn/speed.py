@@ -89,11 +89,10 @@ class FastStep(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.watch = LossWatch(pl_module.device, trainer.global_step)
         step = self.watched(pl_module.loss_of)
-        if self.cuda_graph or (self.cuda_graph is None and pl_module.device.type == "cuda"):
-            optimizer = pl_module.optimizers().optimizer
-            if wants_cuda_graph(self.cuda_graph, trainer, self.compile, optimizer):
-                self.graphed = step = self.captured(step, optimizer)
-                take_over(pl_module)
+        optimizer = pl_module.optimizers().optimizer
+        if wants_cuda_graph(self.cuda_graph, trainer, self.compile, optimizer):
+            self.graphed = step = self.captured(step, optimizer)
+            take_over(pl_module)
         pl_module.step = step
 
     def captured(self, step: Callable[[Tensor, Tensor], Tensor], optimizer: torch.optim.Optimizer) -> GraphedStep:

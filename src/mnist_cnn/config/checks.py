@@ -128,10 +128,14 @@ def native_precision(precision: str, accelerator: str) -> str:
     lab's two runs it cost no accuracy beyond the seed-to-seed spread (docs/performance.md)."""
     if precision != "auto":
         return precision
+    return "bf16-mixed" if bf16_native(device_of(accelerator)) else "32-true"
+
+
+def device_of(accelerator: str) -> str:
+    """The device type trainer.accelerator picks here: auto is a CUDA GPU where there is one, gpu is cuda."""
     if accelerator == "auto":
-        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    device = {"gpu": "cuda"}.get(accelerator, accelerator)
-    return "bf16-mixed" if bf16_native(device) else "32-true"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return {"gpu": "cuda"}.get(accelerator, accelerator)
 
 
 def check_cuda_graph(cfg: DictConfig) -> None:
@@ -139,12 +143,9 @@ def check_cuda_graph(cfg: DictConfig) -> None:
     model, trainer = cfg.model, cfg.trainer
     if not model.get("cuda_graph"):
         return
-    accelerator = trainer.accelerator
-    if accelerator == "auto":
-        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
     one_device = trainer.num_nodes == 1 and (
         trainer.devices == 1 or (trainer.devices == "auto" and torch.cuda.device_count() <= 1))
-    reason = obstacle("cuda" if accelerator == "gpu" else accelerator, one_device, model.compile,
+    reason = obstacle(device_of(trainer.accelerator), one_device, model.compile,
                       native_precision(trainer.precision, trainer.accelerator), model.optimizer.name)
     if reason:
         raise ConfigError(f"model.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
@@ -152,8 +153,7 @@ def check_cuda_graph(cfg: DictConfig) -> None:
 
 def check_precision(precision: str, accelerator: str) -> None:
     """float16 mixed precision on a CPU is refused: Lightning would warn twice and run bf16-mixed instead."""
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if accelerator == "auto" else accelerator
-    if device == "cpu" and precision in ("16", "16-mixed"):
+    if device_of(accelerator) == "cpu" and precision in ("16", "16-mixed"):
         raise ConfigError(f"trainer.precision={precision}: float16 mixed precision is for GPUs; on a CPU use "
                           f"trainer.precision=bf16-mixed (what auto picks here: {native_precision('auto', 'cpu')}) "
                           "or 32-true")
