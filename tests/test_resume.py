@@ -335,6 +335,44 @@ def test_periodic_checkpoints_go_by_time_on_cuda_and_by_steps_elsewhere(monkeypa
     assert by_time.periodic_save_due(trainer("cpu", 301))
 
 
+@pytest.mark.parametrize("lands", ["while deciding whether to save", "while saving"])
+def test_a_run_stops_only_at_a_step_whose_checkpoint_it_wrote(lands):
+    """A signal can land anywhere in the callback, between its reads of it; the run must still stop at a
+    step it saved (before, one landing after the save was decided stopped a step past last.ckpt)."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from mnist_cnn import checkpoints
+
+    callback = checkpoints.RunCheckpoint(every_n_steps=2, dirpath="unused")
+    saved, arrived = [], []  # the steps saved at; the step the signal landed in
+
+    def signal_arrives():
+        if not arrived:
+            arrived.append(trainer.global_step)
+            callback.signals._note(signal.SIGTERM, None)
+
+    def save_checkpoint(path, weights_only):
+        saved.append(trainer.global_step)
+        if lands == "while saving":
+            signal_arrives()
+
+    def periodic_save_due(trainer):
+        if lands == "while deciding whether to save" and trainer.global_step == 3:  # a step it would not save
+            signal_arrives()
+        return trainer.global_step % 2 == 0
+
+    callback.periodic_save_due = periodic_save_due
+    trainer = SimpleNamespace(global_step=1, current_epoch=0, save_checkpoint=save_checkpoint, fast_dev_run=False,
+                              state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False)
+    module = SimpleNamespace(automatic_optimization=True)
+    with pytest.raises(Interrupted) as info:
+        for trainer.global_step in range(2, 10):
+            callback.on_train_batch_end(trainer, module, None, None, trainer.global_step - 1)
+    assert arrived and info.value.step == saved[-1], (arrived, info.value.step, saved)
+
+
 @pytest.mark.slow
 def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mnist_dir):
     """The run's saved overrides follow an extension that was interrupted: `resume=<dir>` alone goes on

@@ -79,20 +79,20 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self.signals.signum is not None or self.periodic_save_due(trainer):
-            self.save_last_now(trainer)
-        self._stop_if_signalled(trainer)
+        self._save_then_stop(trainer, periodic=self.periodic_save_due(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self.signals.signum is not None:  # it came during validation: the epoch is complete
+        self._save_then_stop(trainer, periodic=False)  # a signal during validation: the epoch is complete
+
+    def _save_then_stop(self, trainer, periodic: bool) -> None:
+        # The signal is read once: one landing between two reads would stop the run at a step whose
+        # checkpoint was never written. One that lands after this read is acted on at the next step.
+        signum = self.signals.signum
+        if signum is not None or periodic:
             self.save_last_now(trainer)
-        self._stop_if_signalled(trainer)
-
-    def _stop_if_signalled(self, trainer) -> None:
-        if self.signals.signum is not None:
+        if signum is not None:
             self.signals.stop(trainer.global_step, trainer.current_epoch + 1)
-
 
 def newest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint a resumed run continues from: the most recently written one in its checkpoint folder."""
