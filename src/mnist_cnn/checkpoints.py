@@ -94,6 +94,7 @@ class RunCheckpoint(ModelCheckpoint):
         if signum is not None:
             self.signals.stop(trainer.global_step, trainer.current_epoch + 1)
 
+
 def newest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint a resumed run continues from: the most recently written one in its checkpoint folder."""
     found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns) if folder.is_dir() else []
