@@ -195,7 +195,7 @@ def distinguishing(metrics: dict) -> dict:
 def write_run(out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict,
               explain: bool = True) -> None:
     """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
-    run's mnist_cnn.evaluation.Evaluation, whose report and mistakes are the last test's (None: no test);
+    run's mnist_cnn.evaluation.Evaluation, whose report and mistakes are the last test's (report None: no test);
     explain: also what the tested network learned (mnist_cnn.explain)."""
     write_model_summary(out, model)
     figures = {"samples": samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes)}
@@ -217,7 +217,7 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
                                              dataformats="HWC")
     if tensorboard is not None and explain:
         explaining.write_projector(tensorboard.experiment, model.net, datamodule.x_test, datamodule.y_test,
-                                datamodule.classes, trainer.global_step)
+                                   datamodule.classes, trainer.global_step)
     if tensorboard is not None:
         final = {f"hp/{k}": metrics[k] for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
                  if metrics.get(k) is not None}
