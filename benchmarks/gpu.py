@@ -35,8 +35,8 @@ from mnist_cnn.speed import LossWatch
 
 # The lab's baseline on the GPU: graphed and not, each precision, and two switches on the graphed step.
 LAB_VARIANTS = {
-    "auto graphed": ("auto", []), "auto uncaptured": ("auto", ["model.cuda_graph=false"]),
-    "fp32 graphed": ("fp32", []), "fp32 uncaptured": ("fp32", ["model.cuda_graph=false"]),
+    "auto graphed": ("auto", []), "auto uncaptured": ("auto", ["callbacks.speed.cuda_graph=false"]),
+    "fp32 graphed": ("fp32", []), "fp32 uncaptured": ("fp32", ["callbacks.speed.cuda_graph=false"]),
     "auto graphed, deterministic off": ("auto", ["trainer.deterministic=false"]),
     "auto graphed, cudnn.benchmark on": ("auto", ["trainer.benchmark=true"]),
 }
@@ -92,7 +92,7 @@ def graph_floor(name: str, device: torch.device, variant: str, steps: int = 200,
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"])
     torch.manual_seed(0)
-    model, _ = model_of(cfg.model, cfg.data.dataset)
+    model = model_of(cfg.model, cfg.data.dataset)
     model.to(device)
     if channels_last:
         model.net.to(memory_format=torch.channels_last)
@@ -170,7 +170,7 @@ def sync_sources(name: str, device: torch.device, args, *overrides) -> dict:
         torch.cuda.set_sync_debug_mode(0)
     return dict(stacks.most_common(25))
 
-STEP_VARIANTS = {"as run": [], "channels_last": ["model.channels_last=true"], "cudnn.benchmark": ["trainer.benchmark=true"]}
+STEP_VARIANTS = {"as run": [], "channels_last": ["callbacks.speed.channels_last=true"], "cudnn.benchmark": ["trainer.benchmark=true"]}
 
 
 def step_against_floor(device: torch.device, args, kernels: Path) -> dict:
@@ -255,7 +255,7 @@ def gpu_summary(args) -> Path:
                               for s in range(args.elu_seeds)])
     if args.elu_uncaptured:
         part("lab_elu_uncaptured", lambda: concurrently(
-            [("experiment=lab_elu", f"seed={42 + s}", accelerator, "model.cuda_graph=false") for s in seeds], args))
+            [("experiment=lab_elu", f"seed={42 + s}", accelerator, "callbacks.speed.cuda_graph=false") for s in seeds], args))
     part("lab_elu_warm_fits", lambda: warm_fits("elu", device, args, runs=2))
     for setting in filter(None, args.sweep_launcher.split(";")):
         part(f"batch_size_sweep {setting.strip()}", lambda: sweep(args, accelerator, setting.strip()))

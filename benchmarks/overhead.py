@@ -86,7 +86,7 @@ def overhead_run(device: torch.device, args) -> dict:
                 "project": lambda: trainer_ms_per_step(device, args)}
     if cuda:
         variants.update({"plain_uncaptured": lambda: plain_same_maths_ms(device, args),
-                         "project_uncaptured": lambda: trainer_ms_per_step(device, args, "model.cuda_graph=false")})
+                         "project_uncaptured": lambda: trainer_ms_per_step(device, args, "callbacks.speed.cuda_graph=false")})
     times = {name: [] for name in variants}
     for _ in range(3):
         for name, measure in variants.items():

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import mnist_cnn.conf
 from mnist_cnn import commands
 from mnist_cnn.config import checks, schema as config
-from mnist_cnn.config.model import TRAINING_KEYS
+from mnist_cnn.config.signature import schema_of
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.classifier import Classifier
 from mnist_cnn.run import model_of
@@ -34,6 +34,7 @@ def composed(tmp_path, *overrides, name="train"):
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         cfg = compose(name, overrides=[*overrides, f"hydra.runtime.output_dir={tmp_path}"], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
+    checks.type_network(cfg)  # as the job does first: the network's keys are its constructor's
     return cfg
 
 
@@ -42,7 +43,7 @@ def test_every_config_composes_checks_and_instantiates(tmp_path, group, option):
     cfg = composed(tmp_path, f"{group}={option}")
     checks.check_train(cfg)
     assert isinstance(instantiate(cfg.data), MNISTDataModule)
-    assert isinstance(model_of(cfg.model, cfg.data.dataset)[0], Classifier)
+    assert isinstance(model_of(cfg.model, cfg.data.dataset), Classifier)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     loggers = [instantiate(c) for c in cfg.logger.values()]
     precision = checks.native_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # as mnist_cnn.run.Run.build
@@ -125,6 +126,7 @@ def schema_cases():
         for option in GROUPS["model"]:
             cfg = compose("train", overrides=[f"model={option}", "hydra.runtime.output_dir=."], return_hydra_config=True)
             HydraConfig.instance().set_config(cfg)
+            checks.type_network(cfg)
             for key, field in typed_keys(cfg):
                 if option != "baseline" and (not key.startswith("model.") or key.startswith("model.optimizer.")):
                     continue  # keys every model shares are covered once, with the default model
@@ -143,8 +145,8 @@ CROSS_KEY = [
     (["data.validation_split=0.5", "data.batch_size=40000"], "data.validation_split"),
     (["data.validation_split=1e-20"], "data.validation_split"),  # rounds to no validation image
     (["model.optimizer.name=Adam"], "model.optimizer.rho"),  # Adadelta's argument, not Adam's
-    (["model.kernel_size=30"], "model.kernel_size"),  # larger than the image
-    (["model=elu", "model.pool_size=20"], "model.pool_size"),
+    (["model.net.kernel_size=30"], "model.net.kernel_size"),  # larger than the image
+    (["model=elu", "model.net.pool_size=20"], "model.net.pool_size"),
     (["trainer.accelerator=gpu"], "trainer.accelerator"),
     (["model=elu", "trainer.accelerator=cuda"], "trainer.accelerator"),
     (["trainer.precision=bf17"], "trainer.precision"),
@@ -159,6 +161,10 @@ CROSS_KEY = [
     (["+epochs=5"], "epochs is not a known key; did you mean trainer.max_epochs?"),  # + adds no undeclared key
     (["trainer.max_epoch=1"], "did you mean trainer.max_epochs?"),
     (["model.lr=0.1"], "model.lr is not a known key; did you mean model.optimizer.lr?"),
+    (["model.dense_units=64"], "model.dense_units is not a key of the model node: the network's arguments are "
+                               "model.net.<argument> (model.net.dense_units)"),
+    (["model.cuda_graph=false"], "model.cuda_graph is now callbacks.speed.cuda_graph"),
+    (["model.net.dense_unit=64"], "model.net.dense_unit is not an argument of mnist_cnn.networks.BaselineCNN"),
     (["data.augment.rotaton=10"], "data.augment.rotaton is not a known key; did you mean data.augment.rotation?"),
     (["model=elu2"], "did you mean model=elu?"),
     (["model=Baseline"], "did you mean model=baseline?"),  # one rule for keys, options and values, case aside
@@ -233,7 +239,7 @@ def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, co
 
 def test_plain_run_is_the_labs_first_fit(tmp_path):
     cfg = composed(tmp_path)
-    assert cfg.model._target_.endswith("BaselineCNN")
+    assert cfg.model.net._target_.endswith("BaselineCNN")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (256, 3, 0.3)
 
 
@@ -265,10 +271,11 @@ def test_a_sweep_is_a_multirun_without_dash_m(tmp_path, sweep):
 
 def test_lab_elu_is_the_labs_last_fit(tmp_path):
     cfg = composed(tmp_path, "experiment=lab_elu")
-    assert cfg.model._target_.endswith("EluCNN")
+    assert cfg.model.net._target_.endswith("EluCNN")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (200, 10, 0.3)
     assert {k: v for k, v in cfg.model.optimizer.items() if v is not None} == {
-        "name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True, "decay": 1e-6, "one_cycle": False}
+        "name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True}
+    assert dict(cfg.model.schedule) == {"decay": 1e-6, "one_cycle": False}
 
 
 def run_settings(tmp_path, *overrides) -> dict:
@@ -303,7 +310,7 @@ def test_every_experiment_data_config_applies_to_a_real_pair(tmp_path, name):
 def test_an_optimizer_switch_that_unsets_the_old_arguments_is_accepted(tmp_path):
     cfg = composed(tmp_path, "model.optimizer.name=Adam", "model.optimizer.lr=0.001", "model.optimizer.rho=null")
     checks.check_train(cfg)
-    model, _ = model_of(cfg.model, cfg.data.dataset)
+    model = model_of(cfg.model, cfg.data.dataset)
     assert type(model.configure_optimizers()).__name__ == "Adam"
 
 
@@ -318,25 +325,29 @@ def test_one_distortion_is_set_like_any_key_and_the_others_keep_their_values(tmp
     assert instantiate(cfg.data, _convert_="all").distortions.shift == 3.0
 
 
-@pytest.mark.parametrize("schema", [s for s in config.SCHEMAS.values() if issubclass(s, config.ModelConfig)])
-def test_each_model_takes_exactly_its_schemas_keys(schema):
-    """The schema is where a model's keys are declared (type, range, default, meaning); the network class takes
-    them all but the optimiser's and the speed switches (and the dataset's shape and class count), with no
-    defaults of its own to disagree."""
-    cls = hydra.utils.get_class(schema._target_)
+@pytest.mark.parametrize("option", GROUPS["model"])
+def test_each_network_is_typed_by_its_constructor(tmp_path, option):
+    """A network's keys, types, defaults and meanings are its constructor's (mnist_cnn.config.signature): the
+    composed node holds every argument but the dataset's shape and class count, each with the signature's
+    default and a meaning from the docstring."""
+    cfg = composed(tmp_path, f"model={option}")
+    checks.type_network(cfg)
+    cls = hydra.utils.get_class(cfg.model.net._target_)
     parameters = inspect.signature(cls).parameters
-    assert set(parameters) == {f.name for f in fields(schema)} - {"_target_", *TRAINING_KEYS} | {
-        "input_shape", "num_classes"}
-    assert all(p.default is inspect.Parameter.empty for p in parameters.values())
-    assert config.model_schema(cls) is schema
+    assert set(cfg.model.net) - {"_target_"} == set(parameters) - {"input_shape", "num_classes"}
+    for f in fields(OmegaConf.get_type(cfg.model.net)):
+        if f.name != "_target_":
+            assert f.metadata["help"], f.name
+            default = parameters[f.name].default
+            assert cfg.model.net[f.name] == (list(default) if isinstance(default, tuple) else default), f.name
 
 
-def test_the_data_modules_defaults_are_its_schemas():
-    """MNISTDataModule keeps defaults for use from Python (the notebook); they must be the schema's."""
+def test_the_data_modules_schema_is_its_constructor():
     parameters = inspect.signature(MNISTDataModule).parameters
-    for f in fields(config.DataConfig):
-        if f.name in parameters and f.name not in ("seed", "augment"):  # ${seed}; a section
-            assert parameters[f.name].default == f.default, f.name
+    schema = {f.name: f for f in fields(schema_of(MNISTDataModule))}
+    assert set(schema) - {"_target_"} == set(parameters)
+    assert all(schema[name].default == p.default for name, p in parameters.items() if name != "augment")
+    assert schema["batch_size"].metadata == {"help": "training batch size (Keras's batch_size)", "ge": 1}
 
 
 def test_mlflows_store_is_mlflows_environment_variable_else_a_file_under_outputs(tmp_path, monkeypatch):

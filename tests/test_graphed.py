@@ -83,9 +83,9 @@ def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_pat
 
 @pytest.mark.slow
 def test_cuda_graph_true_on_cpu_is_refused_in_one_line(tmp_path, mnist_dir):
-    result = train_here("model.cuda_graph=true", "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path}")
+    result = train_here("callbacks.speed.cuda_graph=true", "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip() == ("mnist-train: error: model.cuda_graph=true: it needs a CUDA GPU, and this run is on cpu; "
+    assert result.stderr.strip() == ("mnist-train: error: callbacks.speed.cuda_graph=true: it needs a CUDA GPU, and this run is on cpu; "
                                      "or leave it null (on wherever it can run)")
 
 

@@ -96,10 +96,12 @@ def test_help_answers_without_torch():
         assert f"usage: mnist-{command}" in done.stdout
 
 
-def test_train_help_composes_the_config_without_torch():
+def test_train_help_reads_the_constructors_without_the_job():
+    """mnist-train --help imports the classes whose constructors are the schema (torch with them), not the
+    training job or its attributions."""
     code = ("import sys; from mnist_cnn import train\nsys.argv = ['mnist-train', '--help']\n"
             "try:\n    train.main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+            "print(sorted(m for m in ('mnist_cnn.job', 'captum') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
-    assert "model.optimizer.lr: float" in done.stdout
+    assert "model.optimizer.lr: float" in done.stdout and "model.net.conv1_channels: int = 32" in done.stdout

@@ -224,7 +224,7 @@ def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
 @needs_cuda
 def test_gpu_switches_train(tmp_path, mnist_dir):
     """torch.compile, cudnn.benchmark and large evaluation batches together, on the GPU."""
-    result = run_train("trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "model.compile=true",
+    result = run_train("trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "callbacks.speed.compile=true",
                        "trainer.benchmark=true", "trainer.deterministic=false", "data.eval_batch_size=5000",
                        *FEW_BATCHES, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]

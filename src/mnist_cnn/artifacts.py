@@ -6,8 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +24,8 @@ from torchmetrics.utilities.plot import plot_confusion_matrix
 from mnist_cnn import explain as explaining
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.figures import save_figure
+
+log = logging.getLogger(__name__)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -196,32 +201,52 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
               explain: bool = True) -> None:
     """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
     run's mnist_cnn.evaluation.Evaluation, whose report and mistakes are the last test's (report None: no test);
-    explain: also what the tested network learned (mnist_cnn.explain)."""
-    write_model_summary(out, model)
-    figures = {"samples": samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes)}
-    if history:
-        figures["learning_curves"] = learning_curves_figure(history)
+    explain: also what the tested network learned (mnist_cnn.explain). metrics.json and the test's report
+    come first: a figure, the Projector or TensorBoard failing after them is one warning naming it, and the
+    run keeps its result."""
+    write_json(out / "metrics.json", metrics)
     if evaluation.report is not None:
         write_test_report(out, evaluation.report, datamodule.classes)
-        figures["confusion_matrix"] = confusion_figure(evaluation.report, datamodule.classes)
-        figures["misclassified"] = misclassified_figure(evaluation.mistakes, datamodule.classes)
+    tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    figures = {"model_summary.txt": lambda: write_model_summary(out, model),
+               "samples": lambda: samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes)}
+    if history:
+        figures["learning_curves"] = lambda: learning_curves_figure(history)
+    if evaluation.report is not None:
+        figures["confusion_matrix"] = lambda: confusion_figure(evaluation.report, datamodule.classes)
+        figures["misclassified"] = lambda: misclassified_figure(evaluation.mistakes, datamodule.classes)
     explain = explain and evaluation.report is not None  # what the tested network learned
     if explain:
-        figures.update(explaining.run_figures(model.net, datamodule.x_test, datamodule.y_test, evaluation.mistakes,
-                                              datamodule.classes, datamodule.background()))
-    tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-    for name, fig in figures.items():
-        png = save_figure(fig, out / f"{name}.png")
-        if tensorboard is not None:
-            tensorboard.experiment.add_image(name, plt.imread(io.BytesIO(png), format="png"), trainer.global_step,
-                                             dataformats="HWC")
-    if tensorboard is not None and explain:
-        explaining.write_projector(tensorboard.experiment, model.net, datamodule.x_test, datamodule.y_test,
-                                   datamodule.classes, trainer.global_step)
-    if tensorboard is not None:
+        figures["filters, feature_maps, attributions"] = lambda: explaining.run_figures(
+            model.net, datamodule.x_test, datamodule.y_test, evaluation.mistakes, datamodule.classes,
+            datamodule.background())
+    for name, draw in figures.items():
+        with afterwards(name):
+            drawn = draw()
+            for title, fig in (drawn if isinstance(drawn, dict) else {name: drawn} if drawn else {}).items():
+                png = save_figure(fig, out / f"{title}.png")
+                if tensorboard is not None:
+                    tensorboard.experiment.add_image(title, plt.imread(io.BytesIO(png), format="png"),
+                                                     trainer.global_step, dataformats="HWC")
+    if tensorboard is None:
+        return
+    if explain:
+        with afterwards("the Projector's embedding"):
+            explaining.write_projector(tensorboard.experiment, model.net, datamodule.x_test, datamodule.y_test,
+                                       datamodule.classes, trainer.global_step)
+    with afterwards("TensorBoard's HParams"):
         final = {f"hp/{k}": metrics[k] for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
                  if metrics.get(k) is not None}
         tensorboard.log_hyperparams(distinguishing(metrics), metrics=final)
         tensorboard.experiment.close()  # the run's one event file, complete
-    write_json(out / "metrics.json", metrics)
 
+
+@contextmanager
+def afterwards(what: str) -> Iterator[None]:
+    """A part of a run's record written after its result: its failure is a warning naming it, never the run's."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 -- whatever it is, the run's result is already written
+        reason = " ".join(str(exc).split())[:300]
+        log.warning("%s not written: %s: %s (the run's result is kept in metrics.json)", what, type(exc).__name__,
+                    reason)

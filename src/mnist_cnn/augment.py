@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Interval
 
 import torch
 from torch.nn import functional as F
@@ -19,16 +22,26 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class Distortions:
-    """Each image's distortion is drawn uniformly within these bounds (data.augment: mnist_cnn.config.AugmentConfig
-    declares each one, its range and its default)."""
+    """Each training image's distortion, drawn uniformly within these bounds; all zero (the default, and the
+    lab's runs): none. experiment=handwriting sets them.
 
-    rotation: float  # degrees, either way
-    scale: float  # relative, either way
-    shear: float  # degrees, either way
-    shift: float  # pixels, each axis, either way
-    elastic_alpha: float  # pixels: the largest displacement of the smoothed field
-    elastic_sigma: float  # pixels: the Gaussian that smooths it
-    thickness: float  # probability of a dilation, and the same of an erosion
+    Args:
+        rotation: rotation, degrees either way
+        scale: scale change, relative, either way
+        shear: shear, degrees either way
+        shift: shift, pixels each axis either way
+        elastic_alpha: elastic distortion: the largest displacement, pixels (0: none)
+        elastic_sigma: elastic distortion: the smoothing Gaussian's sigma, pixels
+        thickness: probability of a thicker stroke, and the same of a thinner one
+    """
+
+    rotation: Annotated[float, Interval(ge=0, le=180)] = 0.0
+    scale: Annotated[float, Interval(ge=0, lt=1)] = 0.0
+    shear: Annotated[float, Interval(ge=0, lt=90)] = 0.0
+    shift: Annotated[float, Interval(ge=0, le=14)] = 0.0
+    elastic_alpha: Annotated[float, Interval(ge=0, le=14)] = 0.0
+    elastic_sigma: Annotated[float, Interval(gt=0, le=9)] = 3.0
+    thickness: Annotated[float, Interval(ge=0, le=0.5)] = 0.0
 
     @property
     def distorts(self) -> bool:

@@ -11,16 +11,17 @@ from torch.nn import functional as F
 
 import lightning as L
 
-from mnist_cnn.networks import renumbered
 from mnist_cnn.speed import QuickSetattr
 
 
 class Classifier(QuickSetattr, L.LightningModule):
-    """optimizer: {name: a torch.optim class name, decay: Keras's time-based decay, one_cycle, **its
-    arguments}. decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps,
-    as Keras 2.3. input_shape (channels, height, width) and num_classes: the dataset's."""
+    """optimizer: {name: a torch.optim class name, **its arguments}; schedule: {decay: Keras's time-based decay,
+    one_cycle}. decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps, as Keras
+    2.3. network: {target: the network's import path, arguments: what builds it}, kept in each checkpoint.
+    input_shape (channels, height, width) and num_classes: the dataset's."""
 
-    def __init__(self, net: nn.Module, optimizer: dict, input_shape: tuple[int, int, int], num_classes: int):
+    def __init__(self, net: nn.Module, optimizer: dict, schedule: dict, network: dict,
+                 input_shape: tuple[int, int, int], num_classes: int):
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.net = net
@@ -88,10 +89,13 @@ class Classifier(QuickSetattr, L.LightningModule):
         return self.evaluate(batch, self.test_acc, "test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """The network's class and arguments, which rebuild it without this class (mnist_cnn.saved); the
+        """The network's import path and arguments, which rebuild it without this class (mnist_cnn.saved); the
         random state, so that a resumed run draws the same dropout masks; the epoch's training sums so
         far, so that a run resumed mid-epoch reports the whole epoch's loss and accuracy."""
-        checkpoint["mnist_cnn"] = {"model": type(self.net).__name__, "network": getattr(self.net, "arguments", {})}
+        network = self.hparams.network
+        checkpoint["mnist_cnn"] = {"model": type(self.net).__name__, "target": network["target"],
+                                   "network": {k: list(v) if isinstance(v, tuple) else v
+                                               for k, v in network["arguments"].items()}}
         checkpoint["rng"] = {"torch": torch.get_rng_state(),
                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
         checkpoint["train_epoch_sums"] = {"loss": self.train_loss_sum.detach().cpu().clone(),
@@ -99,7 +103,6 @@ class Classifier(QuickSetattr, L.LightningModule):
                                           "samples": self.train_samples}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = renumbered(checkpoint["state_dict"], self.net)
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
@@ -113,16 +116,16 @@ class Classifier(QuickSetattr, L.LightningModule):
 
     def configure_optimizers(self):
         """The torch.optim class model.optimizer names, with its arguments (null: torch's default), and its schedule."""
-        settings = self.hparams.optimizer
-        kwargs = {k: v for k, v in settings.items() if v is not None and k not in ("name", "decay", "one_cycle")}
+        settings, schedule = self.hparams.optimizer, self.hparams.schedule
+        kwargs = {k: v for k, v in settings.items() if v is not None and k != "name"}
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
         optimizer = getattr(torch.optim, settings["name"])(self.parameters(), **kwargs)
-        if settings.get("one_cycle"):  # momentum left alone, as train_mnist_fast's recipe does
+        if schedule.get("one_cycle"):  # momentum left alone, as train_mnist_fast's recipe does
             schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings["lr"], cycle_momentum=False,
                                                            total_steps=self.trainer.estimated_stepping_batches)
-        elif settings.get("decay"):
-            decay = settings["decay"]
+        elif schedule.get("decay"):
+            decay = schedule["decay"]
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + decay * step))
         else:
             return optimizer

@@ -7,14 +7,17 @@ import logging
 import math
 import os
 import warnings
-from typing import Callable
+from dataclasses import asdict
+from typing import Annotated, Callable, Literal
+
+from annotated_types import Ge, Interval
 
 import lightning as L
 import torch
 from torchvision import datasets as torchvision_datasets
 
 from mnist_cnn.augment import Distortions
-from mnist_cnn.datasets import DATASETS, SPLITS, blank_level, default_data_dir, normalize
+from mnist_cnn.datasets import DATASETS, NORMALIZE, SPLITS, blank_level, default_data_dir, normalize
 
 log = logging.getLogger(__name__)
 # Lightning's CombinedLoader wraps every loader, these batches included, in torch's LeafSpec, which torch 2.14
@@ -116,14 +119,32 @@ class ResumableBatches(TensorBatches):
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """dataset: a key of mnist_cnn.datasets.DATASETS (its own files, constants, class names and shape).
-    Its hyperparameters go into every checkpoint, so predict knows the dataset and normalisation."""
+    """MNIST (or another dataset of mnist_cnn.datasets.DATASETS: its files, constants, class names and shape),
+    split into training and validation images and held on the training device. Its hyperparameters go into
+    every checkpoint, so predict knows the dataset and normalisation.
 
-    def __init__(self, data_dir: str | None = None, batch_size: int = 256, eval_batch_size: int | None = None,
-                 validation_split: float = 0.3, split: str = "random", normalize: str = "standard",
-                 seed: int = 0, dataset: str = "mnist", augment: dict | None = None):
+    Args:
+        data_dir: folder that holds MNIST/raw/ (FashionMNIST/raw/); null: $MNIST_CNN_DATA, else
+            ~/.cache/mnist_cnn, shared by every run and job, so fetched once
+        batch_size: training batch size (Keras's batch_size)
+        eval_batch_size: validation and test batch size; null: batch_size on CPU, 6000 on CUDA
+        validation_split: fraction of the training images held out for validation
+        split: random (seeded) or tail (Keras: the last fraction, before shuffling)
+        normalize: standard (the dataset's mean and std) or unit (x / 255, as the lab)
+        seed: seeds the split, the batch order and the distortions
+        dataset: mnist or fashion_mnist (data=fashion_mnist)
+        augment: training-time distortions (experiment=handwriting); all zero: none
+    """
+
+    def __init__(self, data_dir: str | None = None, batch_size: Annotated[int, Ge(1)] = 256,
+                 eval_batch_size: Annotated[int, Ge(1)] | None = None,
+                 validation_split: Annotated[float, Interval(gt=0, lt=1)] = 0.3, split: Literal[SPLITS] = "random",
+                 normalize: Literal[NORMALIZE] = "standard", seed: Annotated[int, Interval(ge=0, le=2**32 - 1)] = 0,
+                 dataset: Literal[tuple(DATASETS)] = "mnist", augment: Distortions = Distortions()):
         super().__init__()
-        self.save_hyperparameters()
+        distortions = augment if isinstance(augment, Distortions) else Distortions(**augment)
+        self.save_hyperparameters(ignore=["augment"])
+        self.hparams["augment"] = asdict(distortions)  # plain containers: a checkpoint loads with weights_only
         if dataset not in DATASETS:
             raise ValueError(f"dataset={dataset!r}: allowed values are {', '.join(DATASETS)}")
         self.dataset, self.spec = dataset, DATASETS[dataset]
@@ -132,8 +153,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.validation_split, self.split, self.normalize, self.seed = validation_split, split, normalize, seed
-        distortions = Distortions(**augment) if augment else None
-        self.distortions = distortions if distortions and distortions.distorts else None  # training batches only
+        self.distortions = distortions if distortions.distorts else None  # training batches only
         self.file_sha256: dict[str, str] = {}
         self.samples: torch.Tensor | None = None  # the first 200 training images, uint8, as the lab shows them
         self.sample_labels: torch.Tensor | None = None  # and their labels

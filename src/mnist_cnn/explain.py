@@ -22,30 +22,46 @@ from mnist_cnn.saved import load_network
 STEPS = 32  # Integrated Gradients' path steps (Gauss-Legendre): completeness holds to under 1% of the logit change
 
 
-def block_ends(net: nn.Sequential) -> list[int]:
-    """Where each convolutional block ends: after the activation that follows each max-pool (the lab's
-    blocks), or for a network without pooling after each convolution's activation."""
-    layers = list(net)
-    ends = [i + 1 for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d) and i + 1 < len(layers)]
-    if not ends:
-        ends = [i + 1 for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d) and i + 1 < len(layers)]
-    return [end + 1 for end in ends]
+def leaf_calls(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+    """(module, its input, its output) for each call of a module without submodules while `net` reads x, in
+    the order of the calls: forward hooks, which see any nn.Module, whatever its forward does."""
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, args, out: calls.append((m, args[0] if args else None, out)))
+             for m in net.modules() if next(m.children(), None) is None]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls
 
 
-def part(net: nn.Sequential, start: int, end: int) -> nn.Sequential:
-    """Layers start..end-1 of `net`, whatever its class takes to be built (a slice would rebuild it)."""
-    return nn.Sequential(*list(net)[start:end])
+def last_hidden(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the network's last layer with weights reads for the images x: its last hidden layer, found on one
+    image, then read for all of them by a hook on that layer alone."""
+    last = [m for m, _, _ in leaf_calls(net, x[:1]) if next(m.parameters(), None) is not None][-1]
+    read = []
+    hook = last.register_forward_pre_hook(lambda m, args: read.append(args[0]))
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        hook.remove()
+    return read[0]
 
 
-@torch.no_grad()
-def feature_maps(net: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
-    """Each block's output for the images x (N, C, H, W): a list of (N, channels, h, w), in block order."""
-    out, maps, done = x, [], 0
-    for end in block_ends(net):
-        out = part(net, done, end)(out)
-        maps.append(out.float())
-        done = end
-    return maps
+def feature_maps(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each block's output for the images x (N, C, H, W): a list of (N, channels, h, w), in block order. A block
+    ends where the maps are next made at least twice smaller (a pooling or a strided layer): its last output at
+    its size, after the activation that follows the pool. A network that never shrinks them so: the last output
+    at each size."""
+    maps = [out for _, _, out in leaf_calls(net, x) if isinstance(out, torch.Tensor) and out.dim() == 4]
+    sizes = [m.shape[-1] for m in maps]
+    ends = [i for i in range(len(maps)) if i + 1 == len(maps) or sizes[i + 1] != sizes[i]]
+    starts = [0] + [i + 1 for i in ends[:-1]]
+    pooled = [end for start, end in zip(starts, ends) if start and sizes[start - 1] >= 2 * sizes[start]]
+    return [maps[i].float() for i in (pooled or ends)]
 
 
 def blank(x: torch.Tensor, background: float) -> torch.Tensor:
@@ -63,7 +79,7 @@ def attributions(net: nn.Module, x: torch.Tensor, target: torch.Tensor, backgrou
     return maps.sum(dim=1).detach(), delta.detach()
 
 
-def run_figures(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, mistakes: dict, classes: list[str],
+def run_figures(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mistakes: dict, classes: list[str],
                 background: float) -> dict:
     """A tested run's pictures of its network: its filters; each block's maps for the first test digit of
     each class; where it looks for its 10 most confident mistakes and for one digit of each class it reads
@@ -92,14 +108,13 @@ def run_figures(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, mistakes: 
     return figures
 
 
-def write_projector(writer, net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int,
+def write_projector(writer, net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int,
                     count: int = 2000) -> None:
     """The last hidden layer of the first `count` test digits for TensorBoard's Projector (PCA, t-SNE), each
     point labelled with its class and shown as its digit."""
     device = next(net.parameters()).device
     images = x[:count].to(device).float()
-    with torch.no_grad():
-        hidden = part(net.eval(), 0, len(net) - 1)(images).flatten(1).float().cpu()
+    hidden = last_hidden(net.eval(), images).flatten(1).float().cpu()
     shown = images.cpu()
     shown = (shown - shown.min()) / (shown.max() - shown.min())
     writer.add_embedding(hidden, metadata=[classes[int(c)] for c in y[:count].cpu()], label_img=shown,

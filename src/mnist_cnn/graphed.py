@@ -40,7 +40,7 @@ GRAPH_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
 
 def obstacle(device: str, one_device: bool, compile: bool, precision: str, optimizer: str) -> str | None:
     """Why a run's training step cannot be captured as one CUDA graph, or None where it can: the one rule
-    behind model.cuda_graph, whose null means "wherever it can run" and whose true is refused elsewhere.
+    behind callbacks.speed.cuda_graph, whose null means "wherever it can run" and whose true is refused elsewhere.
     device: "cuda", "cpu", ...; precision: Lightning's resolved setting; optimizer: a torch.optim class name
     (SGD counts through its fused kernel)."""
     if device != "cuda":
@@ -48,7 +48,7 @@ def obstacle(device: str, one_device: bool, compile: bool, precision: str, optim
     if not one_device:
         return "it captures one device's step: set trainer.devices=1"
     if compile:
-        return "model.compile=true compiles the same step: choose one"
+        return "callbacks.speed.compile=true compiles the same step: choose one"
     if precision not in GRAPH_PRECISIONS:
         return f"trainer.precision={precision} scales the loss with a check on the GPU every step"
     if optimizer not in GRAPHABLE:

@@ -17,11 +17,13 @@ from hydra.errors import HydraException, InstantiationException, MissingConfigEx
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnist_cnn.cli import guarded
+from mnist_cnn.config.model import MOVED
 from mnist_cnn.config.schema import declared_keys
 from mnist_cnn.errors import ConfigError, UserError
-from mnist_cnn.suggest import did_you_mean
+from mnist_cnn.suggest import closest, did_you_mean
 
 CONFIG_PATH = "pkg://mnist_cnn.conf"  # conf/ of the repository, installed with the package
+NETWORK = "model.net"  # the node whose keys are its class's constructor's
 # OmegaConf's words for a value of the wrong type -> what the key takes
 WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list, such as [128,50]"}
 
@@ -57,10 +59,34 @@ def check_overrides(args: list[str]) -> None:
             options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if folder.is_dir() else []
             raise ConfigError(f"{name}=null is not allowed: a config group takes one of its options"
                               + (f": expected one of {', '.join(options)}" if options else ""))
-        if group or name == "hydra" or name.startswith("hydra."):
-            continue
+        if group or name == "hydra" or name.startswith("hydra.") or name.startswith(f"{NETWORK}."):
+            continue  # a network's keys are its constructor's: checked once the config names it (type_network)
+        if name in MOVED:
+            raise ConfigError(f"{name} is now {MOVED[name]}")
+        if name.startswith("model.") and name.count(".") == 1 and name not in keys and not closest(name, keys):
+            raise ConfigError(f"{name} is not a key of the model node: the network's arguments are {NETWORK}.<argument> "
+                              f"({NETWORK}.{name[len('model.'):]}), beside model.optimizer and model.schedule")
         if name not in keys and not any(k.startswith(f"{name}.") for k in keys):
             raise ConfigError(f"{name} is not a known key{did_you_mean(name, keys + ([] if '.' in name else groups))}")
+
+
+def network_keys_added(args: list[str]) -> list[str]:
+    """The command line with each `model.net.<argument>=` override made `++model.net.<argument>=`: a network's
+    YAML need not list the arguments it leaves at their defaults, and Hydra refuses to set a key the composed
+    config lacks; the keys are checked against the network's constructor once the config is composed."""
+    return [f"++{a}" if a.startswith(f"{NETWORK}.") and "=" in a else a for a in args]
+
+
+def config_dir_searched(args: list[str]) -> list[str]:
+    """`--config-dir DIR` (-cd) as the override that adds DIR to Hydra's search path, for the compose API
+    (mnist-train --help), which takes overrides, not flags."""
+    flags, overrides = split_args(args)
+    dirs = [flags[i + 1] for i, f in enumerate(flags[:-1]) if f in ("--config-dir", "-cd")]
+    dirs += [f.partition("=")[2] for f in flags if f.startswith(("--config-dir=", "-cd="))]
+    if not dirs or any(o.lstrip("+").startswith("hydra.searchpath=") for o in overrides):
+        return overrides
+    paths = ",".join(f"file://{os.path.abspath(d)}" for d in dirs)
+    return [*overrides, f"hydra.searchpath=[{paths}]"]
 
 
 # Hydra's command-line flags that take the next argument as their value

@@ -11,6 +11,7 @@ import subprocess
 import time
 import warnings
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import lightning as L
@@ -25,14 +26,12 @@ from mnist_cnn import artifacts, tracking
 from mnist_cnn.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.classifier import Classifier
 from mnist_cnn.config.checks import native_precision
-from mnist_cnn.config.model import TRAINING_KEYS
-from mnist_cnn.config.schema import SCHEMAS
+from mnist_cnn.config.model import ModelConfig
 from mnist_cnn.datasets import DATASETS
 from mnist_cnn.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.evaluation import Evaluation
 from mnist_cnn.history import History
-from mnist_cnn.speed import FastStep
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +48,29 @@ def built(group: str, node: DictConfig, **kwargs):
             raise
         reason = " ".join(str(cause).split())
         if group == "model":
-            sizes = ", ".join(f"model.{k}={v}" for k, v in node.items() if "kernel" in k or "pool" in k)
-            raise ConfigError(f"model: {node._target_.rpartition('.')[2]} cannot be built with {sizes}: {reason}") from None
+            sizes = ", ".join(f"model.net.{k}={v}" for k, v in node.items() if "kernel" in k or "pool" in k)
+            built_with = f" with {sizes}" if sizes else ""
+            raise ConfigError(f"model: {node._target_.rpartition('.')[2]} cannot be built{built_with}: {reason}") from None
         raise ConfigError(f"{group}: {reason}") from None
 
 
-def model_of(node: DictConfig, dataset: str) -> tuple[Classifier, FastStep]:
-    """A model node's network (its class and arguments, sized for the dataset's images and classes), the
-    LightningModule that trains it with the node's optimiser, and the speed plug-in its switches set."""
+def model_of(node: DictConfig, dataset: str) -> Classifier:
+    """A model node's network (its class and arguments, sized for the dataset's images and classes) and the
+    LightningModule that trains it with the node's optimiser and schedule."""
     spec = DATASETS[dataset]
     shape = dict(input_shape=spec.shape, num_classes=len(spec.classes))
-    net = built("model", OmegaConf.masked_copy(node, [k for k in node if k not in TRAINING_KEYS]), _convert_="all",
-                **shape)
-    return (Classifier(net, OmegaConf.to_container(node.optimizer), **shape),
-            FastStep(node.channels_last, node.compile, node.cuda_graph))
+    net = built("model", node.net, _convert_="all", **shape)
+    arguments = {k: v for k, v in OmegaConf.to_container(node.net, resolve=True).items() if k != "_target_"}
+    return Classifier(net, OmegaConf.to_container(node.optimizer), OmegaConf.to_container(node.schedule),
+                      network={"target": node.net._target_, "arguments": {**arguments, **shape}}, **shape)
 
 
 def lab_model(option: str = "baseline", dataset: str = "mnist", **changes) -> Classifier:
-    """The model `model=<option>` builds, its schema's defaults with `changes` on top: for a notebook or a
+    """The model `model=<option>` builds, its network's arguments changed by `changes`: for a notebook or a
     test. Trained outside mnist-train, add mnist_cnn.speed.FastStep() to the Trainer's callbacks for its speed."""
-    return model_of(OmegaConf.merge(OmegaConf.structured(SCHEMAS[f"schema/model/{option}"]), changes), dataset)[0]
+    yaml = resources.files("mnist_cnn.conf").joinpath("model", f"{option}.yaml").read_text()
+    node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.create(yaml), {"net": changes})
+    return model_of(node, dataset)
 
 
 def provenance() -> dict:
@@ -117,11 +119,11 @@ class Run:
         # debugging aid, not part of determinism, that adds a kernel per allocation to each GPU step.
         torch.utils.deterministic.fill_uninitialized_memory = False
         datamodule = built("data", cfg.data, _convert_="all")  # plain containers in hparams and checkpoints
-        model, speed = model_of(cfg.model, cfg.data.dataset)
+        model = model_of(cfg.model, cfg.data.dataset)
         readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
         history, evaluation = History(), Evaluation()
         callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
-        callbacks += [speed, history, evaluation, *([readings] if readings else []), *extra_callbacks]
+        callbacks += [history, evaluation, *([readings] if readings else []), *extra_callbacks]
         loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
         trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
                         plugins=[background_checkpoint_io()],

@@ -1,10 +1,11 @@
 """A trained network read back from a checkpoint, without Lightning or Hydra: what predict, export, the
 demo and MLflow's model use. torch.load(weights_only=True) admits tensors and plain containers only,
-so a crafted checkpoint cannot run code; the network is rebuilt from its class name and arguments."""
+so a crafted checkpoint cannot run code; the network is rebuilt from the import path and arguments it names
+(which imports that module: a checkpoint names code to import, as a YAML's _target_ does)."""
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -12,9 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnist_cnn.datasets import DATASETS
 from mnist_cnn.errors import UserError
-from mnist_cnn.networks import NETWORKS, renumbered
+from mnist_cnn.networks import NETWORKS
 
 # The model the package carries, for predict, explain and the demo without a checkpoint of one's own:
 # experiment=handwriting's network, made by scripts/bundle_model.py (its provenance: docs/bundled.md).
@@ -30,7 +30,8 @@ def load_network(path: str | Path | None) -> tuple[nn.Module, dict]:
     """The network in eval mode, and what its training data was: {"dataset": a key of
     mnist_cnn.datasets.DATASETS, "normalize": standard or unit}, from the data module's
     hyperparameters in the checkpoint, and "origin": where it came from (see `origin`). None: the model the
-    package carries."""
+    package carries. The network is rebuilt from the import path and arguments the checkpoint names: a network
+    of one's own must be importable (its folder on PYTHONPATH) where the checkpoint is read."""
     path = run_checkpoint(path) if path is not None else bundled()
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -38,34 +39,37 @@ def load_network(path: str | Path | None) -> tuple[nn.Module, dict]:
         reason = " ".join(str(exc).split())[:200]
         raise UserError(f"{path}: refused, not a checkpoint that loads as plain weights ({type(exc).__name__}: {reason})")
     marker = checkpoint.get("mnist_cnn") if isinstance(checkpoint, dict) else None
-    if not isinstance(marker, dict) or marker.get("model") not in NETWORKS:
-        raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train)")
+    if not isinstance(marker, dict) or "network" not in marker:
+        raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train"
+                        + (", since 2026-11-26; retrain it" if isinstance(marker, dict) else "") + ")")
     data = checkpoint.get("datamodule_hyper_parameters") or {}
     data = {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard"),
             "origin": checkpoint.get("origin") or origin(path)}
-    net = NETWORKS[marker["model"]](**arguments(marker, checkpoint.get("hyper_parameters", {}), data["dataset"]))
-    weights = renumbered(checkpoint["state_dict"], net)
-    net.load_state_dict({k[len("net."):]: v for k, v in weights.items() if k.startswith("net.")})
+    cls = network_class(marker, path)
+    arguments = {k: tuple(v) if k == "input_shape" else v for k, v in marker["network"].items()}
+    try:
+        net = cls(**arguments)
+        net.load_state_dict({k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")})
+    except (TypeError, ValueError, RuntimeError) as exc:  # the class changed since the checkpoint was written
+        reason = " ".join(str(exc).split())[:300]
+        raise UserError(f"{path}: its weights do not fit {cls.__module__}.{cls.__qualname__} as that class is now "
+                        f"({type(exc).__name__}: {reason})") from None
     return net.eval(), data
 
 
-def arguments(marker: dict, hparams: dict, dataset: str) -> dict:
-    """The network's arguments: as the checkpoint names them, or, in one written before the networks were
-    plain modules, among the model's hyperparameters, with the schema's default for a key it predates
-    and the dataset's shape and class count."""
-    if "network" in marker:
-        return {k: tuple(v) if k == "input_shape" else v for k, v in marker["network"].items()}
-    cls = NETWORKS[marker["model"]]
-    taken = inspect.signature(cls).parameters
-    given = {k: v for k, v in hparams.items() if k in taken}
-    missing = [k for k in taken if k not in given and k not in ("input_shape", "num_classes")]
-    if missing:  # the schema's defaults; Hydra and OmegaConf only for such an old checkpoint
-        from mnist_cnn.config.schema import model_schema
-
-        defaults = model_schema(cls)()
-        given.update({k: getattr(defaults, k) for k in missing})
-    spec = DATASETS[dataset]
-    return {**given, "input_shape": spec.shape, "num_classes": len(spec.classes)}
+def network_class(marker: dict, path: Path) -> type:
+    """The class a checkpoint's network is an instance of: by its import path (the package's networks by name
+    in checkpoints written before they had one)."""
+    if "target" not in marker:
+        if marker.get("model") not in NETWORKS:
+            raise UserError(f"{path}: names no network class mnist-cnn knows ({marker.get('model')})")
+        return NETWORKS[marker["model"]]
+    module, _, name = marker["target"].rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"{path}: its network is {marker['target']}, which cannot be imported here ({exc}); put "
+                        "the folder of its module on PYTHONPATH, or install its package") from None
 
 
 def origin(path: Path) -> dict:

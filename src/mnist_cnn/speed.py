@@ -1,7 +1,7 @@
 """How the training step runs, apart from what it computes: the channels_last layout, torch.compile, the
 step captured as one CUDA graph (mnist_cnn.graphed), and the loss watch that reads nothing back per
-step. One Lightning callback, FastStep, switched by model.channels_last, model.compile and
-model.cuda_graph; the LightningModule (mnist_cnn.classifier) knows none of it. Each trick and its
+step. One Lightning callback, FastStep, switched by callbacks.speed.channels_last, callbacks.speed.compile and
+callbacks.speed.cuda_graph; the LightningModule (mnist_cnn.classifier) knows none of it. Each trick and its
 figures: docs/performance.md."""
 
 from __future__ import annotations
@@ -71,9 +71,14 @@ class LossWatch:
 
 
 class FastStep(L.Callback):
-    """channels_last: the layout of the network's weights (null: on CPU only); compile: torch.compile of
-    the network; cuda_graph: the step as one CUDA graph (null: wherever it can run). Always on: the loss
-    watch."""
+    """The training step made fast without changing what it computes; always on: the loss watch.
+
+    Args:
+        channels_last: the channels_last conv layout; null: on CPU only (faster there, slower on an H100)
+        compile: torch.compile the network (GPU: see README, Performance)
+        cuda_graph: the training step captured once as a CUDA graph and replayed; null: wherever it can run
+            (one CUDA device, no compile)
+    """
 
     def __init__(self, channels_last: bool | None = None, compile: bool = False, cuda_graph: bool | None = None):
         self.channels_last, self.compile, self.cuda_graph = channels_last, compile, cuda_graph

@@ -16,7 +16,8 @@ from omegaconf import DictConfig
 from mnist_cnn import usage
 from mnist_cnn.cli import guarded
 from mnist_cnn.errors import ConfigError
-from mnist_cnn.overrides import CONFIG_PATH, check_overrides, run_hydra, split_args
+from mnist_cnn.overrides import (CONFIG_PATH, check_overrides, config_dir_searched, network_keys_added, run_hydra,
+                                 split_args)
 from mnist_cnn.resume import Finished, resume_overrides
 from mnist_cnn.run_folder import check_given
 
@@ -35,7 +36,7 @@ def main() -> None:
     args = sys.argv[1:]
     flags, overrides = split_args(args)
     if {"--help", "-h"} & set(flags):
-        usage.print_help(PROG, overrides)
+        usage.print_help(PROG, network_keys_added(config_dir_searched(args)))
         return
     with guarded(PROG):
         try:
@@ -49,6 +50,7 @@ def main() -> None:
         except Finished as exc:
             print(f"{PROG}: {exc}")
             sys.exit(0)
+    sys.argv[1:] = network_keys_added(sys.argv[1:])
     usage.register()  # --help's text, where Hydra itself is asked for it (hydra.help.template)
     run_hydra(PROG, run)
 

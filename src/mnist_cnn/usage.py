@@ -91,4 +91,7 @@ def print_help(prog: str, overrides: list[str]) -> None:
     """The help text for the config these overrides compose; a mistake in them is one line, as a run's is."""
     with guarded(prog), composing(), initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        from mnist_cnn.config.checks import type_network  # imports the network's class, and so torch
+
+        type_network(cfg)
     print(help_text(cfg))

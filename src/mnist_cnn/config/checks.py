@@ -13,13 +13,16 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 from mnist_cnn.data import train_size
 from mnist_cnn.datasets import DATASETS, default_data_dir
 from mnist_cnn.config.keys import choices_of
+from mnist_cnn.config.signature import arguments_of, import_class, schema_of
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.graphed import obstacle
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
+from mnist_cnn.overrides import expected
 from mnist_cnn.suggest import did_you_mean
 
 
@@ -66,9 +69,35 @@ def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
                                   + (did_you_mean(str(shown), choices, n=1, prefix=f"{prefix}{name}=") if choices else ""))
 
 
+def type_network(cfg: DictConfig) -> None:
+    """model.net, typed in place by its class's constructor (mnist_cnn.config.signature): every argument with
+    its default where the YAML gives none. A key the constructor does not take, a value of the wrong type and
+    an argument with neither value nor default are each one line."""
+    node = cfg.model.get("net")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ConfigError("model.net: no network; a model's YAML names its class as net._target_ (README, "
+                          "\"A network of your own\")")
+    cls = import_class(node._target_, "model.net")
+    declared = arguments_of(cls)
+    for name in node:
+        if name != "_target_" and name not in declared:
+            raise ConfigError(f"model.net.{name} is not an argument of {node._target_} (it takes "
+                              f"{', '.join(declared) or 'none'}){did_you_mean(str(name), declared, n=1, prefix='model.net.')}")
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(schema_of(cls)), node)
+    except ValidationError as exc:
+        value = "null" if exc.value is None else exc.value
+        raise ConfigError(f"model.net.{exc.full_key}={value} is not allowed: expected {expected(exc)}") from None
+    for name in OmegaConf.missing_keys(typed):
+        raise ConfigError(f"model.net.{name}: {cls.__name__} has no default for it; give it a value in the "
+                          f"model's YAML or as model.net.{name}=...")
+    cfg.model.net = typed
+
+
 def check_train(cfg: DictConfig) -> None:
-    """mnist-train's config, whole, before any download, data loading or training: each key's range,
-    then the rules that tie keys together, the machine and the folders."""
+    """mnist-train's config, whole, before any download, data loading or training: the network's keys, each
+    key's range, then the rules that tie keys together, the machine and the folders."""
+    type_network(cfg)
     check_ranges(cfg)
     data, trainer, optimizer = cfg.data, cfg.trainer, cfg.model.optimizer
     images = DATASETS[data.dataset].train_images
@@ -80,12 +109,13 @@ def check_train(cfg: DictConfig) -> None:
         raise ConfigError(f"data.validation_split={data.validation_split} leaves no validation images: raise it")
     accepted = inspect.signature(getattr(torch.optim, optimizer.name)).parameters
     for name, value in optimizer.items():
-        if name not in ("name", "decay", "one_cycle") and value is not None and name not in accepted:
+        if name != "name" and value is not None and name not in accepted:
             raise ConfigError(f"model.optimizer.{name}={value} is not an argument of torch.optim.{optimizer.name} "
                               f"(it takes {', '.join(p for p in accepted if p != 'params')}); "
                               f"unset it with model.optimizer.{name}=null")
-    if optimizer.get("one_cycle") and optimizer.get("decay"):
-        raise ConfigError(f"model.optimizer.one_cycle=true and model.optimizer.decay={optimizer.decay}: two schedules; "
+    schedule = cfg.model.schedule
+    if schedule.one_cycle and schedule.decay:
+        raise ConfigError(f"model.schedule.one_cycle=true and model.schedule.decay={schedule.decay}: two schedules; "
                           "set decay=0 or one_cycle=false")
     for epoch in cfg.get("read_epochs") or []:
         if not 1 <= epoch <= trainer.max_epochs:
@@ -139,16 +169,16 @@ def device_of(accelerator: str) -> str:
 
 
 def check_cuda_graph(cfg: DictConfig) -> None:
-    """model.cuda_graph=true where no graph can be captured is refused, not ignored."""
-    model, trainer = cfg.model, cfg.trainer
-    if not model.get("cuda_graph"):
+    """callbacks.speed.cuda_graph=true where no graph can be captured is refused, not ignored."""
+    speed, trainer = (cfg.callbacks or {}).get("speed"), cfg.trainer
+    if speed is None or not speed.get("cuda_graph"):
         return
     one_device = trainer.num_nodes == 1 and (
         trainer.devices == 1 or (trainer.devices == "auto" and torch.cuda.device_count() <= 1))
-    reason = obstacle(device_of(trainer.accelerator), one_device, model.compile,
-                      native_precision(trainer.precision, trainer.accelerator), model.optimizer.name)
+    reason = obstacle(device_of(trainer.accelerator), one_device, speed.compile,
+                      native_precision(trainer.precision, trainer.accelerator), cfg.model.optimizer.name)
     if reason:
-        raise ConfigError(f"model.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
+        raise ConfigError(f"callbacks.speed.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
 
 
 def check_precision(precision: str, accelerator: str) -> None:

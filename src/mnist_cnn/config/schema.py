@@ -4,7 +4,9 @@ Each dataclass mirrors the class its config group instantiates and is stored in 
 under `schema/<group>/<option>`; the YAML files in conf/ name it first in their defaults list, so
 Hydra itself refuses a value of the wrong type or a key that does not exist. The ranges and closed
 sets kept in each field's metadata (mnist_cnn.config.keys) are checked by mnist_cnn.config.checks after
-composition, before any work. The model group's schemas: mnist_cnn.config.model.
+composition, before any work. The data module's and the speed plug-in's schemas are their constructors'
+(mnist_cnn.config.signature); the model node's: mnist_cnn.config.model, its network's its constructor's,
+read once the config is composed (mnist_cnn.config.checks.typed).
 """
 
 from __future__ import annotations
@@ -17,39 +19,10 @@ from hydra.core.config_store import ConfigStore
 
 from mnist_cnn.config.keys import (ACCELERATORS, FOLDER_NAME, LIMIT, RUN_DIR, SEED_MAX, device_count, key, precisions,
                                    section, strategies)
-from mnist_cnn.config.model import BaselineConfig, EluConfig, ModelConfig, ProseConfig, SpeedrunConfig
-from mnist_cnn.datasets import DATASETS, NORMALIZE, SPLITS
-
-
-@dataclass
-class AugmentConfig:
-    """mnist_cnn.augment.Distortions: each training image distorted, drawn within these bounds; all zero (the
-    default, and the lab's runs): none. experiment=handwriting sets them."""
-    rotation: float = key("rotation, degrees either way", 0.0, ge=0, le=180)
-    scale: float = key("scale change, relative, either way", 0.0, ge=0, lt=1)
-    shear: float = key("shear, degrees either way", 0.0, ge=0, lt=90)
-    shift: float = key("shift, pixels each axis either way", 0.0, ge=0, le=14)
-    elastic_alpha: float = key("elastic distortion: the largest displacement, pixels (0: none)", 0.0, ge=0, le=14)
-    elastic_sigma: float = key("elastic distortion: the smoothing Gaussian's sigma, pixels", 3.0, gt=0, le=9)
-    thickness: float = key("probability of a thicker stroke, and the same of a thinner one", 0.0, ge=0, le=0.5)
-
-
-@dataclass
-class DataConfig:
-    """mnist_cnn.data.MNISTDataModule (data=mnist; data=fashion_mnist changes the dataset)"""
-    _target_: str = key("the data module class", "mnist_cnn.data.MNISTDataModule")
-    dataset: str = key("mnist or fashion_mnist (data=fashion_mnist)", "mnist", choices=tuple(DATASETS))
-    data_dir: Optional[str] = key("folder that holds MNIST/raw/ (FashionMNIST/raw/); null: $MNIST_CNN_DATA, else "
-                                  "~/.cache/mnist_cnn, shared by every run and job, so fetched once", None)
-    batch_size: int = key("training batch size (Keras's batch_size)", 256, ge=1)
-    eval_batch_size: Optional[int] = key("validation and test batch size; null: batch_size on CPU, 6000 on CUDA",
-                                         None, ge=1)
-    validation_split: float = key("fraction of the 60,000 training images held out for validation", 0.3, gt=0, lt=1)
-    split: str = key("random (seeded) or tail (Keras: the last fraction, before shuffling)", "random", choices=SPLITS)
-    normalize: str = key("standard (the dataset's mean and std) or unit (x / 255, as the lab)", "standard",
-                         choices=NORMALIZE)
-    seed: int = key("seeds the split, the batch order and the distortions", "${seed}", ge=0, le=SEED_MAX)
-    augment: AugmentConfig = section(AugmentConfig, "training-time distortions (experiment=handwriting); all zero: none")
+from mnist_cnn.config.model import ModelConfig
+from mnist_cnn.config.signature import schema_of
+from mnist_cnn.data import MNISTDataModule
+from mnist_cnn.speed import FastStep
 
 
 @dataclass
@@ -159,23 +132,16 @@ class TrainConfig:
                                            "(an epochs grid from one run; each 1..trainer.max_epochs; exact, see "
                                            "mnist_cnn.epoch_readings)", None, ge=1)
     data: Any = None
-    model: Any = None
+    model: ModelConfig = section(ModelConfig, "the network and how it is trained (model=<option>)")
     trainer: Any = None
     logger: Any = None
     callbacks: Any = None
 
 
-def model_schema(cls: type) -> type:
-    """The schema of the model class `cls`: the one whose _target_ names it."""
-    path = f"{cls.__module__}.{cls.__qualname__}"
-    return next(s for s in SCHEMAS.values() if issubclass(s, ModelConfig) and s._target_ == path)
-
-
 SCHEMAS = {
     "schema/train": TrainConfig,
-    "schema/data/mnist": DataConfig, "schema/model/baseline": BaselineConfig, "schema/model/elu": EluConfig,
-    "schema/model/prose_cnn": ProseConfig, "schema/model/speedrun": SpeedrunConfig,
-    "schema/trainer/default": TrainerConfig,
+    "schema/data/mnist": schema_of(MNISTDataModule), "schema/trainer/default": TrainerConfig,
+    "schema/callbacks/speed": schema_of(FastStep),
     "schema/callbacks/checkpoint": CheckpointConfig, "schema/callbacks/progress_bar": ProgressBarConfig,
     "schema/callbacks/learning_rate": LearningRateConfig,
     "schema/logger/tensorboard": TensorBoardConfig, "schema/logger/csv": CSVConfig,
