@@ -287,7 +287,7 @@ def full_disk_after(monkeypatch, suffix: str, good_writes: int):
     monkeypatch.setattr(atomic, "open", fake_open, raising=False)
 
 
-@pytest.mark.parametrize("failing, good_writes", [("last.ckpt", 1), ("metrics.json", 0), ("samples.png", 0)])
+@pytest.mark.parametrize("failing, good_writes", [("last.ckpt", 1), ("metrics.json", 0)])
 @pytest.mark.slow
 def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path, mnist_dir, monkeypatch,
                                                                         failing, good_writes):
@@ -300,6 +300,20 @@ def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path
     assert "Traceback" not in "\n".join(err)
     assert not list(tmp_path.rglob("*.tmp"))
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] > 0
+
+
+@pytest.mark.slow
+def test_a_figure_the_full_disk_refuses_is_a_warning_and_the_run_keeps_its_result(tmp_path, mnist_dir, monkeypatch):
+    full_disk_after(monkeypatch, "samples.png", 0)
+    result = train_here(*SMALL, f"hydra.run.dir={tmp_path}")
+    monkeypatch.undo()
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in (result.stdout + result.stderr).splitlines() if "samples not written" in line]
+    assert len(warned) == 1 and "No space left on device" in warned[0], result.stdout + result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["test_acc"] is not None
+    assert (tmp_path / "confusion_matrix.png").is_file() and not (tmp_path / "samples.png").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):

@@ -98,11 +98,15 @@ def omegaconf_type(annotation: Any, rule: dict) -> Any:
     return annotation if annotation in SIMPLE else Any
 
 
-@cache
 def schema_of(cls: type, target: bool = True) -> type:
     """The dataclass Hydra types `cls`'s config node with: a field per constructor argument (those in SUPPLIED
     left out), with `_target_` naming the class when `target`. A nested dataclass argument (its own fields
-    declared the same way) becomes a section."""
+    declared the same way) becomes a section. Made once per class."""
+    return made_schema(cls, target)
+
+
+@cache
+def made_schema(cls: type, target: bool) -> type:
     hints = typing.get_type_hints(cls.__init__, include_extras=True)
     meanings = docstring_args(cls)
     fields: list = [("_target_", str, key("the class", f"{cls.__module__}.{cls.__qualname__}"))] if target else []
@@ -120,7 +124,20 @@ def schema_of(cls: type, target: bool = True) -> type:
         if isinstance(default, tuple):
             default = list(default)
         fields.append((name, declared, key(meanings.get(name, ""), default, **rule)))
-    return dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
+    made = dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
+    # named so that pickle (a launcher sending a job its config) finds it by reference, through __getattr__
+    made.__module__, made.__qualname__ = __name__, ":".join(("schema" if target else "section", cls.__module__,
+                                                            cls.__qualname__)).replace(".", ":")
+    return made
+
+
+def __getattr__(name: str) -> type:
+    """A schema by the name schema_of gives it (schema:<module>:<class>), made in this process if need be."""
+    kind, _, path = name.partition(":")
+    module, _, cls = path.rpartition(":")
+    if kind not in ("schema", "section") or not module:
+        raise AttributeError(name)
+    return schema_of(getattr(importlib.import_module(module.replace(":", ".")), cls), target=kind == "schema")
 
 
 def arguments_of(cls: type) -> list[str]:
