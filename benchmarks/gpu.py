@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import statistics
 import subprocess
 import sys
@@ -21,7 +22,6 @@ import tempfile
 import time
 import traceback
 import warnings
-import json
 from pathlib import Path
 
 import torch
@@ -258,7 +258,7 @@ def gpu_summary(args) -> Path:
             [("experiment=lab_elu", f"seed={42 + s}", accelerator, "callbacks.speed.cuda_graph=false") for s in seeds], args))
     part("lab_elu_warm_fits", lambda: warm_fits("elu", device, args, runs=2))
     for setting in filter(None, args.sweep_launcher.split(";")):
-        part(f"batch_size_sweep {setting.strip()}", lambda: sweep(args, accelerator, setting.strip()))
+        part(f"batch_size_sweep {setting.strip()}", lambda setting=setting: sweep(args, accelerator, setting.strip()))
     sweeps = [v for k, v in record.items() if k.startswith("batch_size_sweep ") and v.get("jobs_ok") == 21]
     record["batch_size_sweep_s"] = min((v["seconds"] for v in sweeps), default=None)
     print(json.dumps(record, indent=1))

@@ -18,7 +18,16 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from benchmarks.common import Stamps, devices, optimiser_and_decay, parsed, parser, project_trainer, save_results, window_rates
+from benchmarks.common import (
+    Stamps,
+    devices,
+    optimiser_and_decay,
+    parsed,
+    parser,
+    project_trainer,
+    save_results,
+    window_rates,
+)
 from mnist_cnn.data import MNISTDataModule, TensorBatches
 from mnist_cnn.graphed import GraphedStep
 from mnist_cnn.run import lab_model

@@ -32,8 +32,20 @@ from lightning.pytorch.callbacks import EarlyStopping
 from torch.nn import functional as F
 from torchvision import datasets, transforms
 
-from benchmarks.common import (RUNS, TARGET_VAL_ACC, Stamps, clock, devices, machine, optimiser_and_decay,
-                               parsed, parser, project_trainer, save_results, window_rates)
+from benchmarks.common import (
+    RUNS,
+    TARGET_VAL_ACC,
+    Stamps,
+    clock,
+    devices,
+    machine,
+    optimiser_and_decay,
+    parsed,
+    parser,
+    project_trainer,
+    save_results,
+    window_rates,
+)
 from mnist_cnn.datasets import DATASETS
 from mnist_cnn.layers import keras_order
 from mnist_cnn.run import lab_model

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cnn.saved import load_network
 from mnist_cnn.cli import Parser
 from mnist_cnn.intervals import estimate, welch
 from mnist_cnn.predict import mnist_like, predict
+from mnist_cnn.saved import load_network
 
 FONT_DIRS = ["/usr/share/fonts"]
 # Debian's handwriting fonts (file-name stems); others can be named with --fonts

@@ -2,15 +2,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import processes
 import pytest
 import torch
 from filelock import FileLock
+from runs import ROOT, train_here
 
 from mnist_cnn.datasets import default_data_dir
 from mnist_cnn.mnist_files import ensure_mnist
-
-import processes
-from runs import ROOT, train_here
 
 NOT_OURS = {".git", "__pycache__", ".pytest_cache"}  # git's and Python's own bookkeeping
 

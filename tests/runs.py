@@ -10,12 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 import torch
 
 from mnist_cnn import train
-
-import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,12 +8,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import processes
 import pytest
 from PIL import Image
-from torchvision.datasets import MNIST
-
-import processes
 from runs import FEW_BATCHES, metrics_of, train_here
+from torchvision.datasets import MNIST
 
 NETS = '''
 from typing import Annotated

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from runs import in_process
 from torchvision.datasets import MNIST
 
 from mnist_cnn import commands
 from mnist_cnn.datasets import normalize
 from mnist_cnn.saved import BUNDLED_SHA256, bundled, load_network
-
-from runs import in_process
 
 pytestmark = pytest.mark.slow  # reads the test set
 

@@ -14,16 +14,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from runs import run_train, train_here
 
 import mnist_cnn.conf
 from mnist_cnn import commands
-from mnist_cnn.config import checks, schema as config
+from mnist_cnn.classifier import Classifier
+from mnist_cnn.config import checks
 from mnist_cnn.config.signature import schema_of
 from mnist_cnn.data import MNISTDataModule
-from mnist_cnn.classifier import Classifier
 from mnist_cnn.run import model_of
-
-from runs import run_train, train_here
 
 CONF = Path(mnist_cnn.conf.__file__).parent
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))

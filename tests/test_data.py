@@ -1,10 +1,9 @@
 import pytest
 import torch
+from runs import needs_cuda
 
 from mnist_cnn.data import MNISTDataModule, TensorBatches, normalize, split_indices
 from mnist_cnn.datasets import DATASETS
-
-from runs import needs_cuda
 
 MNIST = DATASETS["mnist"]
 

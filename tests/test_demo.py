@@ -16,16 +16,15 @@ import urllib.request
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
-
-from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
-from mnist_cnn.errors import UserError
-from mnist_cnn.commands import demo as demo_main
-
-from runs import in_process
 from browser import launch, needs_chromium
 from browser import playwright as import_playwright
+from PIL import Image, ImageDraw
 from processes import SERVER, free_port, started
+from runs import in_process
+
+from mnist_cnn.commands import demo as demo_main
+from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
+from mnist_cnn.errors import UserError
 
 pytestmark = pytest.mark.slow  # a trained checkpoint, the demo server and a browser
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from runs import in_process
 from torchvision.datasets import MNIST
 
 from mnist_cnn import commands
@@ -15,8 +16,6 @@ from mnist_cnn.datasets import blank_level, normalize
 from mnist_cnn.explain import feature_maps
 from mnist_cnn.explain_checks import completeness, deletion, randomisation, reinitialised
 from mnist_cnn.saved import load_network
-
-from runs import in_process
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 

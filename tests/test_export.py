@@ -10,14 +10,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from runs import ROOT, in_process
 from torchvision.datasets import MNIST
 
-from mnist_cnn import commands
-from mnist_cnn import export
-from mnist_cnn.saved import load_network
+from mnist_cnn import commands, export
 from mnist_cnn.data import normalize
-
-from runs import ROOT, in_process
+from mnist_cnn.saved import load_network
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 

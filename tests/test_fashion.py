@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from runs import in_process, train_here
 from torchvision.datasets import FashionMNIST
 
-from mnist_cnn import commands
-from mnist_cnn import mnist_files
+from mnist_cnn import commands, mnist_files
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.datasets import DATASETS
 from mnist_cnn.mnist_files import MNISTUnavailable, ensure_fashion_mnist, raw_dir
-
-from runs import in_process, train_here
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 

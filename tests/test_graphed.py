@@ -2,12 +2,11 @@
 CPU, the Lightning plumbing around it (its steps counted, the schedule advanced, the hooks it takes over);
 on a GPU, the graph itself."""
 
+import lightning as L
 import pytest
 import torch
-
-import lightning as L
-
 from runs import needs_cuda, train_here
+
 from mnist_cnn.data import TensorBatches
 from mnist_cnn.graphed import GraphedStep
 from mnist_cnn.run import lab_model

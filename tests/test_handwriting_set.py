@@ -7,7 +7,6 @@ import subprocess
 import numpy as np
 import pytest
 from matplotlib import font_manager
-
 from runs import ROOT, in_process
 
 pytestmark = pytest.mark.slow  # a trained checkpoint, and a set rendered twice

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from runs import ROOT
 
 PACKAGE = ROOT / "src" / "mnist_cnn"

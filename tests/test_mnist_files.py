@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from processes import COMMAND, started
 from torchvision.datasets import MNIST
 
 from mnist_cnn import mnist_files
 from mnist_cnn.mnist_files import MNISTUnavailable, ensure_mnist, load_arrays_pickle, raw_dir
-
-from processes import COMMAND, started
 
 
 def fake_official(monkeypatch, tmp_path):

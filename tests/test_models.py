@@ -1,17 +1,15 @@
 import math
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from torch.nn import functional as F
 
-import lightning as L
-
 from mnist_cnn.artifacts import misclassified_figure
+from mnist_cnn.errors import TrainingDiverged, UserError
 from mnist_cnn.evaluation import MISTAKES_KEPT, Evaluation
-from mnist_cnn.errors import TrainingDiverged
 from mnist_cnn.layers import Dropout, keras_order
-from mnist_cnn.errors import UserError
 from mnist_cnn.run import lab_model
 from mnist_cnn.saved import load_network
 from mnist_cnn.speed import FastStep, LossWatch, wants_channels_last

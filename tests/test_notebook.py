@@ -4,7 +4,6 @@ package in its quick mode; kept in git without outputs."""
 import nbformat
 import pytest
 from nbclient import NotebookClient
-
 from runs import ROOT
 
 pytestmark = pytest.mark.slow  # a Jupyter kernel that trains

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import processes
 import pytest
 from PIL import Image
-from torchvision.datasets import MNIST
-
-import processes
 from runs import FEW_BATCHES, ROOT
+from torchvision.datasets import MNIST
 
 pytestmark = pytest.mark.slow  # a wheel built, installed and run
 

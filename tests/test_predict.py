@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from runs import in_process, metrics_of
 from torchvision.datasets import MNIST
 
 from mnist_cnn import commands
-from mnist_cnn.saved import load_network, run_checkpoint
 from mnist_cnn.data import normalize
-
-from runs import in_process, metrics_of
+from mnist_cnn.saved import load_network, run_checkpoint
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 

@@ -5,9 +5,8 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 import processes
+import pytest
 
 # A child that starts a grandchild, writes both pids, and then both sleep far longer than any test may wait.
 FAMILY = """

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import COMMAND, run, started
+from runs import ROOT, metrics_of, train_here
 
 from mnist_cnn import atomic
 from mnist_cnn.checkpoints import AtomicCheckpointIO
 from mnist_cnn.interrupt import AtStepEnd, Interrupted
-
-from runs import ROOT, metrics_of, train_here
-from processes import COMMAND, run, started
 
 SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
          "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=csv",

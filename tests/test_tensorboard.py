@@ -12,11 +12,10 @@ import sys
 import time
 import urllib.request
 
-import pytest
-
-from runs import train_here
 import browser
+import pytest
 from processes import SERVER, free_port, started
+from runs import train_here
 
 pytestmark = pytest.mark.slow  # a sweep, a server and a browser
 

@@ -14,17 +14,16 @@ import sys
 import time
 from pathlib import Path
 
+import browser
 import pytest
 import torch
 from filelock import FileLock
+from processes import COMMAND, free_port, started, wait_for
+from runs import FEW_BATCHES, ROOT, metrics_of, train_here
 from torchvision.datasets import MNIST
 
 from mnist_cnn.data import normalize
 from mnist_cnn.run_folder import claim
-
-from runs import FEW_BATCHES, ROOT, metrics_of, train_here
-import browser
-from processes import COMMAND, free_port, started, wait_for
 
 EPOCHS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 

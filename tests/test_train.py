@@ -10,19 +10,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 import torch
 from hydra.errors import InstantiationException
+from runs import FEW_BATCHES, metrics_of, needs_cuda, run_train, train_here
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.datasets import MNIST
 
 from mnist_cnn import networks
-from mnist_cnn.saved import load_network
 from mnist_cnn.config.checks import native_precision
 from mnist_cnn.data import normalize
 from mnist_cnn.mnist_files import OFFICIAL_SHA256
-
-from runs import FEW_BATCHES, metrics_of, needs_cuda, run_train, train_here
+from mnist_cnn.saved import load_network
 
 pytestmark = pytest.mark.slow  # each test trains
 

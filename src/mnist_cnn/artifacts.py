@@ -14,11 +14,11 @@ from typing import Iterator
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import LogNorm
-from matplotlib.ticker import MaxNLocator
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import MaxNLocator
 from torchmetrics.utilities.plot import plot_confusion_matrix
 
 from mnist_cnn import explain as explaining

@@ -14,9 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from annotated_types import Interval
-
 import torch
+from annotated_types import Interval
 from torch.nn import functional as F
 
 

@@ -15,7 +15,6 @@ from lightning.pytorch.plugins.io import AsyncCheckpointIO
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.interrupt import AtStepEnd
 
-
 CUDA_SECONDS_BETWEEN_SAVES = 60.0
 
 

@@ -4,12 +4,11 @@ the model's config node. How the step runs fast (layout, compile, a CUDA graph) 
 
 from __future__ import annotations
 
+import lightning as L
 import torch
 import torchmetrics
 from torch import nn
 from torch.nn import functional as F
-
-import lightning as L
 
 from mnist_cnn.speed import QuickSetattr
 

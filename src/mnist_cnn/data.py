@@ -10,10 +10,9 @@ import warnings
 from dataclasses import asdict
 from typing import Annotated, Callable, Literal
 
-from annotated_types import Ge, Interval
-
 import lightning as L
 import torch
+from annotated_types import Ge, Interval
 from torchvision import datasets as torchvision_datasets
 
 from mnist_cnn.augment import Distortions

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Callable
 
 from mnist_cnn.mnist_files import ensure_fashion_mnist, ensure_mnist
 
-
 if TYPE_CHECKING:
     import torch
 

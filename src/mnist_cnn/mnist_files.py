@@ -28,7 +28,6 @@ import numpy as np
 from filelock import FileLock
 
 from mnist_cnn.atomic import write_atomically
-
 from mnist_cnn.errors import DataUnavailable
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import re
 import typing
+from contextlib import contextmanager
 from dataclasses import is_dataclass
 from importlib import resources
-from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from hydra.core.override_parser.overrides_parser import OverridesParser

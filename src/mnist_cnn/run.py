@@ -113,7 +113,7 @@ class Run:
     overrides: list[str] = field(default_factory=lambda: list(HydraConfig.get().overrides.task))
 
     @classmethod
-    def build(cls, cfg: DictConfig, extra_callbacks: tuple = ()) -> "Run":
+    def build(cls, cfg: DictConfig, extra_callbacks: tuple = ()) -> Run:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         # Deterministic algorithms also fill every new tensor with NaN, to expose reads of unwritten memory: a
         # debugging aid, not part of determinism, that adds a kernel per allocation to each GPU step.

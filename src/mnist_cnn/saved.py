@@ -37,7 +37,8 @@ def load_network(path: str | Path | None) -> tuple[nn.Module, dict]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
-        raise UserError(f"{path}: refused, not a checkpoint that loads as plain weights ({type(exc).__name__}: {reason})")
+        raise UserError(f"{path}: refused, not a checkpoint that loads as plain weights "
+                        f"({type(exc).__name__}: {reason})") from None
     marker = checkpoint.get("mnist_cnn") if isinstance(checkpoint, dict) else None
     if not isinstance(marker, dict) or "network" not in marker:
         raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train"

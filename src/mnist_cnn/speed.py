@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+import lightning as L
 import torch
 from torch import Tensor, nn
-
-import lightning as L
 
 from mnist_cnn.errors import TrainingDiverged
 from mnist_cnn.graphed import GraphedStep, obstacle

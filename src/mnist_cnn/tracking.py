@@ -20,8 +20,18 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from mnist_cnn.logger import run_name as unique_name
-from mnist_cnn.tracking_store import (ARTIFACTS, client_for, end, experiment_id, read_record, said_lost, shown,
-                                      store_uri, tracker_errors, write_record)
+from mnist_cnn.tracking_store import (
+    ARTIFACTS,
+    client_for,
+    end,
+    experiment_id,
+    read_record,
+    said_lost,
+    shown,
+    store_uri,
+    tracker_errors,
+    write_record,
+)
 
 
 class RunMLFlowLogger(MLFlowLogger):

@@ -16,8 +16,14 @@ from omegaconf import DictConfig
 from mnist_cnn import usage
 from mnist_cnn.cli import guarded
 from mnist_cnn.errors import ConfigError
-from mnist_cnn.overrides import (CONFIG_PATH, check_overrides, config_dir_searched, network_keys_added, run_hydra,
-                                 split_args)
+from mnist_cnn.overrides import (
+    CONFIG_PATH,
+    check_overrides,
+    config_dir_searched,
+    network_keys_added,
+    run_hydra,
+    split_args,
+)
 from mnist_cnn.resume import Finished, resume_overrides
 from mnist_cnn.run_folder import check_given
 

@@ -15,10 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
-from mnist_cnn.data import train_size
-from mnist_cnn.datasets import DATASETS, default_data_dir
 from mnist_cnn.config.keys import choices_of
 from mnist_cnn.config.signature import arguments_of, import_class, schema_of
+from mnist_cnn.data import train_size
+from mnist_cnn.datasets import DATASETS, default_data_dir
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.graphed import obstacle
 from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir

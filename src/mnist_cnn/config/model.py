@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 
 from mnist_cnn.config.keys import key, optimizers, section
 
+
 @dataclass
 class OptimizerConfig:
     """A torch.optim class by name, with its arguments; unset (null) arguments keep torch's defaults."""

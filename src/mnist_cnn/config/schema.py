@@ -17,8 +17,18 @@ from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from mnist_cnn.config.keys import (ACCELERATORS, FOLDER_NAME, LIMIT, RUN_DIR, SEED_MAX, device_count, key, precisions,
-                                   section, strategies)
+from mnist_cnn.config.keys import (
+    ACCELERATORS,
+    FOLDER_NAME,
+    LIMIT,
+    RUN_DIR,
+    SEED_MAX,
+    device_count,
+    key,
+    precisions,
+    section,
+    strategies,
+)
 from mnist_cnn.config.model import ModelConfig
 from mnist_cnn.config.signature import schema_of
 from mnist_cnn.data import MNISTDataModule
