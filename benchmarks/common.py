@@ -32,9 +32,9 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 
 from mnist_cnn.atomic import write_atomically
-from mnist_cnn.datasets import default_data_dir
-from mnist_cnn.mnist_files import ensure_mnist
-from mnist_cnn.run import Run, provenance
+from mnist_cnn.data.datasets import default_data_dir
+from mnist_cnn.data.fetch import ensure_mnist
+from mnist_cnn.runs.run import Run, provenance
 
 RUNS = {"baseline": ("lab_baseline", 256), "elu": ("lab_elu", 200), "speedrun": ("speedrun", 256)}
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "auto": "auto"}
@@ -111,7 +111,7 @@ class BatchClock(L.Callback):
 
 
 def project_trainer(name, precision, device, args, out_dir, *overrides, callbacks=(), preload=False):
-    """The run as mnist-train builds it (mnist_cnn.run.Run), fitted; preload: the data loaded before the clock starts."""
+    """The run as mnist-train builds it (mnist_cnn.runs.run.Run), fitted; preload: the data loaded before the clock starts."""
     experiment, _ = RUNS[name]
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         cfg = compose("train", return_hydra_config=True, overrides=[
@@ -189,7 +189,7 @@ def devices(args) -> list[torch.device]:
 
 
 def code() -> dict:
-    """The code that ran (mnist_cnn.run.provenance); MNIST_CNN_COMMIT where the checkout came without its
+    """The code that ran (mnist_cnn.runs.run.provenance); MNIST_CNN_COMMIT where the checkout came without its
     .git (a copy sent to a GPU machine)."""
     found = provenance()
     return {**found, "git_commit": os.environ.get("MNIST_CNN_COMMIT") or found["git_commit"]}

@@ -29,9 +29,9 @@ from hydra import compose, initialize_config_module
 
 from benchmarks.common import RUNS, machine, parsed, parser, project_trainer, save_results, train_process
 from benchmarks.overhead import host_profile, overhead_run, trainer_ms_per_step
-from mnist_cnn.graphed import GraphedStep
-from mnist_cnn.run import model_of
-from mnist_cnn.speed import LossWatch
+from mnist_cnn.runs.run import model_of
+from mnist_cnn.training.graphed import GraphedStep
+from mnist_cnn.training.speed import LossWatch
 
 # The lab's baseline on the GPU: graphed and not, each precision, and two switches on the graphed step.
 LAB_VARIANTS = {
@@ -85,7 +85,7 @@ FLOOR_VARIANTS = {  # the replayed step's GPU time under each setting the Traine
 
 def graph_floor(name: str, device: torch.device, variant: str, steps: int = 200, profile_to: Path | None = None) -> float:
     """Milliseconds per step of the run's own step (its module's loss_of and its optimiser) captured with
-    mnist_cnn.graphed and replayed back to back on device-resident batches, nothing else on the host: the
+    mnist_cnn.training.graphed and replayed back to back on device-resident batches, nothing else on the host: the
     floor the Trainer's graphed step stands on. profile_to: the replays' kernels, by GPU time."""
     precision, deterministic, channels_last = FLOOR_VARIANTS[variant]
     experiment, batch_size = RUNS[name]

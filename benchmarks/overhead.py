@@ -28,10 +28,10 @@ from benchmarks.common import (
     save_results,
     window_rates,
 )
-from mnist_cnn.data import MNISTDataModule, TensorBatches
-from mnist_cnn.graphed import GraphedStep
-from mnist_cnn.run import lab_model
-from mnist_cnn.speed import wants_channels_last
+from mnist_cnn.data.module import MNISTDataModule, TensorBatches
+from mnist_cnn.runs.run import lab_model
+from mnist_cnn.training.graphed import GraphedStep
+from mnist_cnn.training.speed import wants_channels_last
 
 OVERHEAD_BATCH = 8  # small enough that the per-step cost of the framework shows against the maths
 
@@ -40,7 +40,7 @@ def plain_same_maths_ms(device: torch.device, args, graphed: bool = False) -> fl
     """Milliseconds per step of a plain loop doing exactly what the Trainer's step does, on the same
     device-resident batches: prose_cnn's forward (the project's module, its layout), cross-entropy, the
     epoch's loss and right-answer sums, backward, SGD with Nesterov momentum, the Keras decay.
-    graphed: the step captured as the Trainer captures it on CUDA (mnist_cnn.graphed), in this plain loop."""
+    graphed: the step captured as the Trainer captures it on CUDA (mnist_cnn.training.graphed), in this plain loop."""
     datamodule = MNISTDataModule(args.data_dir, batch_size=OVERHEAD_BATCH, seed=42)
     datamodule.prepare_data()
     datamodule.setup()

@@ -1,4 +1,4 @@
-"""What the figures of what a network learned add to a run: mnist_cnn.explain.run_figures (filters, feature
+"""What the figures of what a network learned add to a run: mnist_cnn.explain.attributions.run_figures (filters, feature
 maps, Integrated Gradients for 20 digits) and write_projector (2,000 test digits' last hidden layer), timed
 on a run's network and the real test set, median of --rounds: benchmarks/results/cpu-<date>-run-figures.json.
 
@@ -17,10 +17,10 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.datasets import MNIST
 
 from benchmarks.common import parsed, parser, save_results
-from mnist_cnn.datasets import DATASETS, blank_level, normalize
-from mnist_cnn.explain import run_figures, write_projector
+from mnist_cnn.data.datasets import DATASETS, blank_level, normalize
+from mnist_cnn.explain.attributions import run_figures, write_projector
 from mnist_cnn.figures import save_figure
-from mnist_cnn.saved import load_network
+from mnist_cnn.inference.loader import load_network
 
 
 def main() -> None:

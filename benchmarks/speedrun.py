@@ -23,8 +23,8 @@ from torchvision import datasets
 
 from benchmarks.common import parsed, parser, project_trainer, save_results, train_process
 from mnist_cnn.config.checks import native_precision
-from mnist_cnn.data import TensorBatches, normalize
-from mnist_cnn.run import model_of
+from mnist_cnn.data.module import TensorBatches, normalize
+from mnist_cnn.runs.run import model_of
 
 
 def tuomaso_recipe(x_train, y_train, x_test, y_test) -> dict:

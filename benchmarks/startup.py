@@ -72,10 +72,10 @@ def main() -> None:
 
 
 def demo_update_seconds() -> float:
-    """The demo's work per drawing update (mnist_cnn.demo.Reader.read) on a drawn 1, with the carried model."""
+    """The demo's work per drawing update (mnist_cnn.cli.demo.Reader.read) on a drawn 1, with the carried model."""
     import numpy as np
 
-    from mnist_cnn.demo import Reader
+    from mnist_cnn.cli.demo import Reader
 
     reader = Reader(None)
     drawn = np.zeros((280, 280, 4), dtype=np.uint8)

@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 from torch.profiler import profile
 
-from mnist_cnn.run import lab_model
+from mnist_cnn.runs.run import lab_model
 
 RUNS = {"baseline": 256, "elu": 200}
 

@@ -2,7 +2,7 @@
 
 1. a plain PyTorch loop written as pytorch/examples' mnist/main.py writes it (torchvision MNIST with
    ToTensor + Normalize, a DataLoader, the same network, optimiser and batch size);
-2. the project's own Trainer path (the config `python train.py` composes, built by mnist_cnn.run.Run).
+2. the project's own Trainer path (the config `python train.py` composes, built by mnist_cnn.runs.run.Run).
 
 For the lab's two runs (baseline at batch 256, ELU at batch 200), fp32 and bf16-mixed, on CPU and
 on CUDA when present. Reports train samples per second (median of timed windows after a warm-up),
@@ -46,9 +46,9 @@ from benchmarks.common import (
     save_results,
     window_rates,
 )
-from mnist_cnn.datasets import DATASETS
-from mnist_cnn.layers import keras_order
-from mnist_cnn.run import lab_model
+from mnist_cnn.data.datasets import DATASETS
+from mnist_cnn.models.layers import keras_order
+from mnist_cnn.runs.run import lab_model
 
 MNIST = DATASETS["mnist"]
 

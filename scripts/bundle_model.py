@@ -1,6 +1,6 @@
 """The model the package carries: a finished run's tested checkpoint, slimmed to what predicting needs (the
 network's class, arguments and weights, its data's normalisation, and where it came from), written to
-src/mnist_cnn/bundled/handwriting.ckpt. Prints its size and SHA-256, which mnist_cnn.saved.BUNDLED_SHA256
+src/mnist_cnn/bundled/handwriting.ckpt. Prints its size and SHA-256, which mnist_cnn.inference.loader.BUNDLED_SHA256
 and docs/bundled.md then hold.
 
     python train.py experiment=handwriting name=bundled        # about 13 minutes on 2 CPU cores
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mnist_cnn.atomic import write_atomically
-from mnist_cnn.saved import BUNDLED, run_checkpoint
+from mnist_cnn.inference.loader import BUNDLED, run_checkpoint
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "mnist_cnn" / BUNDLED
 

@@ -10,9 +10,9 @@ fonts-dancingscript fonts-kaushanscript fonts-kristi fonts-rufscript fonts-josce
 several sizes, slants and stroke widths, at random positions, light on dark and dark on light; and the
 ten digits drawn as pen strokes with random wobble, the way the demo's browser test draws them. Every
 image is 64x64, seeded: the same fonts give the same set. `score` reads each image as mnist-predict
-reads a file (mnist_cnn.predict.mnist_like) and prints each checkpoint's accuracy, overall and by
+reads a file (mnist_cnn.inference.predict.mnist_like) and prints each checkpoint's accuracy, overall and by
 source. With --group, runs of one setting over several seeds are one row each: the mean with its 95%
-interval, and each group against the first with Welch's interval of the difference (mnist_cnn.intervals),
+interval, and each group against the first with Welch's interval of the difference (mnist_cnn.reports.intervals),
 as the sweep report compares configurations. This is a test set: never choose a model or a setting by its
 score; validation does that.
 """
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cnn.cli import Parser
-from mnist_cnn.intervals import estimate, welch
-from mnist_cnn.predict import mnist_like, predict
-from mnist_cnn.saved import load_network
+from mnist_cnn.cli.guard import Parser
+from mnist_cnn.inference.loader import load_network
+from mnist_cnn.inference.predict import mnist_like, predict
+from mnist_cnn.reports.intervals import estimate, welch
 
 FONT_DIRS = ["/usr/share/fonts"]
 # Debian's handwriting fonts (file-name stems); others can be named with --fonts

@@ -8,8 +8,8 @@ import torch
 from filelock import FileLock
 from runs import ROOT, train_here
 
-from mnist_cnn.datasets import default_data_dir
-from mnist_cnn.mnist_files import ensure_mnist
+from mnist_cnn.data.datasets import default_data_dir
+from mnist_cnn.data.fetch import ensure_mnist
 
 NOT_OURS = {".git", "__pycache__", ".pytest_cache"}  # git's and Python's own bookkeeping
 

@@ -14,7 +14,7 @@ import processes
 import pytest
 import torch
 
-from mnist_cnn import train
+from mnist_cnn.cli import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

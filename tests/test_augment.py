@@ -1,10 +1,10 @@
-"""Training-time distortions (data.augment, mnist_cnn.augment): seeded, on whole batches, training only."""
+"""Training-time distortions (data.augment, mnist_cnn.data.augment): seeded, on whole batches, training only."""
 
 import pytest
 import torch
 
-from mnist_cnn.augment import Distortions
-from mnist_cnn.data import MNISTDataModule, ResumableBatches
+from mnist_cnn.data.augment import Distortions
+from mnist_cnn.data.module import MNISTDataModule, ResumableBatches
 
 NONE = Distortions(rotation=0, scale=0, shear=0, shift=0, elastic_alpha=0, elastic_sigma=3, thickness=0)
 STRONG = Distortions(rotation=15, scale=0.15, shear=10, shift=2, elastic_alpha=2, elastic_sigma=3, thickness=0.3)

@@ -11,9 +11,9 @@ from PIL import Image
 from runs import in_process
 from torchvision.datasets import MNIST
 
-from mnist_cnn import commands
-from mnist_cnn.datasets import normalize
-from mnist_cnn.saved import BUNDLED_SHA256, bundled, load_network
+from mnist_cnn.cli import commands
+from mnist_cnn.data.datasets import normalize
+from mnist_cnn.inference.loader import BUNDLED_SHA256, bundled, load_network
 
 pytestmark = pytest.mark.slow  # reads the test set
 

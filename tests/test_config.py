@@ -17,12 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from runs import run_train, train_here
 
 import mnist_cnn.conf
-from mnist_cnn import commands
-from mnist_cnn.classifier import Classifier
+from mnist_cnn.cli import commands
 from mnist_cnn.config import checks
 from mnist_cnn.config.signature import schema_of
-from mnist_cnn.data import MNISTDataModule
-from mnist_cnn.run import model_of
+from mnist_cnn.data.module import MNISTDataModule
+from mnist_cnn.models.classifier import Classifier
+from mnist_cnn.runs.run import model_of
 
 CONF = Path(mnist_cnn.conf.__file__).parent
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
@@ -45,7 +45,7 @@ def test_every_config_composes_checks_and_instantiates(tmp_path, group, option):
     assert isinstance(model_of(cfg.model, cfg.data.dataset), Classifier)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    precision = checks.native_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # as mnist_cnn.run.Run.build
+    precision = checks.native_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # as mnist_cnn.runs.run.Run.build
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
     assert isinstance(trainer, L.Trainer)
 
@@ -74,7 +74,7 @@ def test_every_key_of_every_config_has_a_declared_type(tmp_path):
 
 @pytest.mark.parametrize("model", ["baseline", "elu"])
 def test_help_says_each_groups_options_and_every_key_with_its_meaning(tmp_path, model):
-    """`mnist-train --help` (Hydra's help, its template from mnist_cnn.usage): the keys of the config the
+    """`mnist-train --help` (Hydra's help, its template from mnist_cnn.cli.usage): the keys of the config the
     command line composes, each with the meaning its schema declares."""
     result = train_here(f"model={model}", "logger=mlflow", "--help")
     assert result.returncode == 0, result.stderr
@@ -163,7 +163,7 @@ CROSS_KEY = [
     (["model.dense_units=64"], "model.dense_units is not a key of the model node: the network's arguments are "
                                "model.net.<argument> (model.net.dense_units)"),
     (["model.cuda_graph=false"], "model.cuda_graph is now callbacks.speed.cuda_graph"),
-    (["model.net.dense_unit=64"], "model.net.dense_unit is not an argument of mnist_cnn.networks.BaselineCNN"),
+    (["model.net.dense_unit=64"], "model.net.dense_unit is not an argument of mnist_cnn.models.networks.BaselineCNN"),
     (["data.augment.rotaton=10"], "data.augment.rotaton is not a known key; did you mean data.augment.rotation?"),
     (["model=elu2"], "did you mean model=elu?"),
     (["model=Baseline"], "did you mean model=baseline?"),  # one rule for keys, options and values, case aside

@@ -2,8 +2,8 @@ import pytest
 import torch
 from runs import needs_cuda
 
-from mnist_cnn.data import MNISTDataModule, TensorBatches, normalize, split_indices
-from mnist_cnn.datasets import DATASETS
+from mnist_cnn.data.datasets import DATASETS
+from mnist_cnn.data.module import MNISTDataModule, TensorBatches, normalize, split_indices
 
 MNIST = DATASETS["mnist"]
 

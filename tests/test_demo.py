@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw
 from processes import SERVER, free_port, started
 from runs import in_process
 
-from mnist_cnn.commands import demo as demo_main
-from mnist_cnn.demo import PREVIEW_SCALE, Reader, gray_of
+from mnist_cnn.cli.commands import demo as demo_main
+from mnist_cnn.cli.demo import PREVIEW_SCALE, Reader, gray_of
 from mnist_cnn.errors import UserError
 
 pytestmark = pytest.mark.slow  # a trained checkpoint, the demo server and a browser
@@ -74,7 +74,7 @@ def demo():
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the demo must turn analytics off itself
     # started with Ctrl-C ignored, as a shell starts a job in the background: the demo stops on it all the same
     ignoring_ctrl_c = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
-    command = [*ignoring_ctrl_c, sys.executable, "-c", "from mnist_cnn.commands import demo; demo()", "--port", port]
+    command = [*ignoring_ctrl_c, sys.executable, "-c", "from mnist_cnn.cli.commands import demo; demo()", "--port", port]
     with started(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         first = first_line(process)
         assert first.strip() == f"mnist-demo: reading with the model the package carries at http://127.0.0.1:{port}/ (Ctrl-C stops)", (

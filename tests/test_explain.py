@@ -11,11 +11,11 @@ from PIL import Image
 from runs import in_process
 from torchvision.datasets import MNIST
 
-from mnist_cnn import commands
-from mnist_cnn.datasets import blank_level, normalize
-from mnist_cnn.explain import feature_maps
-from mnist_cnn.explain_checks import completeness, deletion, randomisation, reinitialised
-from mnist_cnn.saved import load_network
+from mnist_cnn.cli import commands
+from mnist_cnn.data.datasets import blank_level, normalize
+from mnist_cnn.explain.attributions import feature_maps
+from mnist_cnn.explain.checks import completeness, deletion, randomisation, reinitialised
+from mnist_cnn.inference.loader import load_network
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 

@@ -13,9 +13,10 @@ import torch
 from runs import ROOT, in_process
 from torchvision.datasets import MNIST
 
-from mnist_cnn import commands, export
-from mnist_cnn.data import normalize
-from mnist_cnn.saved import load_network
+from mnist_cnn.cli import commands
+from mnist_cnn.data.module import normalize
+from mnist_cnn.inference import export
+from mnist_cnn.inference.loader import load_network
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 

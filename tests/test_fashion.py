@@ -14,10 +14,11 @@ from PIL import Image
 from runs import in_process, train_here
 from torchvision.datasets import FashionMNIST
 
-from mnist_cnn import commands, mnist_files
-from mnist_cnn.data import MNISTDataModule
-from mnist_cnn.datasets import DATASETS
-from mnist_cnn.mnist_files import MNISTUnavailable, ensure_fashion_mnist, raw_dir
+from mnist_cnn.cli import commands
+from mnist_cnn.data import fetch as mnist_files
+from mnist_cnn.data.datasets import DATASETS
+from mnist_cnn.data.fetch import MNISTUnavailable, ensure_fashion_mnist, raw_dir
+from mnist_cnn.data.module import MNISTDataModule
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 

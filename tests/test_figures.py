@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from mnist_cnn import artifacts  # noqa: E402
+from mnist_cnn.reports import run_files as artifacts  # noqa: E402
 
 DIGITS = [str(d) for d in range(10)]
 CLOTHES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

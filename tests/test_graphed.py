@@ -1,4 +1,4 @@
-"""The training step captured as a CUDA graph (mnist_cnn.graphed, plugged in by mnist_cnn.speed.FastStep): on
+"""The training step captured as a CUDA graph (mnist_cnn.training.graphed, plugged in by mnist_cnn.training.speed.FastStep): on
 CPU, the Lightning plumbing around it (its steps counted, the schedule advanced, the hooks it takes over);
 on a GPU, the graph itself."""
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 from runs import needs_cuda, train_here
 
-from mnist_cnn.data import TensorBatches
-from mnist_cnn.graphed import GraphedStep
-from mnist_cnn.run import lab_model
-from mnist_cnn.speed import FastStep
+from mnist_cnn.data.module import TensorBatches
+from mnist_cnn.runs.run import lab_model
+from mnist_cnn.training.graphed import GraphedStep
+from mnist_cnn.training.speed import FastStep
 
 
 class Batches(L.LightningDataModule):

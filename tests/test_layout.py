@@ -1,6 +1,6 @@
-"""The shape of the code, kept: no import cycle in the package (imports inside functions included), modules
-and classes of a size a newcomer reads, constructors with few arguments, commands whose `--help` answers
-without importing torch."""
+"""The shape of the code, kept: folders named for what they hold, each a layer that imports only the layers
+below it; no import cycle in the package (imports inside functions included); modules and classes of a size a
+newcomer reads, constructors with few arguments; commands whose `--help` answers without importing torch."""
 
 import ast
 import subprocess
@@ -48,6 +48,26 @@ def test_no_import_cycle_in_the_package():
     assert not cycles, cycles
 
 
+# The package's layers, lowest first: a module may import its own folder's and those of lower layers, never a
+# higher one's. The modules at the top of the package (errors, atomic, suggest, figures) are the lowest.
+LAYERS = ["", "data", "models", "training", "inference", "explain", "tracking", "reports", "config", "runs", "cli"]
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1] if len(parts) > 2 else "")
+
+
+def test_folders_hold_at_most_15_modules_and_each_layer_imports_only_those_below():
+    assert set(LAYERS[1:]) | {"bundled"} == {p.name for p in PACKAGE.iterdir() if p.is_dir()
+                                                      and p.name != "__pycache__"}
+    sizes = {p.name: len(list(p.glob("*.py"))) - 1 for p in PACKAGE.iterdir() if p.is_dir() and p.name in LAYERS}
+    assert max(sizes.values()) <= 15 and len(list(PACKAGE.glob("*.py"))) - 1 <= 6, sizes
+    upward = [f"{m} imports {o}" for m, p in MODULES.items() if m.count(".") > 0
+              for o in imported(p, m) if layer(o) > layer(m)]
+    assert not upward, upward
+
+
 def test_modules_scripts_and_benchmarks_are_short():
     long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
     long |= {str(p.relative_to(ROOT)): n for folder in ("scripts", "benchmarks") for p in (ROOT / folder).glob("*.py")
@@ -56,8 +76,9 @@ def test_modules_scripts_and_benchmarks_are_short():
 
 
 def test_the_lightning_module_is_plain_and_constructors_take_few_arguments():
-    tree = ast.parse((PACKAGE / "classifier.py").read_text())
+    tree = ast.parse((PACKAGE / "models" / "classifier.py").read_text())
     (module,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Classifier"]
+    assert [ast.unparse(base) for base in module.bases] == ["L.LightningModule"]
     assert module.end_lineno - module.lineno + 1 <= 120
     wide = []
     for path in PACKAGE.rglob("*.py"):
@@ -85,7 +106,7 @@ def imported_names(path: Path) -> set[str]:
 
 
 def test_help_answers_without_torch():
-    code = ("import sys; from mnist_cnn import commands\n"
+    code = ("import sys; from mnist_cnn.cli import commands\n"
             "for command in ('predict', 'explain', 'export', 'demo', 'report'):\n"
             "    try:\n        getattr(commands, command)(['--help'])\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in ('torch', 'lightning', 'hydra', 'gradio') if m in sys.modules))")
@@ -98,9 +119,9 @@ def test_help_answers_without_torch():
 def test_train_help_reads_the_constructors_without_the_job():
     """mnist-train --help imports the classes whose constructors are the schema (torch with them), not the
     training job or its attributions."""
-    code = ("import sys; from mnist_cnn import train\nsys.argv = ['mnist-train', '--help']\n"
+    code = ("import sys; from mnist_cnn.cli import train\nsys.argv = ['mnist-train', '--help']\n"
             "try:\n    train.main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('mnist_cnn.job', 'captum') if m in sys.modules))")
+            "print(sorted(m for m in ('mnist_cnn.runs.job', 'captum') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
     assert "model.optimizer.lr: float" in done.stdout and "model.net.conv1_channels: int = 32" in done.stdout

@@ -13,8 +13,8 @@ import torch
 from processes import COMMAND, started
 from torchvision.datasets import MNIST
 
-from mnist_cnn import mnist_files
-from mnist_cnn.mnist_files import MNISTUnavailable, ensure_mnist, load_arrays_pickle, raw_dir
+from mnist_cnn.data import fetch as mnist_files
+from mnist_cnn.data.fetch import MNISTUnavailable, ensure_mnist, load_arrays_pickle, raw_dir
 
 
 def fake_official(monkeypatch, tmp_path):
@@ -122,7 +122,7 @@ def test_real_chain_with_torchvision_unreachable_gets_official_files(monkeypatch
 FETCHER = """
 import hashlib, sys, time
 from pathlib import Path
-from mnist_cnn import mnist_files
+from mnist_cnn.data import fetch as mnist_files
 
 root, log = sys.argv[1], sys.argv[2]
 contents = {name: (name * 20000).encode() for name in mnist_files.OFFICIAL_SHA256}

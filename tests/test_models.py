@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mnist_cnn.artifacts import misclassified_figure
 from mnist_cnn.errors import TrainingDiverged, UserError
-from mnist_cnn.evaluation import MISTAKES_KEPT, Evaluation
-from mnist_cnn.layers import Dropout, keras_order
-from mnist_cnn.run import lab_model
-from mnist_cnn.saved import load_network
-from mnist_cnn.speed import FastStep, LossWatch, wants_channels_last
+from mnist_cnn.inference.loader import load_network
+from mnist_cnn.models.layers import Dropout, keras_order
+from mnist_cnn.reports.run_files import misclassified_figure
+from mnist_cnn.runs.run import lab_model
+from mnist_cnn.training.evaluation import MISTAKES_KEPT, Evaluation
+from mnist_cnn.training.speed import FastStep, LossWatch, wants_channels_last
 
 LAB_PARAMETERS = {"baseline": 1_199_882, "elu": 329_962, "prose_cnn": 59_933, "speedrun": 321_066}
 
@@ -89,7 +89,7 @@ def test_one_optimiser_step_lowers_the_loss(cls, seed):
 
 
 def test_predictions_are_probabilities():
-    from mnist_cnn.predict import predict
+    from mnist_cnn.inference.predict import predict
 
     model = lab_model("elu").eval()
     images = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8)
@@ -242,4 +242,4 @@ def test_a_checkpoint_whose_weights_no_longer_fit_its_network_is_refused_in_one_
     with pytest.raises(UserError) as refused:
         load_network(tmp_path / "old.ckpt")
     said = str(refused.value)
-    assert said.startswith(f"{tmp_path / 'old.ckpt'}: its weights do not fit mnist_cnn.networks.BaselineCNN") and "\n" not in said
+    assert said.startswith(f"{tmp_path / 'old.ckpt'}: its weights do not fit mnist_cnn.models.networks.BaselineCNN") and "\n" not in said

@@ -15,9 +15,9 @@ from PIL import Image
 from runs import in_process, metrics_of
 from torchvision.datasets import MNIST
 
-from mnist_cnn import commands
-from mnist_cnn.data import normalize
-from mnist_cnn.saved import load_network, run_checkpoint
+from mnist_cnn.cli import commands
+from mnist_cnn.data.module import normalize
+from mnist_cnn.inference.loader import load_network, run_checkpoint
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
 

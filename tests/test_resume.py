@@ -18,8 +18,8 @@ from processes import COMMAND, run, started
 from runs import ROOT, metrics_of, train_here
 
 from mnist_cnn import atomic
-from mnist_cnn.checkpoints import AtomicCheckpointIO
-from mnist_cnn.interrupt import AtStepEnd, Interrupted
+from mnist_cnn.training.checkpoints import AtomicCheckpointIO
+from mnist_cnn.training.interrupt import AtStepEnd, Interrupted
 
 SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
          "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=csv",
@@ -169,7 +169,7 @@ def test_resume_of_a_missing_directory_is_refused(tmp_path):
 
 
 def test_a_resumed_run_writes_tensorboard_where_it_started_whatever_the_layout_then(tmp_path):
-    from mnist_cnn.logger import RunLogger, described
+    from mnist_cnn.tracking.tensorboard import RunLogger, described
     assert Path(RunLogger(str(tmp_path)).log_dir) == tmp_path / described()  # a new run: under what it changes
     started_before = tmp_path / "tensorboard" / "baseline" / "seed=1"  # a run made before this layout
     started_before.mkdir(parents=True)
@@ -328,7 +328,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_periodic_checkpoints_go_by_time_on_cuda_and_by_steps_elsewhere(monkeypatch):
     from types import SimpleNamespace
 
-    from mnist_cnn import checkpoints
+    from mnist_cnn.training import checkpoints
 
     clock = [1000.0]
     monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
@@ -356,7 +356,7 @@ def test_a_run_stops_only_at_a_step_whose_checkpoint_it_wrote(lands):
 
     from lightning.pytorch.trainer.states import TrainerFn
 
-    from mnist_cnn import checkpoints
+    from mnist_cnn.training import checkpoints
 
     callback = checkpoints.RunCheckpoint(every_n_steps=2, dirpath="unused")
     saved, arrived = [], []  # the steps saved at; the step the signal landed in

@@ -8,9 +8,9 @@ import pytest
 from runs import in_process, metrics_of, run_train, train_here
 from scipy import stats
 
-from mnist_cnn.commands import report as main
-from mnist_cnn.intervals import estimate, seeds_to_separate
-from mnist_cnn.report import read_jobs, write_report
+from mnist_cnn.cli.commands import report as main
+from mnist_cnn.reports.intervals import estimate, seeds_to_separate
+from mnist_cnn.reports.sweep import read_jobs, write_report
 
 TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv", "explain=false")

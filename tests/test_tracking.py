@@ -22,8 +22,8 @@ from processes import COMMAND, free_port, started, wait_for
 from runs import FEW_BATCHES, ROOT, metrics_of, train_here
 from torchvision.datasets import MNIST
 
-from mnist_cnn.data import normalize
-from mnist_cnn.run_folder import claim
+from mnist_cnn.data.module import normalize
+from mnist_cnn.runs.folder import claim
 
 EPOCHS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 

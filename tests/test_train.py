@@ -16,11 +16,11 @@ from runs import FEW_BATCHES, metrics_of, needs_cuda, run_train, train_here
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.datasets import MNIST
 
-from mnist_cnn import networks
 from mnist_cnn.config.checks import native_precision
-from mnist_cnn.data import normalize
-from mnist_cnn.mnist_files import OFFICIAL_SHA256
-from mnist_cnn.saved import load_network
+from mnist_cnn.data.fetch import OFFICIAL_SHA256
+from mnist_cnn.data.module import normalize
+from mnist_cnn.inference.loader import load_network
+from mnist_cnn.models import networks
 
 pytestmark = pytest.mark.slow  # each test trains
 

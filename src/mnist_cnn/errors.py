@@ -1,6 +1,11 @@
 """What a user's mistake raises: one hierarchy, each kind with its exit status. A leaf: it imports nothing
-of the project, so every module may raise these. mnist_cnn.cli.guarded says any of them in one line on
+of the project, so every module may raise these. mnist_cnn.cli.guard.guarded says any of them in one line on
 stderr and exits with its status; anything else that escapes a command is a bug, and shows as one."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
 
 
 class UserError(ValueError):
@@ -20,3 +25,21 @@ class DataUnavailable(UserError):
 
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite: the run's settings (a learning rate too high, say)."""
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def exit_with(prog: str, exc: BaseException) -> NoReturn:
+    """One line on stderr, naming what was wrong; exit with the error's status (mnist_cnn.errors'), or 1 for
+    an OSError naming a file (a full disk, say)."""
+    print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+    sys.exit(getattr(exc, "status", 1 if isinstance(exc, OSError) else 2))
+
+
+def users_mistake(exc: BaseException) -> bool:
+    """Whether `exc` is the user's to fix (said in one line), not a bug in our code (a traceback)."""
+    return isinstance(exc, UserError) or (isinstance(exc, OSError) and bool(exc.filename))

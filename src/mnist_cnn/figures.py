@@ -25,7 +25,7 @@ def save_figure(fig, path: Path) -> bytes:
 
 def sweep_figure(stats: dict, key: str):
     """Mean and 95% interval of validation and test accuracy against one swept hyperparameter: `stats` maps
-    each value of `key` to its Estimates (mnist_cnn.report.group)."""
+    each value of `key` to its Estimates (mnist_cnn.reports.sweep.group)."""
     numeric = all(_is_number(v) for v in stats)
     xs = sorted(stats, key=float if numeric else str)
     fig, ax = plt.subplots(figsize=(6, 4))

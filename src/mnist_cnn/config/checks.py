@@ -16,14 +16,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from mnist_cnn.config.keys import choices_of
+from mnist_cnn.config.overrides import expected
 from mnist_cnn.config.signature import arguments_of, import_class, schema_of
-from mnist_cnn.data import train_size
-from mnist_cnn.datasets import DATASETS, default_data_dir
+from mnist_cnn.data.datasets import DATASETS, default_data_dir
+from mnist_cnn.data.fetch import OFFICIAL_SHA256, raw_dir
+from mnist_cnn.data.module import train_size
 from mnist_cnn.errors import ConfigError
-from mnist_cnn.graphed import obstacle
-from mnist_cnn.mnist_files import OFFICIAL_SHA256, raw_dir
-from mnist_cnn.overrides import expected
 from mnist_cnn.suggest import did_you_mean
+from mnist_cnn.training.graphed import obstacle
 
 
 def allowed(rule: dict, integer: bool = False) -> str:

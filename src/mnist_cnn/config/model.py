@@ -1,6 +1,6 @@
 """The model node: `net`, the network (any nn.Module its `_target_` names; its keys are its constructor's,
-mnist_cnn.config.signature), `optimizer` and `schedule` (mnist_cnn.classifier.Classifier's). The speed switches
-are the speed plug-in's, callbacks.speed (mnist_cnn.speed.FastStep)."""
+mnist_cnn.config.signature), `optimizer` and `schedule` (mnist_cnn.models.classifier.Classifier's). The speed switches
+are the speed plug-in's, callbacks.speed (mnist_cnn.training.speed.FastStep)."""
 
 from __future__ import annotations
 

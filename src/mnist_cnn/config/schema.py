@@ -31,8 +31,8 @@ from mnist_cnn.config.keys import (
 )
 from mnist_cnn.config.model import ModelConfig
 from mnist_cnn.config.signature import schema_of
-from mnist_cnn.data import MNISTDataModule
-from mnist_cnn.speed import FastStep
+from mnist_cnn.data.module import MNISTDataModule
+from mnist_cnn.training.speed import FastStep
 
 
 @dataclass
@@ -62,8 +62,8 @@ class TrainerConfig:
 
 @dataclass
 class CheckpointConfig:
-    """mnist_cnn.checkpoints.RunCheckpoint (Lightning's ModelCheckpoint)"""
-    _target_: str = key("the checkpoint callback class", "mnist_cnn.checkpoints.RunCheckpoint")
+    """mnist_cnn.training.checkpoints.RunCheckpoint (Lightning's ModelCheckpoint)"""
+    _target_: str = key("the checkpoint callback class", "mnist_cnn.training.checkpoints.RunCheckpoint")
     every_n_steps: Optional[int] = key("also write last.ckpt every this many training steps (null: epoch ends only)",
                                        100, ge=1)
     every_n_seconds: Optional[float] = key("or at the first step this long after the last save; null: 60 s on "
@@ -79,8 +79,8 @@ class CheckpointConfig:
 
 @dataclass
 class ProgressBarConfig:
-    """mnist_cnn.progress.ProgressBar (Lightning's TQDMProgressBar)"""
-    _target_: str = key("the progress bar class", "mnist_cnn.progress.ProgressBar")
+    """mnist_cnn.training.progress.ProgressBar (Lightning's TQDMProgressBar)"""
+    _target_: str = key("the progress bar class", "mnist_cnn.training.progress.ProgressBar")
     refresh_rate: int = key("batches between refreshes (0: no bar)", 20, ge=0)
 
 
@@ -93,8 +93,8 @@ class LearningRateConfig:
 
 @dataclass
 class TensorBoardConfig:
-    """mnist_cnn.logger.RunLogger (Lightning's TensorBoardLogger)"""
-    _target_: str = key("the logger class", "mnist_cnn.logger.RunLogger")
+    """mnist_cnn.tracking.tensorboard.RunLogger (Lightning's TensorBoardLogger)"""
+    _target_: str = key("the logger class", "mnist_cnn.tracking.tensorboard.RunLogger")
     save_dir: str = key("the folder the logger writes under", RUN_DIR)
     name: str = key("its subfolder ('': none, the run's folder itself)", "")
     version: Optional[str] = key("the subfolder TensorBoard names the run by, after the run's folder; null: its "
@@ -103,8 +103,8 @@ class TensorBoardConfig:
 
 @dataclass
 class CSVConfig:
-    """mnist_cnn.logger.RunCSVLogger (Lightning's CSVLogger, keeping a resumed run's rows)"""
-    _target_: str = key("the logger class", "mnist_cnn.logger.RunCSVLogger")
+    """mnist_cnn.tracking.tensorboard.RunCSVLogger (Lightning's CSVLogger, keeping a resumed run's rows)"""
+    _target_: str = key("the logger class", "mnist_cnn.tracking.tensorboard.RunCSVLogger")
     save_dir: str = key("the folder the logger writes under", RUN_DIR)
     name: str = key("its subfolder", "csv")
     version: str = key("its version subfolder ('' for none)", "")
@@ -112,8 +112,8 @@ class CSVConfig:
 
 @dataclass
 class MLflowConfig:
-    """mnist_cnn.tracking.RunMLFlowLogger (Lightning's MLFlowLogger), beside TensorBoard"""
-    _target_: str = key("the logger class", "mnist_cnn.tracking.RunMLFlowLogger")
+    """mnist_cnn.tracking.mlflow_run.RunMLFlowLogger (Lightning's MLFlowLogger), beside TensorBoard"""
+    _target_: str = key("the logger class", "mnist_cnn.tracking.mlflow_run.RunMLFlowLogger")
     tracking_uri: str = key("the tracking store: a server (http://host:5000) or a database (sqlite:///path.db); "
                             "by default MLFLOW_TRACKING_URI, else outputs/mlflow.db",
                             "${oc.env:MLFLOW_TRACKING_URI,'sqlite:///outputs/mlflow.db'}")
@@ -136,11 +136,11 @@ class TrainConfig:
     explain: bool = key("also write what the tested network learned: filters.png, feature_maps.png, attributions.png "
                         "and the Projector's embedding (about 5 s for the baseline on a 2-core CPU)", True)
     resume: Optional[str] = key("a run directory to continue from its newest checkpoint, with the overrides it was "
-                                "started with (mnist_cnn.resume: only what does not change the run's results may "
+                                "started with (mnist_cnn.runs.resume: only what does not change the run's results may "
                                 "differ)", None)
     read_epochs: Optional[List[int]] = key("also report what a run stopped after each of these epochs would have "
                                            "(an epochs grid from one run; each 1..trainer.max_epochs; exact, see "
-                                           "mnist_cnn.epoch_readings)", None, ge=1)
+                                           "mnist_cnn.training.epoch_readings)", None, ge=1)
     data: Any = None
     model: ModelConfig = section(ModelConfig, "the network and how it is trained (model=<option>)")
     trainer: Any = None

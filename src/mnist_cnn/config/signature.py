@@ -4,7 +4,7 @@ set from `typing.Literal`, its meaning from the docstring's Args section. What a
 speed plug-in take is declared once, in their constructors, and Hydra and the checks read it from there.
 
 hydra-zen's `builds(cls, populate_full_signature=True)` makes the same dataclass but drops the ranges and the
-meanings, which the checks (mnist_cnn.config.checks) and `--help` (mnist_cnn.usage) need; pydantic checks values
+meanings, which the checks (mnist_cnn.config.checks) and `--help` (mnist_cnn.cli.usage) need; pydantic checks values
 but knows nothing of OmegaConf's nodes, which Hydra's overrides and interpolations need.
 """
 

@@ -1,0 +1,251 @@
+"""One training run as an object: built once from its composed config (its folder, overrides, data
+module, model, trainer and callbacks), then fitted and tested; `fit_and_test` returns a typed result,
+from which metrics.json, the report files and the trackers are written."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import platform
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cnn.config.checks import native_precision
+from mnist_cnn.config.model import ModelConfig
+from mnist_cnn.data.datasets import DATASETS
+from mnist_cnn.errors import ConfigError
+from mnist_cnn.models.classifier import Classifier
+from mnist_cnn.reports import run_files as artifacts
+from mnist_cnn.tracking import mlflow_run as tracking
+from mnist_cnn.training.checkpoints import background_checkpoint_io, newest_checkpoint
+from mnist_cnn.training.epoch_readings import BestAtEpochs, read_epochs
+from mnist_cnn.training.evaluation import Evaluation
+from mnist_cnn.training.history import History
+
+log = logging.getLogger(__name__)
+
+
+def built(group: str, node: DictConfig, **kwargs):
+    """A group's object. A value that passed the schema can still be refused by the class it builds
+    (a kernel larger than the image): one line naming the group, and for a model its layer sizes. A
+    TypeError (an argument the class does not take) is a bug in the schema or the class, and shows as one."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        if not isinstance(cause, (ValueError, RuntimeError)):
+            raise
+        reason = " ".join(str(cause).split())
+        if group == "model":
+            sizes = ", ".join(f"model.net.{k}={v}" for k, v in node.items() if "kernel" in k or "pool" in k)
+            built_with = f" with {sizes}" if sizes else ""
+            raise ConfigError(f"model: {node._target_.rpartition('.')[2]} cannot be built{built_with}: {reason}") from None
+        raise ConfigError(f"{group}: {reason}") from None
+
+
+def model_of(node: DictConfig, dataset: str) -> Classifier:
+    """A model node's network (its class and arguments, sized for the dataset's images and classes) and the
+    LightningModule that trains it with the node's optimiser and schedule."""
+    spec = DATASETS[dataset]
+    shape = dict(input_shape=spec.shape, num_classes=len(spec.classes))
+    net = built("model", node.net, _convert_="all", **shape)
+    arguments = {k: v for k, v in OmegaConf.to_container(node.net, resolve=True).items() if k != "_target_"}
+    return Classifier(net, OmegaConf.to_container(node.optimizer), OmegaConf.to_container(node.schedule),
+                      network={"target": node.net._target_, "arguments": {**arguments, **shape}}, **shape)
+
+
+def lab_model(option: str = "baseline", dataset: str = "mnist", **changes) -> Classifier:
+    """The model `model=<option>` builds, its network's arguments changed by `changes`: for a notebook or a
+    test. Trained outside mnist-train, add mnist_cnn.training.speed.FastStep() to the Trainer's callbacks for its speed."""
+    yaml = resources.files("mnist_cnn.conf").joinpath("model", f"{option}.yaml").read_text()
+    node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.create(yaml), {"net": changes})
+    return model_of(node, dataset)
+
+
+def provenance() -> dict:
+    """Library versions and the git commit of the code that ran, with a flag for local edits."""
+    versions = {name: importlib.metadata.version(name)
+                for name in ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core")}
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an installed copy)
+        commit, dirty = None, None
+    return {"python": platform.python_version(), **versions, "git_commit": commit, "git_dirty": dirty}
+
+
+@dataclass
+class Tested:
+    """What the run's test used and gave: the epoch validation chose, its checkpoint, the test's figures
+    ({} with test=false), and the run's Evaluation (its report and mistakes)."""
+    best: dict
+    best_path: str
+    monitor: str | None
+    test: dict
+    evaluation: Evaluation
+
+
+@dataclass
+class Run:
+    """A run as its config builds it. `folder` and `overrides` are Hydra's for this job."""
+    cfg: DictConfig
+    datamodule: L.LightningDataModule
+    model: Classifier
+    trainer: L.Trainer
+    history: History
+    evaluation: Evaluation
+    readings: BestAtEpochs | None
+    folder: Path = field(default_factory=lambda: Path(HydraConfig.get().runtime.output_dir))
+    overrides: list[str] = field(default_factory=lambda: list(HydraConfig.get().overrides.task))
+
+    @classmethod
+    def build(cls, cfg: DictConfig, extra_callbacks: tuple = ()) -> Run:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        # Deterministic algorithms also fill every new tensor with NaN, to expose reads of unwritten memory: a
+        # debugging aid, not part of determinism, that adds a kernel per allocation to each GPU step.
+        torch.utils.deterministic.fill_uninitialized_memory = False
+        datamodule = built("data", cfg.data, _convert_="all")  # plain containers in hparams and checkpoints
+        model = model_of(cfg.model, cfg.data.dataset)
+        readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
+        history, evaluation = History(), Evaluation()
+        callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
+        callbacks += [history, evaluation, *([readings] if readings else []), *extra_callbacks]
+        loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+        trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                        plugins=[background_checkpoint_io()],
+                        precision=native_precision(cfg.trainer.precision, cfg.trainer.accelerator))
+        return cls(cfg, datamodule, model, trainer, history, evaluation, readings)
+
+    @property
+    def network(self) -> str:
+        return type(self.model.net).__name__
+
+    @property
+    def trackers(self) -> list[tracking.RunMLFlowLogger]:
+        return [lg for lg in self.trainer.loggers if isinstance(lg, tracking.RunMLFlowLogger)]
+
+    def checkpoint_dir(self) -> Path | None:
+        return checkpoint_dir(self.cfg)
+
+    def resume_point(self) -> Path | None:
+        """The checkpoint to continue from: the newest in the run's folder, with resume=, or when a multirun
+        job finds checkpoints in its own folder, because it was requeued (SLURM: time limit, preemption)."""
+        checkpoints = self.checkpoint_dir()
+        requeued = HydraConfig.get().mode == RunMode.MULTIRUN and checkpoints is not None and checkpoints.is_dir()
+        if not (self.cfg.resume or requeued):
+            return None
+        resume_from = newest_checkpoint(checkpoints) if checkpoints is not None else None
+        log.info("resuming from %s", resume_from or "nothing: no checkpoint yet, starting afresh")
+        return resume_from
+
+    def fit_and_test(self) -> tuple[dict, Tested]:
+        """Fit (or resume), test the checkpoint validation chose: metrics.json's content, and what was tested."""
+        trainer, model = self.trainer, self.model
+        code = provenance()  # now, before training: the checkout may change while a long run goes on
+        resume_from = self.resume_point()
+        if trainer.is_global_zero:
+            log.info("Model: %s, %s parameters; %s, precision %s", self.network,
+                     f"{sum(p.numel() for p in model.parameters()):,}", device_words(trainer), trainer.precision)
+        for tracker in self.trackers:
+            config = OmegaConf.to_container(self.cfg, resolve=True)
+            tracker.describe(artifacts.distinguishing({"model": self.network, "precision": str(trainer.precision),
+                                                       "config": config}), OmegaConf.to_yaml(config), code["git_commit"])
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            if resume_from is not None:  # a resumed run continues in its own folder, which holds its checkpoints
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            trainer.fit(model, datamodule=self.datamodule, ckpt_path=resume_from)
+        fit_seconds = time.perf_counter() - start
+        # Copied now: testing from a checkpoint restores callback states too, History's included, which
+        # would cut its list back to the epochs the best checkpoint had seen.
+        epochs = list(self.history.epochs)
+        read = (read_epochs(trainer, model, self.datamodule, self.readings, epochs, self.cfg.test)
+                if self.readings else None)
+        tested = self.test_best(epochs, weights_in_memory_may_be_best=self.readings is None)
+        return self.metrics(epochs, tested, fit_seconds, code, read), tested
+
+    def test_best(self, epochs: list[dict], weights_in_memory_may_be_best: bool) -> Tested:
+        checkpoint = self.trainer.checkpoint_callback
+        best_path = checkpoint.best_model_path if checkpoint is not None else ""
+        best = tested_epoch(epochs, checkpoint)
+        # The best checkpoint of the last epoch holds the weights still in memory (unless readings loaded others):
+        # test those rather than read the file back.
+        in_memory = weights_in_memory_may_be_best and bool(epochs) and best.get("epoch") == epochs[-1]["epoch"]
+        ckpt_path = None if in_memory else best_path or None
+        test = (self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+                if self.cfg.test else {})
+        return Tested(best, best_path, checkpoint.monitor if checkpoint is not None else None, test, self.evaluation)
+
+    def metrics(self, epochs: list[dict], tested: Tested, fit_seconds: float, code: dict, read: dict | None) -> dict:
+        """metrics.json of a finished run: what the sweep report, TensorBoard's HParams and a resume read."""
+        train_seconds = sum(e["train_seconds"] for e in epochs)
+        test, best = tested.test, tested.best
+        return {
+            "status": "ok",
+            "overrides": self.overrides,
+            "model": self.network,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "test_acc": test.get("test_acc"),
+            "test_loss": test.get("test_loss"),
+            "best_val_acc": best.get("val_acc"),
+            "best_val_loss": best.get("val_loss"),
+            "best_epoch": best.get("epoch"),
+            "best_checkpoint": tested.best_path,
+            "misclassified_shown": len(tested.evaluation.mistakes["true"]) if test else None,  # misclassified.png's
+            "epochs": len(epochs),
+            "fit_seconds": fit_seconds,
+            "train_samples_per_second": sum(e["train_samples"] for e in epochs) / train_seconds if train_seconds else None,
+            "device": str(self.trainer.strategy.root_device),
+            "precision": str(self.trainer.precision),
+            "data_sha256": self.datamodule.file_sha256,
+            "provenance": code,
+            "history": epochs,
+            # read_epochs: {k: what a k-epoch run would report}, read from this run (see mnist_cnn.training.epoch_readings)
+            **({"read_at_epochs": read} if read is not None else {}),
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def write(self, metrics: dict, tested: Tested) -> None:
+        """The run's report files and the trackers' record of it."""
+        artifacts.write_run(self.folder, self.trainer, self.model, self.datamodule, metrics["history"],
+                            tested.evaluation, metrics,
+                            explain=self.cfg.explain and not self.trainer.fast_dev_run)  # a smoke run's network learned nothing
+        for tracker in self.trackers:
+            tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path | None:
+    """Where the run's checkpoints are: the checkpoint callback's dirpath, the one source for resume,
+    requeue and the interruption record. None without a checkpoint callback."""
+    checkpoint = (cfg.callbacks or {}).get("checkpoint")
+    return Path(checkpoint.dirpath) if checkpoint is not None and checkpoint.get("dirpath") else None
+
+
+def device_words(trainer) -> str:
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}" + (f" x {trainer.world_size}" if trainer.world_size > 1 else "")
+    return f"CPU, {torch.get_num_threads()} threads" + (f" x {trainer.world_size} processes" if trainer.world_size > 1 else "")
+
+
+def tested_epoch(epochs: list[dict], checkpoint) -> dict:
+    """The history entry of the epoch whose checkpoint is tested: by the checkpoint callback's monitor
+    and mode (val_acc, max, by default), the first of equals, as ModelCheckpoint keeps the first."""
+    monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint is not None and checkpoint.monitor else ("val_acc", "max")
+    scored = [e for e in epochs if e.get(monitor) is not None]
+    return (min if mode == "min" else max)(scored, key=lambda e: e[monitor], default={})
