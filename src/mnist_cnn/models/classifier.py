@@ -11,7 +11,6 @@ from torch import nn
 from torch.nn import functional as F
 
 
-
 class Classifier(L.LightningModule):
     """optimizer: {name: a torch.optim class name, **its arguments}; schedule: {decay: Keras's time-based decay,
     one_cycle}. decay d makes the learning rate lr / (1 + d * step), step counted in optimiser steps, as Keras
