@@ -52,6 +52,7 @@ class History(L.Callback):
             "train_acc": metrics.get("train_acc"),
             "val_loss": metrics.get("val_loss"),
             "val_acc": metrics.get("val_acc"),
+            **{k: v for k, v in metrics.items() if k.startswith("val_")},  # any other a module logs
             "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),  # a tensor while graphed
             "train_samples": self._samples * trainer.world_size,
             "train_seconds": total - self._val_seconds,
