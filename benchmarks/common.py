@@ -76,8 +76,7 @@ class Stamps:
 def window_rates(stamps: list[float], batch_size: int, warmup: int, window: int) -> list[float]:
     """Samples per second over consecutive windows of `window` batches, after `warmup` batches.
     stamps[i] is the time batch i finished (stamps[0]: before the first batch)."""
-    return [window * batch_size / (stamps[i + window] - stamps[i])
-            for i in range(warmup, len(stamps) - window, window)]
+    return [window * batch_size / (stamps[i + window] - stamps[i]) for i in range(warmup, len(stamps) - window, window)]
 
 
 def optimiser_and_decay(module):
@@ -114,11 +113,20 @@ def project_trainer(name, precision, device, args, out_dir, *overrides, callback
     """The run as mnist-train builds it (mnist_cnn.runs.run.Run), fitted; preload: the data loaded before the clock starts."""
     experiment, _ = RUNS[name]
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
-        cfg = compose("train", return_hydra_config=True, overrides=[
-            f"experiment={experiment}", f"trainer.precision={PRECISIONS[precision]}",
-            f"trainer.accelerator={device.type.replace('cuda', 'gpu')}", f"data.data_dir={args.data_dir}",
-            "callbacks.progress_bar.refresh_rate=0", "trainer.num_sanity_val_steps=0",
-            f"hydra.runtime.output_dir={out_dir}", *overrides])
+        cfg = compose(
+            "train",
+            return_hydra_config=True,
+            overrides=[
+                f"experiment={experiment}",
+                f"trainer.precision={PRECISIONS[precision]}",
+                f"trainer.accelerator={device.type.replace('cuda', 'gpu')}",
+                f"data.data_dir={args.data_dir}",
+                "callbacks.progress_bar.refresh_rate=0",
+                "trainer.num_sanity_val_steps=0",
+                f"hydra.runtime.output_dir={out_dir}",
+                *overrides,
+            ],
+        )
     HydraConfig.instance().set_config(cfg)
     timer = BatchClock(device)
     run = Run.build(cfg, extra_callbacks=(timer, *callbacks))
@@ -132,31 +140,55 @@ def project_trainer(name, precision, device, args, out_dir, *overrides, callback
 def train_process(args, *overrides, env: dict | None = None) -> dict:
     """`python train.py <overrides>` as a user runs it: its metrics.json, with the whole process's wall time."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "train.py", *overrides, f"hydra.run.dir={tmp}", f"data.data_dir={args.data_dir}",
-                   *args.smoke_overrides]
+        command = [
+            sys.executable,
+            "train.py",
+            *overrides,
+            f"hydra.run.dir={tmp}",
+            f"data.data_dir={args.data_dir}",
+            *args.smoke_overrides,
+        ]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
         wall = time.perf_counter() - start
         if done.returncode:
             raise RuntimeError(f"{' '.join(overrides)}: exit {done.returncode}: {done.stderr[-1500:]}")
         metrics = json.loads((Path(tmp) / "metrics.json").read_text())
-    return {"overrides": list(overrides), "process_seconds": wall, "fit_seconds": metrics["fit_seconds"],
-            "test_acc": metrics["test_acc"], "best_val_acc": metrics["best_val_acc"], "precision": metrics["precision"],
-            "epochs": metrics["epochs"], "train_seconds": [e["train_seconds"] for e in metrics["history"]],
-            "val_seconds": [e["val_seconds"] for e in metrics["history"]]}
+    return {
+        "overrides": list(overrides),
+        "process_seconds": wall,
+        "fit_seconds": metrics["fit_seconds"],
+        "test_acc": metrics["test_acc"],
+        "best_val_acc": metrics["best_val_acc"],
+        "precision": metrics["precision"],
+        "epochs": metrics["epochs"],
+        "train_seconds": [e["train_seconds"] for e in metrics["history"]],
+        "val_seconds": [e["val_seconds"] for e in metrics["history"]],
+    }
 
 
 def machine(device: torch.device) -> dict:
     cpu = platform.processor() or platform.machine()
     if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     capability = torch._C._cpu._get_cpu_capability() if hasattr(torch._C, "_cpu") else {}
     isa = {k: capability[k] for k in ("avx512_f", "avx512_bf16", "amx_bf16", "amx_tile") if k in capability}
-    info = {"cpu": cpu, "cpu_isa": isa, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "lightning": L.__version__, "platform": platform.platform()}
+    info = {
+        "cpu": cpu,
+        "cpu_isa": isa,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": L.__version__,
+        "platform": platform.platform(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -174,8 +206,11 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def parsed(p: argparse.ArgumentParser, quick: bool = False) -> argparse.Namespace:
     args = p.parse_args()
-    args.smoke_overrides = (["trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
-                             "trainer.limit_test_batches=2"] if args.smoke else [])
+    args.smoke_overrides = (
+        ["trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+        if args.smoke
+        else []
+    )
     args.warmup, args.window, args.windows = (2, 6, 3) if quick else (3, 15, 5)
     ensure_mnist(args.data_dir)
     return args
@@ -195,8 +230,9 @@ def code() -> dict:
     return {**found, "git_commit": os.environ.get("MNIST_CNN_COMMIT") or found["git_commit"]}
 
 
-def save_results(args, device: torch.device, question: str, record: dict, quiet: bool = False,
-                 name: str | None = None) -> Path:
+def save_results(
+    args, device: torch.device, question: str, record: dict, quiet: bool = False, name: str | None = None
+) -> Path:
     """benchmarks/results/<device>-<date>-<question>.json (or `name`): the record, with the date, the machine
     and the code that measured it; written atomically, and again after every part, so a run cut short keeps
     what it measured."""

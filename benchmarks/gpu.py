@@ -13,30 +13,33 @@ rehearsal of the GPU session on a machine without one.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
-import warnings
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
 
 from benchmarks.common import RUNS, machine, parsed, parser, project_trainer, save_results, train_process
+from benchmarks.gpu_step import (
+    FLOOR_VARIANTS,
+    TRAINER_VARIANTS,
+    graph_floor,
+    step_against_floor,
+    sync_sources,
+    trainer_step_ms,
+)
 from benchmarks.overhead import host_profile, overhead_run, trainer_ms_per_step
-from mnist_cnn.runs.run import model_of
-from mnist_cnn.training.graphed import GraphedStep
-from mnist_cnn.training.speed import LossWatch
 
 # The lab's baseline on the GPU: graphed and not, each precision, and two switches on the graphed step.
 LAB_VARIANTS = {
-    "auto graphed": ("auto", []), "auto uncaptured": ("auto", ["callbacks.speed.cuda_graph=false"]),
-    "fp32 graphed": ("fp32", []), "fp32 uncaptured": ("fp32", ["callbacks.speed.cuda_graph=false"]),
+    "auto graphed": ("auto", []),
+    "auto uncaptured": ("auto", ["callbacks.speed.cuda_graph=false"]),
+    "fp32 graphed": ("fp32", []),
+    "fp32 uncaptured": ("fp32", ["callbacks.speed.cuda_graph=false"]),
     "auto graphed, deterministic off": ("auto", ["trainer.deterministic=false"]),
     "auto graphed, cudnn.benchmark on": ("auto", ["trainer.benchmark=true"]),
 }
@@ -54,12 +57,20 @@ def lab_runs_on_device(name: str, device: torch.device, args) -> dict:
             fit = time.perf_counter() - start
         stamps = timer.stamps
         steps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
-        out[variant] = {"overrides": overrides, "fit_seconds": fit, "epochs_seconds": [t for t, _ in timer.epochs],
-                        "val_acc": [a for _, a in timer.epochs],
-                        "step_ms_median": 1000 * statistics.median(steps) if steps else None}
+        out[variant] = {
+            "overrides": overrides,
+            "fit_seconds": fit,
+            "epochs_seconds": [t for t, _ in timer.epochs],
+            "val_acc": [a for _, a in timer.epochs],
+            "step_ms_median": 1000 * statistics.median(steps) if steps else None,
+        }
         r = out[variant]
-        print(f"{device.type:5} {name:9} {variant:34} epochs " + " ".join(f"{t:.3f}" for t in r["epochs_seconds"])
-              + f" s, fit {fit:.2f} s, step {r['step_ms_median'] or 0:.3f} ms", flush=True)
+        print(
+            f"{device.type:5} {name:9} {variant:34} epochs "
+            + " ".join(f"{t:.3f}" for t in r["epochs_seconds"])
+            + f" s, fit {fit:.2f} s, step {r['step_ms_median'] or 0:.3f} ms",
+            flush=True,
+        )
     return out
 
 
@@ -71,117 +82,19 @@ def warm_fits(name: str, device: torch.device, args, runs: int = 3) -> list[dict
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             timer = project_trainer(name, "auto", device, args, tmp, *args.smoke_overrides)
-            fits.append({"fit_seconds": time.perf_counter() - start, "epochs_seconds": [t for t, _ in timer.epochs],
-                         "val_acc": [a for _, a in timer.epochs]})
-        print(f"{device.type:5} {name} fit in a warm process: {fits[-1]['fit_seconds']:.3f} s, epochs "
-              + " ".join(f"{t:.3f}" for t in fits[-1]["epochs_seconds"]), flush=True)
+            fits.append(
+                {
+                    "fit_seconds": time.perf_counter() - start,
+                    "epochs_seconds": [t for t, _ in timer.epochs],
+                    "val_acc": [a for _, a in timer.epochs],
+                }
+            )
+        print(
+            f"{device.type:5} {name} fit in a warm process: {fits[-1]['fit_seconds']:.3f} s, epochs "
+            + " ".join(f"{t:.3f}" for t in fits[-1]["epochs_seconds"]),
+            flush=True,
+        )
     return fits[1:]  # the first loads what the later ones find loaded
-
-FLOOR_VARIANTS = {  # the replayed step's GPU time under each setting the Trainer could use
-    "bf16": ("bf16", True, False), "bf16 deterministic off": ("bf16", False, False),
-    "bf16 channels_last": ("bf16", True, True), "fp32": ("fp32", True, False),
-}
-
-
-def graph_floor(name: str, device: torch.device, variant: str, steps: int = 200, profile_to: Path | None = None) -> float:
-    """Milliseconds per step of the run's own step (its module's loss_of and its optimiser) captured with
-    mnist_cnn.training.graphed and replayed back to back on device-resident batches, nothing else on the host: the
-    floor the Trainer's graphed step stands on. profile_to: the replays' kernels, by GPU time."""
-    precision, deterministic, channels_last = FLOOR_VARIANTS[variant]
-    experiment, batch_size = RUNS[name]
-    with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}"])
-    torch.manual_seed(0)
-    model = model_of(cfg.model, cfg.data.dataset)
-    model.to(device)
-    if channels_last:
-        model.net.to(memory_format=torch.channels_last)
-    watch = LossWatch(device, 0)  # the run's step notes its loss on the device, as FastStep's does
-    configured = model.configure_optimizers()  # its schedule, if any, is left out: the floor is the step's own time
-    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
-
-    def loss_of(x, y):
-        loss = model.loss_of(x, y)
-        watch.note(loss)
-        return loss
-
-    x = torch.randn(16 * batch_size, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (16 * batch_size,), device=device)
-    torch.use_deterministic_algorithms(deterministic)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    step = GraphedStep(loss_of, optimizer)
-    model.train()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
-    try:
-        with autocast:
-            for i in range(10):
-                step(*batches[i % 16])
-            torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            for i in range(steps):
-                step(*batches[i % 16])
-            torch.cuda.synchronize(device)
-            ms = 1000 * (time.perf_counter() - start) / steps
-            if profile_to is not None:
-                from torch.profiler import ProfilerActivity, profile
-                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                    for i in range(20):
-                        step(*batches[i % 16])
-                    torch.cuda.synchronize(device)
-                profile_to.write_text(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=45))
-    finally:
-        torch.use_deterministic_algorithms(False)
-        step.release()
-    return ms
-
-
-def trainer_step_ms(name: str, device: torch.device, args, *overrides) -> float:
-    """The median time between the ends of consecutive graphed training steps through the Trainer (the
-    run's callbacks and logging, validation and checkpoints off), on the GPU's timeline."""
-    with tempfile.TemporaryDirectory() as tmp:
-        timer = project_trainer(name, "auto", device, args, tmp, "trainer.max_epochs=1", "trainer.limit_train_batches=120",
-                                "trainer.limit_val_batches=0", "~callbacks.checkpoint", *overrides)
-    stamps = timer.stamps[10:]
-    return 1000 * statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-
-TRAINER_VARIANTS = {"as run": [], "no lr monitor": ["~callbacks.learning_rate"],
-                    "logging every 1000 steps": ["trainer.log_every_n_steps=1000"],
-                    "fp32": ["trainer.precision=32-true"]}
-
-
-def sync_sources(name: str, device: torch.device, args, *overrides) -> dict:
-    """Where the Trainer's graphed steps make the host wait for the GPU: each call stack (innermost
-    frames first) of a synchronising CUDA call, counted, from torch.cuda.set_sync_debug_mode's warnings."""
-    stacks = collections.Counter()
-
-    def note(message, category, filename, lineno, file=None, line=None):
-        if "synchronizing" in str(message):
-            frames = traceback.extract_stack()[:-2]
-            stacks[" <- ".join(f"{f.filename.split('site-packages/')[-1]}:{f.lineno}:{f.name}"
-                               for f in reversed(frames[-7:]))] += 1
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings():  # restores showwarning on the way out
-            warnings.simplefilter("always")
-            warnings.showwarning = note
-            trainer_step_ms(name, device, args, *overrides)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    return dict(stacks.most_common(25))
-
-STEP_VARIANTS = {"as run": [], "channels_last": ["callbacks.speed.channels_last=true"], "cudnn.benchmark": ["trainer.benchmark=true"]}
-
-
-def step_against_floor(device: torch.device, args, kernels: Path) -> dict:
-    """Per lab run, the Trainer's graphed step (median, ms) beside the graph's own GPU time per step
-    (graph_floor, bf16), with two layout and algorithm switches; the baseline's kernels per replay."""
-    result = {}
-    for name in RUNS:
-        result[name] = {"floor": graph_floor(name, device, "bf16", profile_to=kernels if name == "baseline" else None),
-                        **{v: trainer_step_ms(name, device, args, *o) for v, o in STEP_VARIANTS.items()}}
-        print(f"{name:9} step ms: " + ", ".join(f"{k} {v:.3f}" for k, v in result[name].items()), flush=True)
-    return result
 
 
 def gpu_probe(args) -> Path:
@@ -193,23 +106,33 @@ def gpu_probe(args) -> Path:
     record = {"floor_ms": {}, "trainer_ms": {}}
     path = out / "gpu-probe.json"
     if args.probe_syncs:
-        record["syncs"] = {"baseline": sync_sources("baseline", device, args),
-                           "speedrun": sync_sources("speedrun", device, args)}
-        graph_floor("baseline", device, "bf16 channels_last", profile_to=out / "gpu-probe-baseline-channels-last-kernels.txt")
+        record["syncs"] = {
+            "baseline": sync_sources("baseline", device, args),
+            "speedrun": sync_sources("speedrun", device, args),
+        }
+        graph_floor(
+            "baseline", device, "bf16 channels_last", profile_to=out / "gpu-probe-baseline-channels-last-kernels.txt"
+        )
         save_results(args, device, "gpu-probe", record, quiet=True)
         print(json.dumps(record["syncs"], indent=1))
         return path
     for name in RUNS:
-        record["floor_ms"][name] = {v: graph_floor(name, device, v, profile_to=out / f"gpu-probe-{name}-kernels.txt"
-                                                   if v == "bf16" else None) for v in FLOOR_VARIANTS}
+        record["floor_ms"][name] = {
+            v: graph_floor(name, device, v, profile_to=out / f"gpu-probe-{name}-kernels.txt" if v == "bf16" else None)
+            for v in FLOOR_VARIANTS
+        }
         print(name, "floor", {k: round(v, 3) for k, v in record["floor_ms"][name].items()}, flush=True)
         save_results(args, device, "gpu-probe", record, quiet=True)
     for name in RUNS:
         record["trainer_ms"][name] = {v: trainer_step_ms(name, device, args, *o) for v, o in TRAINER_VARIANTS.items()}
         print(name, "trainer", {k: round(v, 3) for k, v in record["trainer_ms"][name].items()}, flush=True)
         save_results(args, device, "gpu-probe", record, quiet=True)
-    host_profile(out / "gpu-probe-host-profile.txt", lambda: trainer_step_ms("baseline", device, args), lines=60,
-                 orders=("tottime", "cumulative"))
+    host_profile(
+        out / "gpu-probe-host-profile.txt",
+        lambda: trainer_step_ms("baseline", device, args),
+        lines=60,
+        orders=("tottime", "cumulative"),
+    )
     save_results(args, device, "gpu-probe", record, quiet=True)
     print(json.dumps({k: v for k, v in record.items() if k != "machine"}, indent=1))
     return path
@@ -222,8 +145,10 @@ def gpu_summary(args) -> Path:
     question = "gpu-summary" + ("-smoke" if args.smoke else "")
     name = "gpu-summary.json" if device.type == "cuda" else "cpu-gpu-summary-smoke.json"  # the GPU issue reads these
     out = Path(args.out) / f"{device.type}-{question}-files"
-    record = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else machine(device)["cpu"],
-              "smoke": bool(args.smoke_overrides)}
+    record = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else machine(device)["cpu"],
+        "smoke": bool(args.smoke_overrides),
+    }
     accelerator = f"trainer.accelerator={device.type.replace('cuda', 'gpu')}"
     seeds = range(args.elu_seeds)
 
@@ -244,18 +169,39 @@ def gpu_summary(args) -> Path:
     part("overhead", lambda: overhead_run(device, args))
     record["overhead_ms_per_step"] = record["overhead"].get("overhead_ms_per_step")
     out.mkdir(parents=True, exist_ok=True)
-    part("host_profile", lambda: host_profile(out / "host-profile.txt",  # the batch-8 steps
-                                              lambda: trainer_ms_per_step(device, args)))
+    part(
+        "host_profile",
+        lambda: host_profile(
+            out / "host-profile.txt",  # the batch-8 steps
+            lambda: trainer_ms_per_step(device, args),
+        ),
+    )
     if device.type == "cuda":
         part("step_ms", lambda: step_against_floor(device, args, out / "kernels.txt"))
-    part("speedrun", lambda: [train_process(args, "experiment=speedrun", f"seed={s}", accelerator)
-                              for s in range(args.speedrun_seeds)])
+    part(
+        "speedrun",
+        lambda: [
+            train_process(args, "experiment=speedrun", f"seed={s}", accelerator) for s in range(args.speedrun_seeds)
+        ],
+    )
     part("speedrun_warm_fits", lambda: warm_fits("speedrun", device, args))
-    part("lab_elu", lambda: [train_process(args, "experiment=lab_elu", f"seed={42 + s}", accelerator)
-                              for s in range(args.elu_seeds)])
+    part(
+        "lab_elu",
+        lambda: [
+            train_process(args, "experiment=lab_elu", f"seed={42 + s}", accelerator) for s in range(args.elu_seeds)
+        ],
+    )
     if args.elu_uncaptured:
-        part("lab_elu_uncaptured", lambda: concurrently(
-            [("experiment=lab_elu", f"seed={42 + s}", accelerator, "callbacks.speed.cuda_graph=false") for s in seeds], args))
+        part(
+            "lab_elu_uncaptured",
+            lambda: concurrently(
+                [
+                    ("experiment=lab_elu", f"seed={42 + s}", accelerator, "callbacks.speed.cuda_graph=false")
+                    for s in seeds
+                ],
+                args,
+            ),
+        )
     part("lab_elu_warm_fits", lambda: warm_fits("elu", device, args, runs=2))
     for setting in filter(None, args.sweep_launcher.split(";")):
         part(f"batch_size_sweep {setting.strip()}", lambda setting=setting: sweep(args, accelerator, setting.strip()))
@@ -268,6 +214,7 @@ def gpu_summary(args) -> Path:
 def concurrently(runs: list[tuple], args) -> list[dict]:
     """Several train.py processes at once (for their accuracies: their times share the device)."""
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(len(runs)) as pool:
         return list(pool.map(lambda overrides: train_process(args, *overrides), runs))
 
@@ -276,16 +223,31 @@ def sweep(args, accelerator: str, launcher: str) -> dict:
     """The 21-job batch_size sweep (7 batch sizes x 3 seeds, one epoch each) as a user starts it, with
     --sweep-launcher's setting: its wall time, process start-ups included."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "train.py", "-m", "sweep=batch_size", "seed=0,1,2", "trainer.max_epochs=1",
-                   accelerator, *launcher.split(), f"hydra.sweep.dir={tmp}", f"data.data_dir={args.data_dir}",
-                   *args.smoke_overrides]
+        command = [
+            sys.executable,
+            "train.py",
+            "-m",
+            "sweep=batch_size",
+            "seed=0,1,2",
+            "trainer.max_epochs=1",
+            accelerator,
+            *launcher.split(),
+            f"hydra.sweep.dir={tmp}",
+            f"data.data_dir={args.data_dir}",
+            *args.smoke_overrides,
+        ]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         wall = time.perf_counter() - start
         jobs = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("*/metrics.json"))]
-    result = {"seconds": wall, "command": " ".join(command[1:-2 - len(args.smoke_overrides)]), "exit_status": done.returncode,
-              "jobs_ok": sum(j.get("status") == "ok" for j in jobs), "jobs": len(jobs),
-              "stderr_tail": done.stderr[-1500:] if done.returncode else ""}
+    result = {
+        "seconds": wall,
+        "command": " ".join(command[1 : -2 - len(args.smoke_overrides)]),
+        "exit_status": done.returncode,
+        "jobs_ok": sum(j.get("status") == "ok" for j in jobs),
+        "jobs": len(jobs),
+        "stderr_tail": done.stderr[-1500:] if done.returncode else "",
+    }
     print(f"sweep: {result['jobs_ok']}/{result['jobs']} jobs in {wall:.1f} s (exit {done.returncode})", flush=True)
     return result
 
@@ -293,15 +255,25 @@ def sweep(args, accelerator: str, launcher: str) -> dict:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--probe", action="store_true", help="the graphed step's own GPU time against the Trainer's step")
-    p.add_argument("--probe-syncs", action="store_true",
-                   help="--probe: only where the Trainer's graphed step synchronises, and a channels_last kernel table")
+    p.add_argument(
+        "--probe-syncs",
+        action="store_true",
+        help="--probe: only where the Trainer's graphed step synchronises, and a channels_last kernel table",
+    )
     p.add_argument("--overhead-steps", type=int, default=400)
-    p.add_argument("--sweep-launcher", default="hydra/launcher=joblib hydra.launcher.n_jobs=8",
-                   help="the launcher setting of the timed batch_size sweep (several: ';' between)")
+    p.add_argument(
+        "--sweep-launcher",
+        default="hydra/launcher=joblib hydra.launcher.n_jobs=8",
+        help="the launcher setting of the timed batch_size sweep (several: ';' between)",
+    )
     p.add_argument("--speedrun-seeds", type=int, default=5, help="speedrun processes")
     p.add_argument("--elu-seeds", type=int, default=3, help="lab_elu processes")
-    p.add_argument("--elu-uncaptured", action=argparse.BooleanOptionalAction, default=True,
-                   help="lab_elu's seeds uncaptured too, side by side (for their accuracies)")
+    p.add_argument(
+        "--elu-uncaptured",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="lab_elu's seeds uncaptured too, side by side (for their accuracies)",
+    )
     args = parsed(p)
     args.window = 25
     if args.probe:

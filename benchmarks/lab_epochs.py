@@ -30,24 +30,41 @@ def lab_epoch(commit: str | None, precision: str, args) -> dict:
             root = Path(tmp) / "tree"
             subprocess.run(["git", "worktree", "add", "--detach", "-q", str(root), commit], check=True)
         try:
-            command = [sys.executable, "train.py", "trainer.max_epochs=1", f"trainer.precision={precision}",
-                       "test=false", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp}/run",
-                       f"data.data_dir={args.data_dir}"]
+            command = [
+                sys.executable,
+                "train.py",
+                "trainer.max_epochs=1",
+                f"trainer.precision={precision}",
+                "test=false",
+                "callbacks.progress_bar.refresh_rate=0",
+                f"hydra.run.dir={tmp}/run",
+                f"data.data_dir={args.data_dir}",
+            ]
             start = time.perf_counter()
-            subprocess.run(command, cwd=root, env={**os.environ, "PYTHONPATH": str(root / "src")}, check=True,
-                           capture_output=True)
+            subprocess.run(
+                command, cwd=root, env={**os.environ, "PYTHONPATH": str(root / "src")}, check=True, capture_output=True
+            )
             wall = time.perf_counter() - start
             epoch = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["history"][0]
         finally:
             if commit:
                 subprocess.run(["git", "worktree", "remove", "--force", str(root)], check=True)
-    return {"commit": commit or code()["git_commit"], "precision": precision, "wall_seconds": wall,
-            "epoch_seconds": epoch["train_seconds"] + epoch["val_seconds"], "val_acc": epoch["val_acc"]}
+    return {
+        "commit": commit or code()["git_commit"],
+        "precision": precision,
+        "wall_seconds": wall,
+        "epoch_seconds": epoch["train_seconds"] + epoch["val_seconds"],
+        "val_acc": epoch["val_acc"],
+    }
 
 
 def keras_epoch(args) -> dict:
-    out = subprocess.run([args.keras_python, str(Path("scripts") / "keras_lab.py"), "--data-dir", args.data_dir,
-                          "--repeats", "1"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [args.keras_python, str(Path("scripts") / "keras_lab.py"), "--data-dir", args.data_dir, "--repeats", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     record = json.loads(out.strip().splitlines()[-1])
     return {**record, "commit": "keras", "precision": "float32", "epoch_seconds": record["epoch_seconds"][0]}
 
@@ -60,8 +77,10 @@ def lab_epochs(args) -> dict:
         for precision in ("bf16-mixed", "32-true"):
             for commit in (args.against, None):
                 runs.append(lab_epoch(commit, precision, args))
-                print(f"cpu   baseline epoch {runs[-1]['commit'][:7]} {precision:10} {runs[-1]['epoch_seconds']:6.1f} s",
-                      flush=True)
+                print(
+                    f"cpu   baseline epoch {runs[-1]['commit'][:7]} {precision:10} {runs[-1]['epoch_seconds']:6.1f} s",
+                    flush=True,
+                )
         if args.keras_python:
             runs.append(keras_epoch(args))
             print(f"cpu   baseline epoch keras   float32    {runs[-1]['epoch_seconds']:6.1f} s", flush=True)

@@ -29,7 +29,7 @@ from benchmarks.common import (
     window_rates,
 )
 from mnist_cnn.data.module import MNISTDataModule, TensorBatches
-from mnist_cnn.runs.run import lab_model
+from mnist_cnn.runs.build import lab_model
 from mnist_cnn.training.graphed import GraphedStep
 from mnist_cnn.training.speed import wants_channels_last
 
@@ -44,8 +44,9 @@ def plain_same_maths_ms(device: torch.device, args, graphed: bool = False) -> fl
     datamodule = MNISTDataModule(args.data_dir, batch_size=OVERHEAD_BATCH, seed=42)
     datamodule.prepare_data()
     datamodule.setup()
-    batches = TensorBatches(datamodule.x_train.to(device), datamodule.y_train.to(device), OVERHEAD_BATCH,
-                            shuffle=True, seed=42)
+    batches = TensorBatches(
+        datamodule.x_train.to(device), datamodule.y_train.to(device), OVERHEAD_BATCH, shuffle=True, seed=42
+    )
     torch.manual_seed(0)
     model = lab_model("prose_cnn").to(device)
     if wants_channels_last(None, device):
@@ -91,33 +92,61 @@ def overhead_run(device: torch.device, args) -> dict:
     On CUDA both capture the step as a graph (the Trainer's default there), and the uncaptured plain loop
     and Trainer are measured beside them."""
     cuda = device.type == "cuda"
-    variants = {"plain": lambda: plain_same_maths_ms(device, args, graphed=cuda),
-                "project": lambda: trainer_ms_per_step(device, args)}
+    variants = {
+        "plain": lambda: plain_same_maths_ms(device, args, graphed=cuda),
+        "project": lambda: trainer_ms_per_step(device, args),
+    }
     if cuda:
-        variants.update({"plain_uncaptured": lambda: plain_same_maths_ms(device, args),
-                         "project_uncaptured": lambda: trainer_ms_per_step(device, args, "callbacks.speed.cuda_graph=false")})
+        variants.update(
+            {
+                "plain_uncaptured": lambda: plain_same_maths_ms(device, args),
+                "project_uncaptured": lambda: trainer_ms_per_step(device, args, "callbacks.speed.cuda_graph=false"),
+            }
+        )
     times = {name: [] for name in variants}
     for _ in range(3):
         for name, measure in variants.items():
             times[name].append(measure())
     best = {name: min(t) for name, t in times.items()}
-    result = {"batch_size": OVERHEAD_BATCH, "model": "prose_cnn", "steps": args.overhead_steps,
-              "plain_ms_per_step": best["plain"], "project_ms_per_step": best["project"],
-              "overhead_ms_per_step": best["project"] - best["plain"], "ratio": best["project"] / best["plain"],
-              "all_ms": times}
+    result = {
+        "batch_size": OVERHEAD_BATCH,
+        "model": "prose_cnn",
+        "steps": args.overhead_steps,
+        "plain_ms_per_step": best["plain"],
+        "project_ms_per_step": best["project"],
+        "overhead_ms_per_step": best["project"] - best["plain"],
+        "ratio": best["project"] / best["plain"],
+        "all_ms": times,
+    }
     if cuda:
-        result.update(plain_uncaptured_ms_per_step=best["plain_uncaptured"],
-                      project_uncaptured_ms_per_step=best["project_uncaptured"])
-    print(f"{device.type:5} overhead at batch {OVERHEAD_BATCH}: "
-          + ", ".join(f"{name} {ms:.3f} ms/step" for name, ms in best.items()) + f"; {result['ratio']:.2f}x", flush=True)
+        result.update(
+            plain_uncaptured_ms_per_step=best["plain_uncaptured"],
+            project_uncaptured_ms_per_step=best["project_uncaptured"],
+        )
+    print(
+        f"{device.type:5} overhead at batch {OVERHEAD_BATCH}: "
+        + ", ".join(f"{name} {ms:.3f} ms/step" for name, ms in best.items())
+        + f"; {result['ratio']:.2f}x",
+        flush=True,
+    )
     return result
 
 
 def trainer_ms_per_step(device: torch.device, args, *overrides) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        timer = project_trainer("elu", "fp32", device, args, tmp, "model=prose_cnn", f"data.batch_size={OVERHEAD_BATCH}",
-                                "trainer.max_epochs=1", f"trainer.limit_train_batches={args.overhead_steps}",
-                                "trainer.limit_val_batches=0", *overrides)
+        timer = project_trainer(
+            "elu",
+            "fp32",
+            device,
+            args,
+            tmp,
+            "model=prose_cnn",
+            f"data.batch_size={OVERHEAD_BATCH}",
+            "trainer.max_epochs=1",
+            f"trainer.limit_train_batches={args.overhead_steps}",
+            "trainer.limit_val_batches=0",
+            *overrides,
+        )
     return ms_per_step(timer.stamps, args)
 
 

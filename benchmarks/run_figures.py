@@ -34,8 +34,12 @@ def main() -> None:
     with torch.no_grad():
         read = torch.cat([net(b).argmax(dim=1) for b in x.split(2000)])
     wrong = (read != y).nonzero().flatten()[:10]
-    mistakes = {"images": x[wrong, 0], "true": y[wrong].tolist(), "predicted": read[wrong].tolist(),
-                "probability": [1.0] * len(wrong)}
+    mistakes = {
+        "images": x[wrong, 0],
+        "true": y[wrong].tolist(),
+        "predicted": read[wrong].tolist(),
+        "probability": [1.0] * len(wrong),
+    }
     classes = list(DATASETS[data["dataset"]].classes)
     figures, projector = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,8 +54,13 @@ def main() -> None:
             writer.close()
             projector.append(time.perf_counter() - start)
     plt.close("all")
-    record = {"run": args.run, "rounds": args.rounds, "figures_seconds": figures, "projector_seconds": projector,
-              "median_seconds": statistics.median(figures) + statistics.median(projector)}
+    record = {
+        "run": args.run,
+        "rounds": args.rounds,
+        "figures_seconds": figures,
+        "projector_seconds": projector,
+        "median_seconds": statistics.median(figures) + statistics.median(projector),
+    }
     print(f"figures {statistics.median(figures):.2f} s, projector {statistics.median(projector):.2f} s")
     save_results(args, torch.device("cpu"), "run-figures", record)
 

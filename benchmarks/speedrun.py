@@ -24,7 +24,7 @@ from torchvision import datasets
 from benchmarks.common import parsed, parser, project_trainer, save_results, train_process
 from mnist_cnn.config.checks import native_precision
 from mnist_cnn.data.module import TensorBatches, normalize
-from mnist_cnn.runs.run import model_of
+from mnist_cnn.runs.build import model_of
 
 
 def tuomaso_recipe(x_train, y_train, x_test, y_test) -> dict:
@@ -33,8 +33,19 @@ def tuomaso_recipe(x_train, y_train, x_test, y_test) -> dict:
     log_softmax + nll_loss, Adam(0.01, betas (0.7, 0.9)), OneCycleLR; tested at batch 2000. Its
     timed main() is model construction + training + test."""
     start = time.perf_counter()
-    net = nn.Sequential(nn.Conv2d(1, 24, 5, 1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(24, 32, 3, 1), nn.MaxPool2d(2),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(800, 256), nn.ReLU(), nn.Linear(256, 10), nn.LogSoftmax(dim=1))
+    net = nn.Sequential(
+        nn.Conv2d(1, 24, 5, 1),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(24, 32, 3, 1),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(800, 256),
+        nn.ReLU(),
+        nn.Linear(256, 10),
+        nn.LogSoftmax(dim=1),
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.7, 0.9))
     steps = (len(x_train) - 1) // 256 + 1
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps, cycle_momentum=False)
@@ -51,7 +62,9 @@ def tuomaso_recipe(x_train, y_train, x_test, y_test) -> dict:
     correct = 0
     with torch.no_grad():
         for i in range(len(x_test) // 2000):
-            correct += (net(x_test[2000 * i : 2000 * (i + 1)]).argmax(1) == y_test[2000 * i : 2000 * (i + 1)]).sum().item()
+            correct += (
+                (net(x_test[2000 * i : 2000 * (i + 1)]).argmax(1) == y_test[2000 * i : 2000 * (i + 1)]).sum().item()
+            )
     return {"fit_seconds": fit, "main_seconds": time.perf_counter() - start, "test_acc": correct / len(x_test)}
 
 
@@ -72,11 +85,14 @@ def plain_speedrun(args, *overrides) -> tuple[float, float]:
     datamodule.setup()
     net = model.net.to(memory_format=torch.channels_last)
     bf16 = native_precision(cfg.trainer.precision, "cpu") == "bf16-mixed"
-    batches = TensorBatches(datamodule.x_train, datamodule.y_train, cfg.data.batch_size, shuffle=True, seed=cfg.data.seed)
+    batches = TensorBatches(
+        datamodule.x_train, datamodule.y_train, cfg.data.batch_size, shuffle=True, seed=cfg.data.seed
+    )
     options = cfg.model.optimizer
     optimizer = torch.optim.Adam(net.parameters(), lr=options.lr, betas=tuple(options.betas), fused=options.fused)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=options.lr, total_steps=len(batches),
-                                                   cycle_momentum=False)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=options.lr, total_steps=len(batches), cycle_momentum=False
+    )
     start = time.perf_counter()
     net.train()
     for x, y in batches:
@@ -92,6 +108,7 @@ def plain_speedrun(args, *overrides) -> tuple[float, float]:
         for x, y in TensorBatches(datamodule.x_val, datamodule.y_val, datamodule.evaluation_batch_size()):
             correct += (net(x).argmax(1) == y).sum()
     return time.perf_counter() - start, correct.item() / len(datamodule.y_val)
+
 
 # The settings the speedrun's network was chosen from, by mean validation accuracy over 5 seeds.
 SPEEDRUN_CHOICES = {
@@ -111,10 +128,17 @@ def speedrun_choice(args) -> dict:
     out = {}
     for name, overrides in SPEEDRUN_CHOICES.items():
         runs = [plain_speedrun(args, f"seed={seed}", *overrides) for seed in range(5)]
-        out[name] = {"overrides": overrides, "val_acc_mean": statistics.mean(a for _, a in runs),
-                     "epoch_seconds_median": statistics.median(t for t, _ in runs), "val_acc": [a for _, a in runs]}
-        print(f"cpu   speedrun choice {name:45} val_acc {out[name]['val_acc_mean']:.4f}  "
-              f"epoch {out[name]['epoch_seconds_median']:.2f} s", flush=True)
+        out[name] = {
+            "overrides": overrides,
+            "val_acc_mean": statistics.mean(a for _, a in runs),
+            "epoch_seconds_median": statistics.median(t for t, _ in runs),
+            "val_acc": [a for _, a in runs],
+        }
+        print(
+            f"cpu   speedrun choice {name:45} val_acc {out[name]['val_acc_mean']:.4f}  "
+            f"epoch {out[name]['epoch_seconds_median']:.2f} s",
+            flush=True,
+        )
     return out
 
 
@@ -141,26 +165,37 @@ def speedrun(args) -> dict:
         recipe.append(tuomaso_recipe(x_train, raw_train.targets, x_test, raw_test.targets))
         plain.append(plain_speedrun(args)[0])
         project.append(trainer_speedrun(args))
-        print(f"cpu   speedrun: recipe fit {recipe[-1]['fit_seconds']:.2f} s (acc {recipe[-1]['test_acc']:.4f}), "
-              f"plain loop epoch {plain[-1]:.2f} s, Trainer epoch {project[-1]:.2f} s", flush=True)
+        print(
+            f"cpu   speedrun: recipe fit {recipe[-1]['fit_seconds']:.2f} s (acc {recipe[-1]['test_acc']:.4f}), "
+            f"plain loop epoch {plain[-1]:.2f} s, Trainer epoch {project[-1]:.2f} s",
+            flush=True,
+        )
     runs = []
     for seed in range(5):  # each process beside a run of the recipe: this machine's speed drifts
         recipe.append(tuomaso_recipe(x_train, raw_train.targets, x_test, raw_test.targets))
         runs.append(speedrun_process(seed, args))
         r = runs[-1]
-        print(f"cpu   speedrun seed {r['seed']}: test_acc {r['test_acc']:.4f}, fit {r['fit_seconds']:.2f} s, "
-              f"process {r['process_seconds']:.2f} s; recipe fit {recipe[-1]['fit_seconds']:.2f} s", flush=True)
+        print(
+            f"cpu   speedrun seed {r['seed']}: test_acc {r['test_acc']:.4f}, fit {r['fit_seconds']:.2f} s, "
+            f"process {r['process_seconds']:.2f} s; recipe fit {recipe[-1]['fit_seconds']:.2f} s",
+            flush=True,
+        )
     accs = [r["test_acc"] for r in runs]
     pairs = [t / p for t, p in zip(project, plain)]
     return {
-        "recipe": recipe, "recipe_best_fit_seconds": min(r["fit_seconds"] for r in recipe),
+        "recipe": recipe,
+        "recipe_best_fit_seconds": min(r["fit_seconds"] for r in recipe),
         "recipe_fit_seconds_median": statistics.median(r["fit_seconds"] for r in recipe),
         "recipe_test_acc_mean": statistics.mean(r["test_acc"] for r in recipe),
-        "plain_epoch_seconds": plain, "trainer_epoch_seconds": project,
+        "plain_epoch_seconds": plain,
+        "trainer_epoch_seconds": project,
         "trainer_over_plain": min(project) / min(plain),
         # each round's two epochs ran back to back, so their ratio is the least touched by this VM's drift
-        "trainer_over_plain_pairs": pairs, "trainer_over_plain_median_pair": statistics.median(pairs),
-        "seeds": runs, "test_acc_mean": statistics.mean(accs), "test_acc_min": min(accs),
+        "trainer_over_plain_pairs": pairs,
+        "trainer_over_plain_median_pair": statistics.median(pairs),
+        "seeds": runs,
+        "test_acc_mean": statistics.mean(accs),
+        "test_acc_min": min(accs),
         "fit_seconds_median": statistics.median(r["fit_seconds"] for r in runs),
         "process_seconds_median": statistics.median(r["process_seconds"] for r in runs),
     }

@@ -36,9 +36,20 @@ def seconds(command: list[str]) -> float:
 
 
 def trained_checkpoint(folder: Path, data_dir: str) -> Path:
-    subprocess.run([shutil.which("mnist-train"), "trainer.max_epochs=1", "trainer.limit_train_batches=5",
-                    "trainer.limit_val_batches=2", "test=false", "logger=csv", f"data.data_dir={data_dir}",
-                    f"hydra.run.dir={folder / 'run'}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            shutil.which("mnist-train"),
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=5",
+            "trainer.limit_val_batches=2",
+            "test=false",
+            "logger=csv",
+            f"data.data_dir={data_dir}",
+            f"hydra.run.dir={folder / 'run'}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return folder / "run" / "checkpoints" / "last.ckpt"
 
 
@@ -66,9 +77,18 @@ def main() -> None:
     print(f"mnist-predict of one image / import torch: {ratio:.2f}x")
     update = demo_update_seconds()
     print(f"the demo's answer to a drawing: {update:.3f} s (median of 20)")
-    save_results(args, torch.device("cpu"), "startup", {"rounds": args.rounds, "seconds": times, "median_seconds": median,
-                                                        "predict_over_import_torch": ratio,
-                                                        "demo_update_seconds": update})
+    save_results(
+        args,
+        torch.device("cpu"),
+        "startup",
+        {
+            "rounds": args.rounds,
+            "seconds": times,
+            "median_seconds": median,
+            "predict_over_import_torch": ratio,
+            "demo_update_seconds": update,
+        },
+    )
 
 
 def demo_update_seconds() -> float:

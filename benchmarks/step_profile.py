@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 from torch.profiler import profile
 
-from mnist_cnn.runs.run import lab_model
+from mnist_cnn.runs.build import lab_model
 
 RUNS = {"baseline": 256, "elu": 200}
 
@@ -45,8 +45,9 @@ def step_profile(name: str, bf16: bool, rows: int) -> str:
     with profile(record_shapes=True) as prof:
         for _ in range(10):
             step()
-    table = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows,
-                                                                max_name_column_width=38, max_shapes_column_width=60)
+    table = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=38, max_shapes_column_width=60
+    )
     return f"== {name} (batch {batch_size}), {'bf16 autocast' if bf16 else 'fp32'}: {ms:.1f} ms a step unprofiled ==\n{table}"
 
 

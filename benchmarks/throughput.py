@@ -48,7 +48,7 @@ from benchmarks.common import (
 )
 from mnist_cnn.data.datasets import DATASETS
 from mnist_cnn.models.layers import keras_order
-from mnist_cnn.runs.run import lab_model
+from mnist_cnn.runs.build import lab_model
 
 MNIST = DATASETS["mnist"]
 
@@ -123,8 +123,11 @@ def plain_run(name, precision, device, args) -> dict:
         while acc < TARGET_VAL_ACC and epochs < args.max_epochs_to_target:
             plain_train(net, optimizer, schedule, train, device, bf16)
             acc, epochs = plain_validate(net, val, device, bf16), epochs + 1
-        result.update(time_to_target_seconds=clock(device) - start if acc >= TARGET_VAL_ACC else None,
-                      epochs_to_target=epochs, final_val_acc=acc)
+        result.update(
+            time_to_target_seconds=clock(device) - start if acc >= TARGET_VAL_ACC else None,
+            epochs_to_target=epochs,
+            final_val_acc=acc,
+        )
     return result
 
 
@@ -132,9 +135,17 @@ def project_run(name, precision, device, args) -> dict:
     batch_size = RUNS[name][1]
     n = args.warmup + args.windows * args.window
     with tempfile.TemporaryDirectory() as tmp:
-        timer = project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1",
-                                f"trainer.limit_train_batches={n}", "trainer.limit_val_batches=0",
-                                "~callbacks.checkpoint")
+        timer = project_trainer(
+            name,
+            precision,
+            device,
+            args,
+            tmp,
+            "trainer.max_epochs=1",
+            f"trainer.limit_train_batches={n}",
+            "trainer.limit_val_batches=0",
+            "~callbacks.checkpoint",
+        )
         result = {"windows": window_rates(timer.stamps, batch_size, args.warmup, args.window)}
         if args.quick:
             return result
@@ -146,15 +157,24 @@ def project_run(name, precision, device, args) -> dict:
         # warm one, comparable with the plain loop's epoch, which runs after its timed windows.
         start = time.perf_counter()
         timer = project_trainer(name, precision, device, args, tmp)
-        result.update(fit_seconds=time.perf_counter() - start, epoch_seconds=timer.epochs[1][0],
-                      first_epoch_seconds=timer.epochs[0][0], fit_epochs=len(timer.epochs))
+        result.update(
+            fit_seconds=time.perf_counter() - start,
+            epoch_seconds=timer.epochs[1][0],
+            first_epoch_seconds=timer.epochs[0][0],
+            fit_epochs=len(timer.epochs),
+        )
         stop = EarlyStopping(monitor="val_acc", mode="max", stopping_threshold=TARGET_VAL_ACC, patience=10**6)
-        timer = project_trainer(name, precision, device, args, tmp, f"trainer.max_epochs={args.max_epochs_to_target}",
-                                callbacks=(stop,))
+        timer = project_trainer(
+            name, precision, device, args, tmp, f"trainer.max_epochs={args.max_epochs_to_target}", callbacks=(stop,)
+        )
         acc = timer.epochs[-1][1]
-        result.update(time_to_target_seconds=sum(t for t, _ in timer.epochs) if acc >= TARGET_VAL_ACC else None,
-                      epochs_to_target=len(timer.epochs), final_val_acc=acc)
+        result.update(
+            time_to_target_seconds=sum(t for t, _ in timer.epochs) if acc >= TARGET_VAL_ACC else None,
+            epochs_to_target=len(timer.epochs),
+            final_val_acc=acc,
+        )
     return result
+
 
 # Each GPU switch flipped alone against the shipped config, so each is kept only for a measured gain.
 SWITCHES = {
@@ -172,17 +192,30 @@ def switches_run(name, precision, device, args) -> list[dict]:
     for switch, overrides in SWITCHES.items():
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            timer = project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=2",
-                                    "~callbacks.checkpoint", *overrides)
+            timer = project_trainer(
+                name, precision, device, args, tmp, "trainer.max_epochs=2", "~callbacks.checkpoint", *overrides
+            )
             fit_seconds = time.perf_counter() - start
         stamps = timer.stamps
-        epoch1 = stamps[len(stamps) // 2:]  # the second epoch's batches: warm, compiled
+        epoch1 = stamps[len(stamps) // 2 :]  # the second epoch's batches: warm, compiled
         rates = window_rates(epoch1, batch_size, 0, args.window)
-        results.append({"model": name, "precision": precision, "switch": switch, "overrides": overrides,
-                        "train_samples_per_second": statistics.median(rates), "epoch_seconds": timer.epochs[1][0],
-                        "first_epoch_seconds": timer.epochs[0][0], "fit_seconds": fit_seconds})
-        print(f"{device.type:5} {name:9} {precision:5} {switch:20} {results[-1]['train_samples_per_second']:9.0f} "
-              f"samples/s  epoch {timer.epochs[1][0]:.3f} s (first {timer.epochs[0][0]:.2f} s)", flush=True)
+        results.append(
+            {
+                "model": name,
+                "precision": precision,
+                "switch": switch,
+                "overrides": overrides,
+                "train_samples_per_second": statistics.median(rates),
+                "epoch_seconds": timer.epochs[1][0],
+                "first_epoch_seconds": timer.epochs[0][0],
+                "fit_seconds": fit_seconds,
+            }
+        )
+        print(
+            f"{device.type:5} {name:9} {precision:5} {switch:20} {results[-1]['train_samples_per_second']:9.0f} "
+            f"samples/s  epoch {timer.epochs[1][0]:.3f} s (first {timer.epochs[0][0]:.2f} s)",
+            flush=True,
+        )
     return results
 
 
@@ -190,8 +223,17 @@ def profile_run(name, precision, device, args) -> str:
     """Where the host's time goes in one epoch of the project path (cProfile, top functions by own time):
     on a GPU this small model leaves the device waiting on Python, so the host profile is the one that counts."""
     with tempfile.TemporaryDirectory() as tmp:
-        project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1", "trainer.limit_train_batches=20",
-                        "trainer.limit_val_batches=2", "~callbacks.checkpoint")  # warm-up
+        project_trainer(
+            name,
+            precision,
+            device,
+            args,
+            tmp,
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=20",
+            "trainer.limit_val_batches=2",
+            "~callbacks.checkpoint",
+        )  # warm-up
         profiler = cProfile.Profile()
         profiler.enable()
         project_trainer(name, precision, device, args, tmp, "trainer.max_epochs=1")
@@ -221,11 +263,15 @@ def report(device: torch.device, results: list[dict], switches: list[dict], args
         epoch = f"{r['epoch_seconds']:.3f}" if "epoch_seconds" in r else "-"
         target = f"{r['time_to_target_seconds']:.1f}" if r.get("time_to_target_seconds") else "-"
         fit = f"{r['fit_seconds']:.1f}" if "fit_seconds" in r else "-"
-        print(f"{r['model']:9} {r['precision']:9} {r['path']:8} {r['train_samples_per_second']:>10.0f} {epoch:>8} "
-              f"{target:>9} {fit:>7}")
+        print(
+            f"{r['model']:9} {r['precision']:9} {r['path']:8} {r['train_samples_per_second']:>10.0f} {epoch:>8} "
+            f"{target:>9} {fit:>7}"
+        )
     for r in switches:
-        print(f"{r['model']:9} {r['precision']:9} {r['switch']:20} {r['train_samples_per_second']:>10.0f} "
-              f"{r['epoch_seconds']:>8.3f}")
+        print(
+            f"{r['model']:9} {r['precision']:9} {r['switch']:20} {r['train_samples_per_second']:>10.0f} "
+            f"{r['epoch_seconds']:>8.3f}"
+        )
     for key, value in ratios(results).items():
         print(f"  {key}: {value:.2f}x")
     print(f"wrote {out}")
@@ -243,24 +289,35 @@ def main() -> None:
     args = parsed(p, quick=p.parse_args().quick)
     for device in devices(args):
         if args.profile:
-            texts = [profile_run(name, precision, device, args)
-                     for name in args.models.split(",") for precision in args.precisions.split(",")]
+            texts = [
+                profile_run(name, precision, device, args)
+                for name in args.models.split(",")
+                for precision in args.precisions.split(",")
+            ]
             out = Path(args.out) / f"{device.type}-{datetime.date.today().isoformat()}-profile.txt"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text("\n".join(texts))
             print("\n".join(texts) + f"\nwrote {out}")
             continue
         results, switches = [], []
-        for name in ([] if args.switches_only else args.models.split(",")):
+        for name in [] if args.switches_only else args.models.split(","):
             for precision in args.precisions.split(","):
                 for path, run in (("plain", plain_run), ("project", project_run)):
                     r = run(name, precision, device, args)
-                    r.update(model=name, precision=precision, path=path, batch_size=RUNS[name][1],
-                             train_samples_per_second=statistics.median(r["windows"]))
+                    r.update(
+                        model=name,
+                        precision=precision,
+                        path=path,
+                        batch_size=RUNS[name][1],
+                        train_samples_per_second=statistics.median(r["windows"]),
+                    )
                     results.append(r)
                     save(device, results, switches, args)
-                    print(f"{device.type:5} {name:9} {precision:5} {path:8} {r['train_samples_per_second']:9.0f} samples/s"
-                          + (f"  epoch {r['epoch_seconds']:.2f} s" if "epoch_seconds" in r else ""), flush=True)
+                    print(
+                        f"{device.type:5} {name:9} {precision:5} {path:8} {r['train_samples_per_second']:9.0f} samples/s"
+                        + (f"  epoch {r['epoch_seconds']:.2f} s" if "epoch_seconds" in r else ""),
+                        flush=True,
+                    )
         if device.type == "cuda" and not (args.quick or args.no_switches):
             for name in args.models.split(","):
                 for precision in args.precisions.split(","):
@@ -271,9 +328,13 @@ def main() -> None:
 
 def save(device: torch.device, results: list[dict], switches: list[dict], args) -> Path:
     question = "throughput" + ("-quick" if args.quick else "") + ("-switches" if args.switches_only else "")
-    record = {"quick": args.quick, "method": {"warmup_batches": args.warmup, "window_batches": args.window,
-                                              "windows": args.windows},
-              "results": results, "ratios": ratios(results), "switches": switches}
+    record = {
+        "quick": args.quick,
+        "method": {"warmup_batches": args.warmup, "window_batches": args.window, "windows": args.windows},
+        "results": results,
+        "ratios": ratios(results),
+        "switches": switches,
+    }
     return save_results(args, device, question, record, quiet=True)
 
 

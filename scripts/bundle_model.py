@@ -32,9 +32,15 @@ def slim(run: Path, extra: dict) -> dict:
         "mnist_cnn": checkpoint["mnist_cnn"],
         "state_dict": {k: v.float().contiguous() for k, v in checkpoint["state_dict"].items() if k.startswith("net.")},
         "datamodule_hyper_parameters": {"dataset": data["dataset"], "normalize": data["normalize"]},
-        "origin": {"run": run.name, "command": shlex.join(["python", "train.py", *metrics["overrides"]]),
-                   "commit": metrics["provenance"]["git_commit"], "test_acc": metrics["test_acc"],
-                   "best_val_acc": metrics["best_val_acc"], "epochs": metrics["epochs"], **extra},
+        "origin": {
+            "run": run.name,
+            "command": shlex.join(["python", "train.py", *metrics["overrides"]]),
+            "commit": metrics["provenance"]["git_commit"],
+            "test_acc": metrics["test_acc"],
+            "best_val_acc": metrics["best_val_acc"],
+            "epochs": metrics["epochs"],
+            **extra,
+        },
     }
 
 

@@ -10,10 +10,30 @@ import sys
 
 from packaging.requirements import Requirement
 
-THE_REST = ["torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "matplotlib", "tensorboard",
-            "hydra-joblib-launcher", "hydra-submitit-launcher", "hydra-optuna-sweeper", "onnx", "onnxruntime",
-            "filelock", "scipy", "pytest", "pytest-xdist", "setuptools", "nbclient", "nbformat", "ipykernel",
-            "playwright", "gradio"]
+THE_REST = [
+    "torch",
+    "torchvision",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "matplotlib",
+    "tensorboard",
+    "hydra-joblib-launcher",
+    "hydra-submitit-launcher",
+    "hydra-optuna-sweeper",
+    "onnx",
+    "onnxruntime",
+    "filelock",
+    "scipy",
+    "pytest",
+    "pytest-xdist",
+    "setuptools",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "playwright",
+    "gradio",
+]
 
 
 def closure(roots: list[str]) -> set[str]:
@@ -41,8 +61,10 @@ def size(name: str) -> int:
 def main() -> None:
     extra = sorted(closure(sys.argv[1:]) - closure([r for r in THE_REST if r not in sys.argv[1:]]))
     sizes = sorted(((size(n), n) for n in extra), reverse=True)
-    print(f"{len(extra)} packages, {sum(s for s, _ in sizes) / 1e6:.0f} MB; the largest: "
-          + ", ".join(f"{n} {s / 1e6:.0f} MB" for s, n in sizes[:4]))
+    print(
+        f"{len(extra)} packages, {sum(s for s, _ in sizes) / 1e6:.0f} MB; the largest: "
+        + ", ".join(f"{n} {s / 1e6:.0f} MB" for s, n in sizes[:4])
+    )
 
 
 if __name__ == "__main__":

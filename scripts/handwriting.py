@@ -35,8 +35,22 @@ from mnist_cnn.reports.intervals import estimate, welch
 
 FONT_DIRS = ["/usr/share/fonts"]
 # Debian's handwriting fonts (file-name stems); others can be named with --fonts
-HANDWRITING = ("BecauseWe", "dkg", "Breip", "breipfont", "femkeklaver", "KleeOne", "Humor-Sans", "ComicNeue",
-               "DancingScript", "KaushanScript", "Kristi", "Rufscript", "Joscelyn", "kiloji")
+HANDWRITING = (
+    "BecauseWe",
+    "dkg",
+    "Breip",
+    "breipfont",
+    "femkeklaver",
+    "KleeOne",
+    "Humor-Sans",
+    "ComicNeue",
+    "DancingScript",
+    "KaushanScript",
+    "Kristi",
+    "Rufscript",
+    "Joscelyn",
+    "kiloji",
+)
 SIZE = 64
 SLANTS = (-0.25, 0.0, 0.25)  # horizontal shear
 HEIGHTS = (24, 36, 48)  # the digit's rendered height in pixels, before the slant
@@ -52,14 +66,30 @@ PEN = {
     5: [[(0.78, 0.1), (0.28, 0.1), (0.24, 0.45), (0.62, 0.42), (0.78, 0.62), (0.65, 0.88), (0.2, 0.86)]],
     6: [[(0.7, 0.1), (0.35, 0.35), (0.22, 0.7), (0.4, 0.9), (0.7, 0.85), (0.75, 0.62), (0.5, 0.5), (0.25, 0.65)]],
     7: [[(0.18, 0.1), (0.82, 0.1), (0.42, 0.92)]],
-    8: [[(0.5, 0.48), (0.25, 0.3), (0.5, 0.08), (0.75, 0.3), (0.5, 0.48), (0.22, 0.7), (0.5, 0.92), (0.78, 0.7), (0.5, 0.48)]],
+    8: [
+        [
+            (0.5, 0.48),
+            (0.25, 0.3),
+            (0.5, 0.08),
+            (0.75, 0.3),
+            (0.5, 0.48),
+            (0.22, 0.7),
+            (0.5, 0.92),
+            (0.78, 0.7),
+            (0.5, 0.48),
+        ]
+    ],
     9: [[(0.75, 0.35), (0.5, 0.1), (0.25, 0.3), (0.5, 0.5), (0.75, 0.35), (0.7, 0.92)]],
 }
 
 
 def handwriting_fonts(extra: list[str]) -> list[Path]:
-    found = sorted(p for d in FONT_DIRS for p in Path(d).rglob("*") if p.suffix.lower() in (".ttf", ".otf")
-                   and p.stem.startswith(HANDWRITING))
+    found = sorted(
+        p
+        for d in FONT_DIRS
+        for p in Path(d).rglob("*")
+        if p.suffix.lower() in (".ttf", ".otf") and p.stem.startswith(HANDWRITING)
+    )
     return found + [Path(f) for f in extra]
 
 
@@ -69,18 +99,28 @@ def has_digits(font: ImageFont.FreeTypeFont) -> bool:
     return all(any(m) for m in masks) and len(set(masks)) == 10
 
 
-def rendered(font_path: Path, digit: int, height: int, slant: float, stroke: int, rng: np.random.Generator) -> np.ndarray:
+def rendered(
+    font_path: Path, digit: int, height: int, slant: float, stroke: int, rng: np.random.Generator
+) -> np.ndarray:
     """White on black, SIZE x SIZE: the digit at `height` pixels, slanted, at a random position."""
     font = ImageFont.truetype(str(font_path), size=height)
     left, top, right, bottom = font.getbbox(str(digit), stroke_width=stroke)
     glyph = Image.new("L", (right - left + 8, bottom - top + 8))
-    ImageDraw.Draw(glyph).text((4 - left, 4 - top), str(digit), font=font, fill=255, stroke_width=stroke, stroke_fill=255)
+    ImageDraw.Draw(glyph).text(
+        (4 - left, 4 - top), str(digit), font=font, fill=255, stroke_width=stroke, stroke_fill=255
+    )
     w, h = glyph.size
-    glyph = glyph.transform((w + int(abs(slant) * h), h), Image.Transform.AFFINE,
-                            (1, slant, -slant * h if slant > 0 else 0, 0, 1, 0), Image.Resampling.BILINEAR)
+    glyph = glyph.transform(
+        (w + int(abs(slant) * h), h),
+        Image.Transform.AFFINE,
+        (1, slant, -slant * h if slant > 0 else 0, 0, 1, 0),
+        Image.Resampling.BILINEAR,
+    )
     scale = min(1.0, (SIZE - 4) / max(glyph.size))
     if scale < 1:
-        glyph = glyph.resize((max(1, int(glyph.size[0] * scale)), max(1, int(glyph.size[1] * scale))), Image.Resampling.LANCZOS)
+        glyph = glyph.resize(
+            (max(1, int(glyph.size[0] * scale)), max(1, int(glyph.size[1] * scale))), Image.Resampling.LANCZOS
+        )
     canvas = Image.new("L", (SIZE, SIZE))
     x = int(rng.integers(0, SIZE - glyph.size[0] + 1))
     y = int(rng.integers(0, SIZE - glyph.size[1] + 1))
@@ -130,8 +170,14 @@ def make(out: Path, fonts: list[Path], pen_per_digit: int, seed: int) -> dict:
     images[dark_on_light] = 255 - images[dark_on_light]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as f:  # np.savez on a file object: the name stays as given
-        np.savez_compressed(f, images=images, labels=np.array(labels, dtype=np.uint8), sources=np.array(sources),
-                            dark_on_light=dark_on_light, fonts=np.array(used))
+        np.savez_compressed(
+            f,
+            images=images,
+            labels=np.array(labels, dtype=np.uint8),
+            sources=np.array(sources),
+            dark_on_light=dark_on_light,
+            fonts=np.array(used),
+        )
     return {"images": len(images), "fonts": used, "pen": 10 * pen_per_digit}
 
 
@@ -139,16 +185,27 @@ def score(data: Path, checkpoints: list[str]) -> list[dict]:
     loaded = np.load(data)
     images, labels, sources = loaded["images"], loaded["labels"], loaded["sources"]
     small = torch.from_numpy(np.stack([mnist_like(im.astype(np.float32)) for im in images]))
-    kinds = {"fonts": np.char.startswith(sources, "font:"), "pen": sources == "pen",
-             "dark on light": loaded["dark_on_light"], "light on dark": ~loaded["dark_on_light"]}
+    kinds = {
+        "fonts": np.char.startswith(sources, "font:"),
+        "pen": sources == "pen",
+        "dark on light": loaded["dark_on_light"],
+        "light on dark": ~loaded["dark_on_light"],
+    }
     results = []
     for ckpt in checkpoints:
         model, info = load_network(ckpt)
-        predicted = torch.cat([predict(model, small[i : i + 1000], info).argmax(dim=1)
-                               for i in range(0, len(small), 1000)]).numpy()
+        predicted = torch.cat(
+            [predict(model, small[i : i + 1000], info).argmax(dim=1) for i in range(0, len(small), 1000)]
+        ).numpy()
         right = predicted == labels
-        results.append({"checkpoint": ckpt, "accuracy": float(right.mean()), "images": int(len(right)),
-                        **{kind: float(right[mask].mean()) for kind, mask in kinds.items() if mask.any()}})
+        results.append(
+            {
+                "checkpoint": ckpt,
+                "accuracy": float(right.mean()),
+                "images": int(len(right)),
+                **{kind: float(right[mask].mean()) for kind, mask in kinds.items() if mask.any()},
+            }
+        )
     return results
 
 
@@ -181,15 +238,18 @@ def print_groups(rows: list[dict]) -> None:
     kinds = [k for k in KINDS if k in rows[0]]
     print(f"{'group':20} {'runs':>4} {'all':>16} " + " ".join(f"{k:>16}" for k in kinds))
     for row in rows:
-        print(f"{row['group'][:20]:20} {row['runs']:4} {cell(row['accuracy']):>16} "
-              + " ".join(f"{cell(row[k]):>16}" for k in kinds))
+        print(
+            f"{row['group'][:20]:20} {row['runs']:4} {cell(row['accuracy']):>16} "
+            + " ".join(f"{cell(row[k]):>16}" for k in kinds)
+        )
     for row in rows[1:]:
         v = row["accuracy"]
         if v["low"] is None:
             verdict = "one run in a group: the spread is unknown"
         else:
-            verdict = (f"95% interval [{v['low']:+.4f}, {v['high']:+.4f}]: "
-                       + ("distinguishable" if v["distinguishable"] else "not distinguishable"))
+            verdict = f"95% interval [{v['low']:+.4f}, {v['high']:+.4f}]: " + (
+                "distinguishable" if v["distinguishable"] else "not distinguishable"
+            )
         print(f"{row['group']} minus {rows[0]['group']}: {v['minus_first']:+.4f}, {verdict}")
 
 
@@ -205,8 +265,14 @@ def main() -> None:
     scoring = commands.add_parser("score", help="each checkpoint's accuracy on the set")
     scoring.add_argument("data", type=Path)
     scoring.add_argument("checkpoints", nargs="*", help="run directories or .ckpt files")
-    scoring.add_argument("--group", nargs="+", action="append", default=[], metavar=("NAME", "RUN"),
-                         help="a name and the runs of one setting (several seeds); repeat for each setting")
+    scoring.add_argument(
+        "--group",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "RUN"),
+        help="a name and the runs of one setting (several seeds); repeat for each setting",
+    )
     scoring.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.command == "make":
@@ -214,8 +280,10 @@ def main() -> None:
         made = make(args.out, fonts, args.pen, args.seed)
         if not made["fonts"]:
             sys.exit(f"handwriting.py: no font with digits found; install the fonts named in {__file__}'s docstring")
-        print(f"{args.out}: {made['images']} images, {len(made['fonts'])} fonts ({', '.join(made['fonts'])}), "
-              f"{made['pen']} pen-drawn")
+        print(
+            f"{args.out}: {made['images']} images, {len(made['fonts'])} fonts ({', '.join(made['fonts'])}), "
+            f"{made['pen']} pen-drawn"
+        )
         return
     if any(len(g) < 2 for g in args.group):
         parser.error("--group takes a name and at least one run")

@@ -33,7 +33,9 @@ def idx(path: Path) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("MNIST_CNN_DATA") or os.path.expanduser("~/.cache/mnist_cnn"))
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("MNIST_CNN_DATA") or os.path.expanduser("~/.cache/mnist_cnn")
+    )
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     import keras
@@ -47,26 +49,39 @@ def main() -> None:
     seconds = []
     for _ in range(args.repeats):
         # The lab's Part III, as written; Adadelta with Keras 2.3's defaults, which the lab ran on.
-        model = Sequential([
-            Input((28, 28, 1)),
-            Conv2D(32, kernel_size=(3, 3), activation="relu"),
-            Conv2D(64, (3, 3), activation="relu"),
-            MaxPooling2D(pool_size=(2, 2)),
-            Dropout(0.25),
-            Flatten(),
-            Dense(128, activation="relu"),
-            Dropout(0.5),
-            Dense(10, activation="softmax"),
-        ])
-        model.compile(loss=keras.losses.categorical_crossentropy,
-                      optimizer=keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7),
-                      metrics=["accuracy"])
+        model = Sequential(
+            [
+                Input((28, 28, 1)),
+                Conv2D(32, kernel_size=(3, 3), activation="relu"),
+                Conv2D(64, (3, 3), activation="relu"),
+                MaxPooling2D(pool_size=(2, 2)),
+                Dropout(0.25),
+                Flatten(),
+                Dense(128, activation="relu"),
+                Dropout(0.5),
+                Dense(10, activation="softmax"),
+            ]
+        )
+        model.compile(
+            loss=keras.losses.categorical_crossentropy,
+            optimizer=keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7),
+            metrics=["accuracy"],
+        )
         start = time.perf_counter()
         history = model.fit(x_train, y_train, batch_size=256, epochs=1, verbose=0, validation_split=0.3)
         seconds.append(time.perf_counter() - start)
-    print(json.dumps({"epoch_seconds": seconds, "best_epoch_seconds": min(seconds),
-                      "val_accuracy": history.history["val_accuracy"][-1], "tensorflow": tf.__version__,
-                      "keras": keras.__version__, "threads": tf.config.threading.get_intra_op_parallelism_threads()}))
+    print(
+        json.dumps(
+            {
+                "epoch_seconds": seconds,
+                "best_epoch_seconds": min(seconds),
+                "val_accuracy": history.history["val_accuracy"][-1],
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

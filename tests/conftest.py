@@ -19,8 +19,13 @@ def repository_files() -> set[Path]:
     into .venv; pip may write into it while the tests run)."""
     found = set()
     for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in NOT_OURS and not d.endswith(".egg-info")
-                   and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))]
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in NOT_OURS
+            and not d.endswith(".egg-info")
+            and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))
+        ]
         found.update(Path(folder, f) for f in files)
     return found
 
@@ -55,12 +60,17 @@ def pytest_sessionfinish(session, exitstatus):
     test started has ended: one still running is named, killed, and fails the run."""
     left = sorted(repository_files() - FILES_BEFORE)
     if left:
-        print(f"\nTests left {len(left)} file(s) in the repository: " + ", ".join(str(p.relative_to(ROOT)) for p in left[:10]))
+        print(
+            f"\nTests left {len(left)} file(s) in the repository: "
+            + ", ".join(str(p.relative_to(ROOT)) for p in left[:10])
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     running = processes.leftovers() if CONTROLLER else []
     if running:
-        print(f"\nTests left {len(running)} process(es) running (now killed): "
-              + "; ".join(f"{pid} {command[:120]}" for pid, command in running[:10]))
+        print(
+            f"\nTests left {len(running)} process(es) running (now killed): "
+            + "; ".join(f"{pid} {command[:120]}" for pid, command in running[:10])
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -96,10 +106,16 @@ def trained_run(shared_folder, mnist_dir) -> Path:
     run_dir = shared_folder / "trained"
     with FileLock(f"{run_dir}.lock"):
         if not (run_dir / "metrics.json").exists():
-            result = train_here("trainer.max_epochs=1", "trainer.limit_train_batches=100",
-                                "trainer.limit_val_batches=10", "trainer.limit_test_batches=2",
-                                "trainer.precision=bf16-mixed", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
-                                "explain=false",
-                                f"hydra.run.dir={run_dir}")
+            result = train_here(
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=100",
+                "trainer.limit_val_batches=10",
+                "trainer.limit_test_batches=2",
+                "trainer.precision=bf16-mixed",
+                "logger=csv",
+                "callbacks.progress_bar.refresh_rate=0",
+                "explain=false",
+                f"hydra.run.dir={run_dir}",
+            )
             assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

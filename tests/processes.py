@@ -130,6 +130,7 @@ def adopt_orphans() -> bool:
     process whose parent ended is still found by descendants(). False where the system has no such thing."""
     try:
         import ctypes
+
         return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         return False

@@ -59,8 +59,12 @@ def train_here(*overrides: str, env: dict | None = None, terminal: bool = False)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 
 FEW_BATCHES = (
-    "trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1", "explain=false",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=3",
+    "trainer.log_every_n_steps=1",
+    "explain=false",
     "callbacks.progress_bar.refresh_rate=0",
 )
 

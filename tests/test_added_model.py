@@ -82,13 +82,15 @@ def student(tmp_path, monkeypatch):
 
 def test_its_mistakes_are_one_line_each_and_help_lists_its_keys(student, tmp_path):
     configs = str(student / "configs")
-    cases = {"model.net.widht=4": "model.net.widht is not an argument of student_nets.Residual (it takes width, "
-                                  "dropout); did you mean model.net.width?",
-             "model.net.width=abc": "model.net.width=abc is not allowed: expected an integer",
-             "model.net.width=0": "model.net.width=0 is not allowed: expected an integer >= 1",
-             "model.net.dropout=1.5": "model.net.dropout=1.5 is not allowed: expected a number >= 0 and < 1",
-             "model.width=4": "model.width is not a key of the model node: the network's arguments are "
-                              "model.net.<argument> (model.net.width), beside model.optimizer and model.schedule"}
+    cases = {
+        "model.net.widht=4": "model.net.widht is not an argument of student_nets.Residual (it takes width, "
+        "dropout); did you mean model.net.width?",
+        "model.net.width=abc": "model.net.width=abc is not allowed: expected an integer",
+        "model.net.width=0": "model.net.width=0 is not allowed: expected an integer >= 1",
+        "model.net.dropout=1.5": "model.net.dropout=1.5 is not allowed: expected a number >= 0 and < 1",
+        "model.width=4": "model.width is not a key of the model node: the network's arguments are "
+        "model.net.<argument> (model.net.width), beside model.optimizer and model.schedule",
+    }
     for i, (override, said) in enumerate(cases.items()):
         result = train_here("--config-dir", configs, "model=residual", override, f"hydra.run.dir={tmp_path / str(i)}")
         assert result.returncode == 2 and result.stderr == f"mnist-train: error: {said}\n", (override, result.stderr)
@@ -100,8 +102,15 @@ def test_its_mistakes_are_one_line_each_and_help_lists_its_keys(student, tmp_pat
 @pytest.mark.slow  # trains
 def test_a_sequential_with_batchnorm_trains_and_gets_its_figures(student, tmp_path, mnist_dir):
     run = tmp_path / "run"
-    result = train_here("--config-dir", str(student / "configs"), "model=conv_bn", *FEW_BATCHES, "explain=true",
-                        "logger=csv", f"hydra.run.dir={run}")
+    result = train_here(
+        "--config-dir",
+        str(student / "configs"),
+        "model=conv_bn",
+        *FEW_BATCHES,
+        "explain=true",
+        "logger=csv",
+        f"hydra.run.dir={run}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(run)
     assert metrics["status"] == "ok" and metrics["model"] == "ConvBN" and metrics["test_acc"] is not None
@@ -112,15 +121,25 @@ def test_a_sequential_with_batchnorm_trains_and_gets_its_figures(student, tmp_pa
 
 
 @pytest.mark.slow  # trains, and runs four installed commands
-def test_a_network_of_ones_own_trains_predicts_explains_and_exports_through_the_installed_commands(tmp_path,
-                                                                                                   mnist_dir):
+def test_a_network_of_ones_own_trains_predicts_explains_and_exports_through_the_installed_commands(tmp_path, mnist_dir):
     folder = users_folder(tmp_path / "mine", "residual_nets")
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PYTHONPATH": str(folder)}
     run = tmp_path / "run"
-    trained = processes.run([bin_dir / "mnist-train", "--config-dir", folder / "configs", "model=residual",
-                             *FEW_BATCHES, "explain=true", "logger=tensorboard", f"hydra.run.dir={run}"],
-                            cwd=tmp_path, env=env)
+    trained = processes.run(
+        [
+            bin_dir / "mnist-train",
+            "--config-dir",
+            folder / "configs",
+            "model=residual",
+            *FEW_BATCHES,
+            "explain=true",
+            "logger=tensorboard",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     metrics = metrics_of(run)
     assert metrics["status"] == "ok" and metrics["model"] == "Residual" and metrics["test_acc"] is not None
@@ -132,14 +151,17 @@ def test_a_network_of_ones_own_trains_predicts_explains_and_exports_through_the_
     Image.fromarray(255 - seven).save(tmp_path / "seven.png")
     predicted = processes.run([bin_dir / "mnist-predict", run, tmp_path / "seven.png", "--json"], env=env)
     assert predicted.returncode == 0 and '"label": "' in predicted.stdout, predicted.stderr
-    explained = processes.run([bin_dir / "mnist-explain", run, tmp_path / "seven.png", "--out", tmp_path / "why"],
-                              env=env)
+    explained = processes.run(
+        [bin_dir / "mnist-explain", run, tmp_path / "seven.png", "--out", tmp_path / "why"], env=env
+    )
     assert explained.returncode == 0 and (tmp_path / "why" / "seven.explained.png").is_file(), explained.stderr
     exported = processes.run([bin_dir / "mnist-export", run, tmp_path / "mine.onnx"], env=env)
     assert exported.returncode == 0 and (tmp_path / "mine.onnx").stat().st_size > 1_000, exported.stderr
 
-    elsewhere = processes.run([bin_dir / "mnist-predict", run, tmp_path / "seven.png"],
-                              env={k: v for k, v in env.items() if k != "PYTHONPATH"})
+    elsewhere = processes.run(
+        [bin_dir / "mnist-predict", run, tmp_path / "seven.png"],
+        env={k: v for k, v in env.items() if k != "PYTHONPATH"},
+    )
     said = textwrap.shorten(elsewhere.stderr, 10_000)
     assert elsewhere.returncode == 2 and len(elsewhere.stderr.strip().splitlines()) == 1, elsewhere.stderr
     assert "its network is residual_nets.Residual, which cannot be imported here" in said and "PYTHONPATH" in said

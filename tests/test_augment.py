@@ -39,16 +39,22 @@ def test_each_distortion_moves_ink_within_its_bounds(kind):
     x = digits(64)
     only = Distortions(**{**NONE.__dict__, kind: {"shift": 3.0, "rotation": 30.0}[kind]})
     out = only(x, -0.5, seed=3)
+
     def ink(t):
         return (t > 0.5).float()
+
     cols = torch.arange(28.0)
+
     def centre(t):
         return (ink(t).sum(dim=2) * cols).sum(dim=(1, 2)) / ink(t).sum(dim=(1, 2, 3))
+
     moved = (centre(out) - centre(x)).abs()
     if kind == "shift":
         assert moved.max() <= 3.0 + 0.6 and moved.max() > 1.0
     else:  # a bar about the centre turns: its width in columns grows
-        assert (ink(out).sum(dim=2) > 0).sum(dim=(1, 2)).float().mean() > (ink(x).sum(dim=2) > 0).sum(dim=(1, 2)).float().mean()
+        assert (ink(out).sum(dim=2) > 0).sum(dim=(1, 2)).float().mean() > (ink(x).sum(dim=2) > 0).sum(
+            dim=(1, 2)
+        ).float().mean()
 
 
 def test_the_data_module_distorts_training_batches_only_and_a_resumed_epoch_repeats_them(tmp_path):
@@ -75,6 +81,7 @@ def test_the_lab_runs_have_no_distortions():
     from hydra import compose, initialize_config_module
 
     import mnist_cnn.config.schema  # noqa: F401  (registers the schemas the configs name)
+
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         assert not Distortions(**compose("train").data.augment).distorts
         for experiment in ("lab_baseline", "lab_elu", "speedrun"):

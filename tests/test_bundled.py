@@ -39,8 +39,10 @@ def test_predict_and_explain_use_it_when_no_checkpoint_is_given_and_say_so(tmp_p
     result = in_process(commands.predict, str(tmp_path / "seven.png"), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["label"] == "7"
-    assert result.stderr.strip() == ("mnist-predict: no checkpoint given: reading with the model the package carries "
-                                     "(experiment=handwriting; docs/bundled.md)")
+    assert result.stderr.strip() == (
+        "mnist-predict: no checkpoint given: reading with the model the package carries "
+        "(experiment=handwriting; docs/bundled.md)"
+    )
     folder = in_process(commands.explain, str(tmp_path), "--out", str(tmp_path / "out"))  # a folder of images
     assert folder.returncode == 0 and (tmp_path / "out" / "seven.explained.png").exists(), folder.stderr
     assert np.asarray(Image.open(tmp_path / "out" / "seven.explained.png")).shape[2] in (3, 4)

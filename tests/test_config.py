@@ -22,11 +22,13 @@ from mnist_cnn.config import checks
 from mnist_cnn.config.signature import schema_of
 from mnist_cnn.data.module import MNISTDataModule
 from mnist_cnn.models.classifier import Classifier
-from mnist_cnn.runs.run import model_of
+from mnist_cnn.runs.build import model_of
 
 CONF = Path(mnist_cnn.conf.__file__).parent
-GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-          for group in ("data", "model", "trainer", "logger", "callbacks", "experiment")}
+GROUPS = {
+    group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    for group in ("data", "model", "trainer", "logger", "callbacks", "experiment")
+}
 
 
 def composed(tmp_path, *overrides, name="train"):
@@ -45,7 +47,9 @@ def test_every_config_composes_checks_and_instantiates(tmp_path, group, option):
     assert isinstance(model_of(cfg.model, cfg.data.dataset), Classifier)
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    precision = checks.native_precision(cfg.trainer.precision, cfg.trainer.accelerator)  # as mnist_cnn.runs.run.Run.build
+    precision = checks.native_precision(
+        cfg.trainer.precision, cfg.trainer.accelerator
+    )  # as mnist_cnn.runs.run.Run.build
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
     assert isinstance(trainer, L.Trainer)
 
@@ -68,8 +72,14 @@ def typed_keys(node: DictConfig, prefix=""):
 def test_every_key_of_every_config_has_a_declared_type(tmp_path):
     for option in GROUPS["model"]:
         keys = dict(typed_keys(composed(tmp_path, f"model={option}")))
-        assert {"seed", "data.batch_size", "model.optimizer.lr", "trainer.precision",
-                "callbacks.checkpoint.every_n_steps", "logger.tensorboard.name"} <= set(keys)
+        assert {
+            "seed",
+            "data.batch_size",
+            "model.optimizer.lr",
+            "trainer.precision",
+            "callbacks.checkpoint.every_n_steps",
+            "logger.tensorboard.name",
+        } <= set(keys)
 
 
 @pytest.mark.parametrize("model", ["baseline", "elu"])
@@ -123,7 +133,9 @@ def schema_cases():
     cases, seen = [], set()
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
         for option in GROUPS["model"]:
-            cfg = compose("train", overrides=[f"model={option}", "hydra.runtime.output_dir=."], return_hydra_config=True)
+            cfg = compose(
+                "train", overrides=[f"model={option}", "hydra.runtime.output_dir=."], return_hydra_config=True
+            )
             HydraConfig.instance().set_config(cfg)
             checks.type_network(cfg)
             for key, field in typed_keys(cfg):
@@ -134,8 +146,14 @@ def schema_cases():
                     # the fast tier takes each kind of mistake once per section; the slow tier every key
                     first = (key.partition(".")[0], kind) not in seen
                     seen.add((key.partition(".")[0], kind))
-                    cases.append(pytest.param([*extra, f"{key}={value}"], key, id=f"{key}={value} ({kind})",
-                                              marks=() if first else pytest.mark.slow))
+                    cases.append(
+                        pytest.param(
+                            [*extra, f"{key}={value}"],
+                            key,
+                            id=f"{key}={value} ({kind})",
+                            marks=() if first else pytest.mark.slow,
+                        )
+                    )
     return cases
 
 
@@ -160,8 +178,11 @@ CROSS_KEY = [
     (["+epochs=5"], "epochs is not a known key; did you mean trainer.max_epochs?"),  # + adds no undeclared key
     (["trainer.max_epoch=1"], "did you mean trainer.max_epochs?"),
     (["model.lr=0.1"], "model.lr is not a known key; did you mean model.optimizer.lr?"),
-    (["model.dense_units=64"], "model.dense_units is not a key of the model node: the network's arguments are "
-                               "model.net.<argument> (model.net.dense_units)"),
+    (
+        ["model.dense_units=64"],
+        "model.dense_units is not a key of the model node: the network's arguments are "
+        "model.net.<argument> (model.net.dense_units)",
+    ),
     (["model.cuda_graph=false"], "model.cuda_graph is now callbacks.speed.cuda_graph"),
     (["model.net.dense_unit=64"], "model.net.dense_unit is not an argument of mnist_cnn.models.networks.BaselineCNN"),
     (["data.augment.rotaton=10"], "data.augment.rotaton is not a known key; did you mean data.augment.rotation?"),
@@ -198,16 +219,20 @@ def test_folders_that_cannot_be_made_are_refused(tmp_path):
     blocker.write_text("")
     result = train_here(f"data.data_dir={blocker}/mnist", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and result.stderr.strip() == (
-        f"mnist-train: error: data.data_dir={blocker}/mnist: cannot be a folder, {blocker} is a file")
+        f"mnist-train: error: data.data_dir={blocker}/mnist: cannot be a folder, {blocker} is a file"
+    )
     result = train_here(f"hydra.run.dir={blocker}/run")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert f"{blocker}/run: Not a directory" in result.stderr and "hydra.run.dir" in result.stderr
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("seed=notanumber", "mnist-train: error: seed=notanumber is not allowed: expected an integer"),
-    ("trainer.accelerator=gpu", "mnist-train: error: trainer.accelerator=gpu: no GPU is visible here"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("seed=notanumber", "mnist-train: error: seed=notanumber is not allowed: expected an integer"),
+        ("trainer.accelerator=gpu", "mnist-train: error: trainer.accelerator=gpu: no GPU is visible here"),
+    ],
+)
 @pytest.mark.slow
 def test_as_a_user_sees_it(tmp_path, override, expected):
     """The real command in a terminal: the whole output, not only stderr."""
@@ -219,20 +244,29 @@ def test_as_a_user_sees_it(tmp_path, override, expected):
     assert len(lines) <= 3 and lines[-1].startswith(expected) and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command, args, expected", [
-    (commands.export, ["x.ckpt", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
-    (commands.export, ["x.ckpt", "m.tflite"], "m.tflite: the format cannot be told from the suffix '.tflite'"),
-    (commands.predict, ["x.ckpt", "a.png", "--max-pixels", "0"], "argument --max-pixels: invalid positive_int value: '0'"),
-    (commands.predict, ["x.ckpt", "a.png", "--output", "xml"], "unrecognized arguments: --output xml"),
-    (commands.predict, [], "the following arguments are required: [CKPT] IMAGE_OR_FOLDER"),
-])
+@pytest.mark.parametrize(
+    "command, args, expected",
+    [
+        (commands.export, ["x.ckpt", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
+        (commands.export, ["x.ckpt", "m.tflite"], "m.tflite: the format cannot be told from the suffix '.tflite'"),
+        (
+            commands.predict,
+            ["x.ckpt", "a.png", "--max-pixels", "0"],
+            "argument --max-pixels: invalid positive_int value: '0'",
+        ),
+        (commands.predict, ["x.ckpt", "a.png", "--output", "xml"], "unrecognized arguments: --output xml"),
+        (commands.predict, [], "the following arguments are required: [CKPT] IMAGE_OR_FOLDER"),
+    ],
+)
 def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, command, args, expected):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         command(args)
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2
-    assert err.strip().startswith(f"mnist-{command.__name__}: error: {expected}") and len(err.strip().splitlines()) == 1, err
+    assert (
+        err.strip().startswith(f"mnist-{command.__name__}: error: {expected}") and len(err.strip().splitlines()) == 1
+    ), err
     assert not out and list(tmp_path.iterdir()) == []
 
 
@@ -256,10 +290,14 @@ def test_a_users_group_file_takes_effect(tmp_path):
     result = train_here("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "--cfg", "job")
     assert result.returncode == 0, result.stderr
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10
-    result = train_here("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
+    result = train_here(
+        "--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job"
+    )
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # lab_elu sets 10 as well: its own
     (mine / "long.yaml").write_text("defaults:\n  - default\n\nmax_epochs: 7\n")
-    result = train_here("--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job")
+    result = train_here(
+        "--config-dir", str(tmp_path / "my_configs"), "trainer=long", "experiment=lab_elu", "--cfg", "job"
+    )
     assert OmegaConf.create(result.stdout).trainer.max_epochs == 10  # the named experiment's value
 
 
@@ -273,7 +311,11 @@ def test_lab_elu_is_the_labs_last_fit(tmp_path):
     assert cfg.model.net._target_.endswith("EluCNN")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.validation_split) == (200, 10, 0.3)
     assert {k: v for k, v in cfg.model.optimizer.items() if v is not None} == {
-        "name": "SGD", "lr": 0.01, "momentum": 0.9, "nesterov": True}
+        "name": "SGD",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "nesterov": True,
+    }
     assert dict(cfg.model.schedule) == {"decay": 1e-6, "one_cycle": False}
 
 
@@ -316,11 +358,25 @@ def test_an_optimizer_switch_that_unsets_the_old_arguments_is_accepted(tmp_path)
 def test_one_distortion_is_set_like_any_key_and_the_others_keep_their_values(tmp_path):
     """On experiment=handwriting the others keep its values; on the lab's runs, zero (none)."""
     cfg = composed(tmp_path, "experiment=handwriting", "data.augment.rotation=12")
-    assert dict(cfg.data.augment) == {"rotation": 12.0, "scale": 0.15, "shear": 5.0, "shift": 2.0,
-                                      "elastic_alpha": 2.0, "elastic_sigma": 3.0, "thickness": 0.15}
+    assert dict(cfg.data.augment) == {
+        "rotation": 12.0,
+        "scale": 0.15,
+        "shear": 5.0,
+        "shift": 2.0,
+        "elastic_alpha": 2.0,
+        "elastic_sigma": 3.0,
+        "thickness": 0.15,
+    }
     cfg = composed(tmp_path, "data.augment.shift=3")
-    assert dict(cfg.data.augment) == {"rotation": 0.0, "scale": 0.0, "shear": 0.0, "shift": 3.0,
-                                      "elastic_alpha": 0.0, "elastic_sigma": 3.0, "thickness": 0.0}
+    assert dict(cfg.data.augment) == {
+        "rotation": 0.0,
+        "scale": 0.0,
+        "shear": 0.0,
+        "shift": 3.0,
+        "elastic_alpha": 0.0,
+        "elastic_sigma": 3.0,
+        "thickness": 0.0,
+    }
     assert instantiate(cfg.data, _convert_="all").distortions.shift == 3.0
 
 

@@ -78,7 +78,8 @@ def test_fast_path_matches_a_dataloader_over_the_same_order():
     x, y = torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,))
     loader = TensorBatches(x, y, batch_size=16, shuffle=True, seed=3)
     reference = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y), batch_size=16, sampler=loader.order().tolist())
+        torch.utils.data.TensorDataset(x, y), batch_size=16, sampler=loader.order().tolist()
+    )
     for (fx, fy), (rx, ry) in zip(loader, reference, strict=True):
         assert torch.equal(fx, rx) and torch.equal(fy, ry)
 

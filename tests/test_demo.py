@@ -69,23 +69,41 @@ def demo():
     with no checkpoint, as it is after `pip install`, reading with the model the package carries."""
     port, tripwire = free_port(), Tripwire()
     proxy = f"http://127.0.0.1:{tripwire.port}"
-    env = {**os.environ, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
-           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "HTTP_PROXY": proxy,
+        "HTTPS_PROXY": proxy,
+        "http_proxy": proxy,
+        "https_proxy": proxy,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the demo must turn analytics off itself
     # started with Ctrl-C ignored, as a shell starts a job in the background: the demo stops on it all the same
     ignoring_ctrl_c = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
-    command = [*ignoring_ctrl_c, sys.executable, "-c", "from mnist_cnn.cli.commands import demo; demo()", "--port", port]
+    command = [
+        *ignoring_ctrl_c,
+        sys.executable,
+        "-c",
+        "from mnist_cnn.cli.commands import demo; demo()",
+        "--port",
+        port,
+    ]
     with started(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         first = first_line(process)
-        assert first.strip() == f"mnist-demo: reading with the model the package carries at http://127.0.0.1:{port}/ (Ctrl-C stops)", (
-            first + process.stderr.read()[-2000:] if process.poll() is not None else first)
+        assert (
+            first.strip()
+            == f"mnist-demo: reading with the model the package carries at http://127.0.0.1:{port}/ (Ctrl-C stops)"
+        ), first + process.stderr.read()[-2000:] if process.poll() is not None else first
         try:
             yield f"http://127.0.0.1:{port}/", tripwire
         finally:
             process.send_signal(2)  # Ctrl-C
             tripwire.server.close()
             out, err = process.communicate(timeout=SERVER)
-    assert process.returncode == 0 and err.strip().endswith("mnist-demo: stopped") and "Traceback" not in err, err[-2000:]
+    assert process.returncode == 0 and err.strip().endswith("mnist-demo: stopped") and "Traceback" not in err, err[
+        -2000:
+    ]
     assert err.startswith("mnist-demo: no checkpoint given: reading with the model the package carries"), err[:300]
 
 
@@ -224,12 +242,18 @@ def test_a_browser_that_leaves_mid_upload_is_not_an_error(demo):
     url, _ = demo
     port = int(url.rsplit(":", 1)[1].strip("/"))
     boundary = "mnistdemo"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"d.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="d.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-                  f"Content-Length: {len(head) + 100_000}\r\n\r\n".encode() + head + b"\x89PNG" * 100)
+        s.sendall(
+            f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(head) + 100_000}\r\n\r\n".encode()
+            + head
+            + b"\x89PNG" * 100
+        )
     # the server is still there, and still answers
     assert urllib.request.urlopen(url, timeout=10).status == 200
 
@@ -246,7 +270,9 @@ def test_the_reader_takes_sketchpad_layers_and_says_a_blank_canvas_or_a_file_tha
     preview, probabilities, looks, maps = reader.read({"composite": drawn})
     assert preview.shape == (280, 280) and set(probabilities) == {str(d) for d in range(10)}
     assert abs(sum(probabilities.values()) - 1) < 1e-5
-    assert looks.shape == (280, 280, 3) and maps.ndim == 2 and maps.shape[0] == 6 * 12  # the baseline's block: 64 maps of 12x12
+    assert (
+        looks.shape == (280, 280, 3) and maps.ndim == 2 and maps.shape[0] == 6 * 12
+    )  # the baseline's block: 64 maps of 12x12
     (tmp_path / "notes.png").write_text("a shopping list")
     with pytest.raises(UserError, match=r"^notes.png: not an image \(allowed: PNG, JPEG, BMP\)$"):
         reader.read_file(str(tmp_path / "notes.png"))

@@ -59,14 +59,23 @@ def test_mnist_explain_draws_a_figure_per_image_and_says_each_bad_one(tmp_path, 
     Image.fromarray(255 - seven).resize((84, 84)).save(tmp_path / "seven.png")
     (tmp_path / "notes.png").write_text("not an image")
     Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
-    result = in_process(commands.explain, str(trained_run), str(tmp_path / "seven.png"), str(tmp_path / "notes.png"),
-                        str(tmp_path / "blank.png"), "--out", str(tmp_path / "out"))
+    result = in_process(
+        commands.explain,
+        str(trained_run),
+        str(tmp_path / "seven.png"),
+        str(tmp_path / "notes.png"),
+        str(tmp_path / "blank.png"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 1
     assert result.stdout.startswith(f"{tmp_path / 'seven.png'}: 7 (probability "), result.stdout
     assert (tmp_path / "out" / "seven.explained.png").stat().st_size > 10_000
     errors = result.stderr.strip().splitlines()
-    assert errors == [f"mnist-explain: error: {tmp_path / 'notes.png'}: not an image (allowed: PNG, JPEG, BMP)",
-                      f"mnist-explain: error: {tmp_path / 'blank.png'}: no digit found (the image is blank)"], errors
+    assert errors == [
+        f"mnist-explain: error: {tmp_path / 'notes.png'}: not an image (allowed: PNG, JPEG, BMP)",
+        f"mnist-explain: error: {tmp_path / 'blank.png'}: no digit found (the image is blank)",
+    ], errors
     as_json = in_process(commands.explain, str(trained_run), str(tmp_path / "seven.png"), "--json")
     (found,) = json.loads(as_json.stdout)
     attribution = np.array(found["attribution"])

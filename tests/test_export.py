@@ -79,8 +79,10 @@ def test_torchscript_matches_pytorch(tmp_path, trained_run, test_set):
 
 
 def test_bad_format_is_refused_and_nothing_written(tmp_path, trained_run):
-    for args, expected in (([str(tmp_path / "m.tflite")], "the format cannot be told from the suffix '.tflite'"),
-                           (["--format", "tflite"], "argument --format: invalid choice: 'tflite'")):
+    for args, expected in (
+        ([str(tmp_path / "m.tflite")], "the format cannot be told from the suffix '.tflite'"),
+        (["--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
+    ):
         result = export_cli(str(trained_run / "checkpoints" / "last.ckpt"), *args)
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr, result.stderr
@@ -95,11 +97,19 @@ def test_the_standalone_example_reads_a_photo_as_mnist_predict_does(tmp_path, tr
     (code,) = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "export.md").read_text(), re.S)
     (tmp_path / "example.py").write_text(code)
     from PIL import Image
+
     digit = MNIST(mnist_dir, train=False).data[0].numpy()  # a 7
     Image.fromarray(255 - digit).resize((112, 112)).save(tmp_path / "seven.png")
-    ours = subprocess.run([sys.executable, "example.py", "model.onnx", "seven.png"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    ours = subprocess.run(
+        [sys.executable, "example.py", "model.onnx", "seven.png"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ours.returncode == 0, ours.stderr
-    predicted = json.loads(in_process(commands.predict, str(trained_run), str(tmp_path / "seven.png"), "--json").stdout)[0]
+    predicted = json.loads(
+        in_process(commands.predict, str(trained_run), str(tmp_path / "seven.png"), "--json").stdout
+    )[0]
     digit_read, probability = ours.stdout.split()
     assert digit_read == predicted["label"] and abs(float(probability) - predicted["probability"]) < 1e-3, ours.stdout

@@ -3,15 +3,14 @@ shows classes, on small synthetic IDX files (the real dataset's runs are in READ
 
 import csv
 import gzip
-import hashlib
 import json
-import struct
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from runs import in_process, train_here
+from synthetic import fake_fashion_mnist
 from torchvision.datasets import FashionMNIST
 
 from mnist_cnn.cli import commands
@@ -23,35 +22,10 @@ from mnist_cnn.data.module import MNISTDataModule
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def idx_files(n_train=300, n_test=100) -> dict[str, bytes]:
-    rng = np.random.default_rng(0)
-    files = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):  # a bright bar whose row tells the class: learnable
-            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
-        files[f"{prefix}-images-idx3-ubyte"] = struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes()
-        files[f"{prefix}-labels-idx1-ubyte"] = struct.pack(">ii", 2049, n) + labels.tobytes()
-    return files
-
-
 @pytest.fixture
 def debian(tmp_path, monkeypatch) -> dict[str, bytes]:
     """A stand-in for the Debian package's folder, its files made 'official'; torchvision unreachable."""
-    files = idx_files()
-    folder = tmp_path / "usr-share-datasets-fashion-mnist"
-    folder.mkdir()
-    for name, data in files.items():
-        (folder / f"{name}.gz").write_bytes(gzip.compress(data))
-    monkeypatch.setattr(mnist_files, "DEBIAN_FASHION_DIR", folder)
-    monkeypatch.setattr(mnist_files, "FASHION_SHA256", {n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
-    monkeypatch.setattr(mnist_files, "fetch_with_torchvision", unreachable)
-    return files
-
-
-def unreachable(*args):
-    raise OSError("unreachable in this test")
+    return fake_fashion_mnist(tmp_path, monkeypatch)
 
 
 def test_the_debian_package_is_the_fallback_and_torchvision_reads_its_files(tmp_path, debian):
@@ -94,8 +68,14 @@ def test_the_data_module_uses_fashion_mnists_own_constants_and_names(tmp_path, d
 @pytest.mark.slow  # trains
 def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian):
     run = tmp_path / "run"
-    trained = train_here("data=fashion_mnist", f"data.data_dir={tmp_path / 'data'}", "data.batch_size=30",
-                         "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run}")
+    trained = train_here(
+        "data=fashion_mnist",
+        f"data.data_dir={tmp_path / 'data'}",
+        "data.batch_size=30",
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.run.dir={run}",
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     report = json.loads((run / "classification_report.json").read_text())
     assert list(report["per_class"]) == CLASSES
@@ -107,6 +87,8 @@ def test_a_fashion_run_and_predict_name_the_classes(tmp_path, debian):
     image = np.zeros((28, 28), dtype=np.uint8)
     image[6:8, 4:24] = 255  # the bar of class 2
     Image.fromarray(image).save(tmp_path / "bar.png")
-    predicted = in_process(commands.predict, str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "bar.png"), "--json")
+    predicted = in_process(
+        commands.predict, str(run / "checkpoints" / "last.ckpt"), str(tmp_path / "bar.png"), "--json"
+    )
     (result,) = json.loads(predicted.stdout)
     assert result["label"] == CLASSES[result["class"]] and "digit" not in result

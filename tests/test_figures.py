@@ -14,7 +14,7 @@ CLOTHES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 
 
 def test_the_confusion_matrix_shows_its_mistakes_on_a_log_scale_with_a_colour_bar():
-    matrix = (torch.eye(10, dtype=torch.long) * 1000)
+    matrix = torch.eye(10, dtype=torch.long) * 1000
     matrix[3, 5], matrix[7, 1] = 5, 1
     fig = artifacts.confusion_figure({"confusion_matrix": matrix.tolist()}, DIGITS)
     ax, bar = fig.axes
@@ -37,8 +37,10 @@ def test_long_class_names_are_written_straight_on_two_lines():
 
 
 def test_learning_curves_count_whole_epochs():
-    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_acc": 1 - 1 / e, "val_acc": 1 - 1.1 / e}
-               for e in range(1, 8)]
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_acc": 1 - 1 / e, "val_acc": 1 - 1.1 / e}
+        for e in range(1, 8)
+    ]
     fig = artifacts.learning_curves_figure(history)
     fig.canvas.draw()
     for ax in fig.axes:

@@ -8,7 +8,7 @@ import torch
 from runs import needs_cuda, train_here
 
 from mnist_cnn.data.module import TensorBatches
-from mnist_cnn.runs.run import lab_model
+from mnist_cnn.runs.build import lab_model
 from mnist_cnn.training.graphed import GraphedStep
 from mnist_cnn.training.speed import FastStep
 
@@ -32,9 +32,17 @@ class Batches(L.LightningDataModule):
 def fit(model, accelerator: str, tmp_path, ckpt_path=None, speed: FastStep | None = None, **trainer_args):
     L.seed_everything(0, verbose=False)
     callbacks = [speed or FastStep(), *trainer_args.pop("callbacks", [])]
-    trainer = L.Trainer(**{"max_epochs": 2, **trainer_args}, accelerator=accelerator, devices=1, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, deterministic=True,
-                        default_root_dir=tmp_path, callbacks=callbacks)
+    trainer = L.Trainer(
+        **{"max_epochs": 2, **trainer_args},
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+    )
     trainer.fit(model, datamodule=Batches("cuda" if accelerator == "gpu" else "cpu"), ckpt_path=ckpt_path)
     return trainer
 
@@ -72,7 +80,9 @@ def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_pat
         trainer = fit(model, "cpu", tmp_path / str(graphed), speed=speed, enable_checkpointing=False)
         assert "step" not in model.__dict__ and "backward" not in model.__dict__  # handed back at the end
         schedule = trainer.lr_scheduler_configs[0].scheduler
-        runs.append((trainer.global_step, schedule.last_epoch, dict(trainer.callback_metrics), list(model.parameters())))
+        runs.append(
+            (trainer.global_step, schedule.last_epoch, dict(trainer.callback_metrics), list(model.parameters()))
+        )
     (steps, scheduled, metrics, weights), graphed = runs
     assert steps == scheduled == 32 and graphed[:2] == (steps, scheduled)
     assert metrics.keys() == graphed[2].keys() >= {"train_acc", "train_loss_epoch", "val_acc"}
@@ -84,8 +94,10 @@ def test_lightning_counts_schedules_and_logs_the_graphed_step_as_its_own(tmp_pat
 def test_cuda_graph_true_on_cpu_is_refused_in_one_line(tmp_path, mnist_dir):
     result = train_here("callbacks.speed.cuda_graph=true", "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip() == ("mnist-train: error: callbacks.speed.cuda_graph=true: it needs a CUDA GPU, and this run is on cpu; "
-                                     "or leave it null (on wherever it can run)")
+    assert result.stderr.strip() == (
+        "mnist-train: error: callbacks.speed.cuda_graph=true: it needs a CUDA GPU, and this run is on cpu; "
+        "or leave it null (on wherever it can run)"
+    )
 
 
 @pytest.mark.gpu
@@ -99,8 +111,14 @@ def test_the_captured_step_computes_the_uncaptured_one(tmp_path):
     for graphed in (False, True):
         torch.manual_seed(0)
         model = lab_model("prose_cnn")
-        trainer = fit(model, "gpu", tmp_path / str(graphed), speed=FastStep(cuda_graph=graphed),
-                      enable_checkpointing=False, precision="32-true")
+        trainer = fit(
+            model,
+            "gpu",
+            tmp_path / str(graphed),
+            speed=FastStep(cuda_graph=graphed),
+            enable_checkpointing=False,
+            precision="32-true",
+        )
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         steps.append(trainer.global_step)
         group = trainer.optimizers[0].param_groups[0]
@@ -119,8 +137,14 @@ def test_a_graphed_run_with_dropout_and_checkpoints_resumes(tmp_path):
     assert trainer.global_step == 32 and trainer.callback_metrics["train_acc"] > 0
     checkpoint = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=False)
     assert isinstance(checkpoint["optimizer_states"][0]["param_groups"][0]["lr"], float)
-    again = fit(lab_model("baseline"), "gpu", tmp_path / "resumed", precision="bf16-mixed", max_epochs=3,
-                ckpt_path=trainer.checkpoint_callback.best_model_path)
+    again = fit(
+        lab_model("baseline"),
+        "gpu",
+        tmp_path / "resumed",
+        precision="bf16-mixed",
+        max_epochs=3,
+        ckpt_path=trainer.checkpoint_callback.best_model_path,
+    )
     assert again.global_step == 48 and torch.isfinite(again.callback_metrics["train_loss_epoch"])
 
 
@@ -134,8 +158,12 @@ class QuietSteps(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         step = trainer.global_step + 1
         graphed = self.speed.graphed
-        quiet = (graphed is not None and graphed.graph is not None
-                 and step % trainer.log_every_n_steps != 0 and batch_idx + 1 < trainer.num_training_batches)
+        quiet = (
+            graphed is not None
+            and graphed.graph is not None
+            and step % trainer.log_every_n_steps != 0
+            and batch_idx + 1 < trainer.num_training_batches
+        )
         self.quiet += quiet
         torch.cuda.set_sync_debug_mode("error" if quiet else 0)
 
@@ -151,9 +179,19 @@ def test_graphed_steps_between_logging_never_wait_for_the_gpu(tmp_path):
     L.seed_everything(0, verbose=False)
     speed = FastStep()
     quiet = QuietSteps(speed)
-    trainer = L.Trainer(max_epochs=2, accelerator="gpu", devices=1, logger=False, log_every_n_steps=5,
-                        enable_model_summary=False, enable_checkpointing=False, precision="bf16-mixed",
-                        deterministic=True, default_root_dir=tmp_path, callbacks=[speed, quiet])
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="gpu",
+        devices=1,
+        logger=False,
+        log_every_n_steps=5,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        precision="bf16-mixed",
+        deterministic=True,
+        default_root_dir=tmp_path,
+        callbacks=[speed, quiet],
+    )
     try:
         trainer.fit(lab_model("baseline"), datamodule=Batches("cuda"))
     finally:

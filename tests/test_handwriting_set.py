@@ -40,8 +40,18 @@ def test_the_set_is_rendered_and_any_checkpoint_scored_on_it(tmp_path, trained_r
     assert result["images"] == per_font + 20 and set(result) >= {"accuracy", "fonts", "pen", "dark on light"}
     assert 0.3 < result["accuracy"] <= 1  # a briefly trained baseline reads a printed font's digits, mostly
 
-    grouped = handwriting("score", str(tmp_path / "set.npz"), "--group", "one", str(trained_run),
-                          "--group", "twice", str(trained_run), str(trained_run), "--json")
+    grouped = handwriting(
+        "score",
+        str(tmp_path / "set.npz"),
+        "--group",
+        "one",
+        str(trained_run),
+        "--group",
+        "twice",
+        str(trained_run),
+        str(trained_run),
+        "--json",
+    )
     assert grouped.returncode == 0, grouped.stderr[-2000:]
     one, twice = json.loads(grouped.stdout)["groups"]
     assert (one["runs"], twice["runs"]) == (1, 2) and one["accuracy"]["half_width"] is None

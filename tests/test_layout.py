@@ -10,8 +10,10 @@ from pathlib import Path
 from runs import ROOT
 
 PACKAGE = ROOT / "src" / "mnist_cnn"
-MODULES = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
-           for p in PACKAGE.rglob("*.py")}
+MODULES = {
+    ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+    for p in PACKAGE.rglob("*.py")
+}
 
 
 def imported(path: Path, module: str) -> set[str]:
@@ -37,7 +39,7 @@ def test_no_import_cycle_in_the_package():
         state[module] = "open"
         for other in sorted(graph[module]):
             if state.get(other) == "open":
-                cycles.append(path[path.index(other):] + [other])
+                cycles.append(path[path.index(other) :] + [other])
             elif other not in state:
                 visit(other, path + [other])
         state[module] = "done"
@@ -59,19 +61,29 @@ def layer(module: str) -> int:
 
 
 def test_folders_hold_at_most_15_modules_and_each_layer_imports_only_those_below():
-    assert set(LAYERS[1:]) | {"bundled"} == {p.name for p in PACKAGE.iterdir() if p.is_dir()
-                                                      and p.name != "__pycache__"}
+    assert set(LAYERS[1:]) | {"bundled"} == {
+        p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"
+    }
     sizes = {p.name: len(list(p.glob("*.py"))) - 1 for p in PACKAGE.iterdir() if p.is_dir() and p.name in LAYERS}
     assert max(sizes.values()) <= 15 and len(list(PACKAGE.glob("*.py"))) - 1 <= 6, sizes
-    upward = [f"{m} imports {o}" for m, p in MODULES.items() if m.count(".") > 0
-              for o in imported(p, m) if layer(o) > layer(m)]
+    upward = [
+        f"{m} imports {o}"
+        for m, p in MODULES.items()
+        if m.count(".") > 0
+        for o in imported(p, m)
+        if layer(o) > layer(m)
+    ]
     assert not upward, upward
 
 
 def test_modules_scripts_and_benchmarks_are_short():
     long = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
-    long |= {str(p.relative_to(ROOT)): n for folder in ("scripts", "benchmarks") for p in (ROOT / folder).glob("*.py")
-             if (n := len(p.read_text().splitlines())) > 400}
+    long |= {
+        str(p.relative_to(ROOT)): n
+        for folder in ("scripts", "benchmarks")
+        for p in (ROOT / folder).glob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, long
 
 
@@ -106,10 +118,12 @@ def imported_names(path: Path) -> set[str]:
 
 
 def test_help_answers_without_torch():
-    code = ("import sys; from mnist_cnn.cli import commands\n"
-            "for command in ('predict', 'explain', 'export', 'demo', 'report'):\n"
-            "    try:\n        getattr(commands, command)(['--help'])\n    except SystemExit:\n        pass\n"
-            "print(sorted(m for m in ('torch', 'lightning', 'hydra', 'gradio') if m in sys.modules))")
+    code = (
+        "import sys; from mnist_cnn.cli import commands\n"
+        "for command in ('predict', 'explain', 'export', 'demo', 'report'):\n"
+        "    try:\n        getattr(commands, command)(['--help'])\n    except SystemExit:\n        pass\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'hydra', 'gradio') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
     for command in ("predict", "explain", "export", "demo", "report"):
@@ -119,9 +133,11 @@ def test_help_answers_without_torch():
 def test_train_help_reads_the_constructors_without_the_job():
     """mnist-train --help imports the classes whose constructors are the schema (torch with them), not the
     training job or its attributions."""
-    code = ("import sys; from mnist_cnn.cli import train\nsys.argv = ['mnist-train', '--help']\n"
-            "try:\n    train.main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('mnist_cnn.runs.job', 'captum') if m in sys.modules))")
+    code = (
+        "import sys; from mnist_cnn.cli import train\nsys.argv = ['mnist-train', '--help']\n"
+        "try:\n    train.main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('mnist_cnn.runs.job', 'captum') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
     assert "model.optimizer.lr: float" in done.stdout and "model.net.conv1_channels: int = 32" in done.stdout

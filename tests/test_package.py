@@ -35,8 +35,9 @@ def borrowing_venv(venv: Path) -> None:
     (own / "borrowed.pth").write_text("".join(f"{p}\n" for p in borrowed))
 
 
-BUILT = shutil.ignore_patterns(".git", "outputs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                               "mlruns", "*.db")
+BUILT = shutil.ignore_patterns(
+    ".git", "outputs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "mlruns", "*.db"
+)
 
 
 def not_source(folder: str, names: list[str]) -> set[str]:
@@ -49,21 +50,40 @@ def not_source(folder: str, names: list[str]) -> set[str]:
 def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path, mnist_dir):
     source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
     shutil.copytree(ROOT, source, ignore=not_source)
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", source)
+    run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", source
+    )
     (wheel,) = (tmp_path / "dist").glob("mnist_cnn-*.whl")
     # A fresh environment that borrows torch & co. from this one, but not mnist_cnn: the wheel's copy wins.
     venv = tmp_path / "venv"
     borrowing_venv(venv)
-    run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps", "--no-index", "-q",
-        wheel)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        venv / "bin" / "python",
+        "install",
+        "--no-deps",
+        "--no-index",
+        "-q",
+        wheel,
+    )
     located = run(venv / "bin" / "python", "-c", "import mnist_cnn.conf; print(mnist_cnn.conf.__file__)").stdout
     assert located.startswith(str(venv))
 
     work = tmp_path / "work"
     work.mkdir()
     env = {"MNIST_CNN_DATA": os.environ["MNIST_CNN_DATA"], "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
-    run(venv / "bin" / "mnist-train", *FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "hydra.run.dir=run",
-        cwd=work, env=env)
+    run(
+        venv / "bin" / "mnist-train",
+        *FEW_BATCHES,
+        "trainer.max_epochs=1",
+        "logger=csv",
+        "hydra.run.dir=run",
+        cwd=work,
+        env=env,
+    )
     Image.fromarray(MNIST(mnist_dir, train=False).data[0].numpy()).save(work / "seven.png")
     predicted = run(venv / "bin" / "mnist-predict", "run", "seven.png", "--json", cwd=work, env=env).stdout
     assert '"digit":' in predicted

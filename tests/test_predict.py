@@ -90,8 +90,10 @@ def test_help_describes_predicts_own_options():
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims a huge size: what a decompression bomb looks like from its header."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -122,7 +124,11 @@ def bad_inputs(tmp_path, trained_run):
         "decompression bomb": ([ckpt, tmp_path / "bomb.png"], 1, "bomb.png: refused, decompression bomb"),
         "blank image": ([ckpt, tmp_path / "blank.png"], 1, "no digit found"),
         "other format": ([ckpt, tmp_path / "tiny.gif"], 1, "GIF images are not accepted"),
-        "missing checkpoint": ([tmp_path / "none.ckpt", tmp_path], 2, "none.ckpt: no such checkpoint file or run directory"),
+        "missing checkpoint": (
+            [tmp_path / "none.ckpt", tmp_path],
+            2,
+            "none.ckpt: no such checkpoint file or run directory",
+        ),
         "foreign checkpoint": ([tmp_path / "other.ckpt", tmp_path], 2, "not an mnist-cnn checkpoint"),
         "malicious checkpoint": ([tmp_path / "evil.ckpt", tmp_path], 2, "refused"),
         "bad option": ([ckpt, tmp_path / "blank.png", "--max-pixels", "0"], 2, "argument --max-pixels: invalid"),
@@ -130,8 +136,20 @@ def bad_inputs(tmp_path, trained_run):
     }
 
 
-CASES = ["missing file", "non-image", "empty file", "pixel limit", "decompression bomb", "blank image", "other format",
-         "missing checkpoint", "foreign checkpoint", "malicious checkpoint", "bad option", "no images given"]
+CASES = [
+    "missing file",
+    "non-image",
+    "empty file",
+    "pixel limit",
+    "decompression bomb",
+    "blank image",
+    "other format",
+    "missing checkpoint",
+    "foreign checkpoint",
+    "malicious checkpoint",
+    "bad option",
+    "no images given",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -21,9 +21,18 @@ from mnist_cnn import atomic
 from mnist_cnn.training.checkpoints import AtomicCheckpointIO
 from mnist_cnn.training.interrupt import AtStepEnd, Interrupted
 
-SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
-         "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=csv",
-         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0", "explain=false")
+SMALL = (
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=4",
+    "data.batch_size=64",
+    "model=prose_cnn",
+    "logger=csv",
+    "callbacks.checkpoint.every_n_steps=3",
+    "callbacks.progress_bar.refresh_rate=0",
+    "explain=false",
+)
 FINAL = ("test_acc", "test_loss", "best_val_acc", "best_val_loss", "best_epoch")
 
 
@@ -69,8 +78,12 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, mnist_dir, whole
 
     killed = tmp_path / "killed"
     last = killed / "checkpoints" / "last.ckpt"
-    with started([sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"], cwd=ROOT,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+    with started(
+        [sys.executable, "train.py", *SMALL, f"hydra.run.dir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as process:
         deadline = time.monotonic() + COMMAND
         while not last.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -104,14 +117,20 @@ def finished_run(tmp_path_factory, mnist_dir):
     return run_dir
 
 
-@pytest.mark.parametrize("overrides, said", [
-    (["model=baseline"], "model=baseline: the run in {run} was made with model=prose_cnn; a resume keeps it"),
-    (["data.batch_size=32"], "data.batch_size=32: the run in {run} has data.batch_size=64;"),
-    (["model.optimizer.lr=0.5"], "model.optimizer.lr=0.5: the run in {run} has model.optimizer.lr=0.01;"),
-    (["trainer.max_epochs=0"], "trainer.max_epochs=0: the run in {run} was set to 1 epochs; a resume may extend it"),
-    (["seed=1,2", "-m"], "a resume continues one run; leave out -m"),
-    ([], None),  # finished: said so, nothing to do
-])
+@pytest.mark.parametrize(
+    "overrides, said",
+    [
+        (["model=baseline"], "model=baseline: the run in {run} was made with model=prose_cnn; a resume keeps it"),
+        (["data.batch_size=32"], "data.batch_size=32: the run in {run} has data.batch_size=64;"),
+        (["model.optimizer.lr=0.5"], "model.optimizer.lr=0.5: the run in {run} has model.optimizer.lr=0.01;"),
+        (
+            ["trainer.max_epochs=0"],
+            "trainer.max_epochs=0: the run in {run} was set to 1 epochs; a resume may extend it",
+        ),
+        (["seed=1,2", "-m"], "a resume continues one run; leave out -m"),
+        ([], None),  # finished: said so, nothing to do
+    ],
+)
 @pytest.mark.slow
 def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished_run, mnist_dir, overrides, said):
     before = snapshot(finished_run)
@@ -121,7 +140,8 @@ def test_a_resume_that_cannot_continue_the_run_leaves_it_byte_identical(finished
         assert result.returncode == 0 and lines == [
             f"mnist-train: {finished_run} is finished (1 of 1 epochs, test accuracy "
             f"{json.loads((finished_run / 'metrics.json').read_text())['test_acc']:.4f}); to train it longer, "
-            "add trainer.max_epochs=<more than 1>"]
+            "add trainer.max_epochs=<more than 1>"
+        ]
     else:
         assert result.returncode == 2 and len(lines) == 1, lines
         assert lines[0].startswith("mnist-train: error: ") and said.format(run=finished_run) in lines[0], lines
@@ -170,6 +190,7 @@ def test_resume_of_a_missing_directory_is_refused(tmp_path):
 
 def test_a_resumed_run_writes_tensorboard_where_it_started_whatever_the_layout_then(tmp_path):
     from mnist_cnn.tracking.tensorboard import RunLogger, described
+
     assert Path(RunLogger(str(tmp_path)).log_dir) == tmp_path / described()  # a new run: under what it changes
     started_before = tmp_path / "tensorboard" / "baseline" / "seed=1"  # a run made before this layout
     started_before.mkdir(parents=True)
@@ -219,12 +240,18 @@ def uninterrupted(tmp_path_factory, mnist_dir):
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 @pytest.mark.slow
-def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(tmp_path, mnist_dir, uninterrupted,
-                                                                           signum, status):
+def test_a_signal_mid_epoch_stops_at_a_step_and_resumes_to_the_same_metrics(
+    tmp_path, mnist_dir, uninterrupted, signum, status
+):
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
-    with started([sys.executable, "train.py", *SIGNALLED, f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE, text=True) as process:
+    with started(
+        [sys.executable, "train.py", *SIGNALLED, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         deadline = time.monotonic() + COMMAND
         while not last.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -280,6 +307,7 @@ def full_disk_after(monkeypatch, suffix: str, good_writes: int):
                 def write(data):
                     real_write(data[: len(data) // 2])
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
                 f.write = write
         return f
 
@@ -288,8 +316,9 @@ def full_disk_after(monkeypatch, suffix: str, good_writes: int):
 
 @pytest.mark.parametrize("failing, good_writes", [("last.ckpt", 1), ("metrics.json", 0)])
 @pytest.mark.slow
-def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(tmp_path, mnist_dir, monkeypatch,
-                                                                        failing, good_writes):
+def test_a_full_disk_leaves_no_temporary_file_and_a_loadable_checkpoint(
+    tmp_path, mnist_dir, monkeypatch, failing, good_writes
+):
     full_disk_after(monkeypatch, failing, good_writes)
     result = train_here(*SMALL, f"hydra.run.dir={tmp_path}")
     monkeypatch.undo()
@@ -377,8 +406,14 @@ def test_a_run_stops_only_at_a_step_whose_checkpoint_it_wrote(lands):
         return trainer.global_step % 2 == 0
 
     callback.periodic_save_due = periodic_save_due
-    trainer = SimpleNamespace(global_step=1, current_epoch=0, save_checkpoint=save_checkpoint, fast_dev_run=False,
-                              state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False)
+    trainer = SimpleNamespace(
+        global_step=1,
+        current_epoch=0,
+        save_checkpoint=save_checkpoint,
+        fast_dev_run=False,
+        state=SimpleNamespace(fn=TrainerFn.FITTING),
+        sanity_checking=False,
+    )
     module = SimpleNamespace(automatic_optimization=True)
     with pytest.raises(Interrupted) as info:
         for trainer.global_step in range(2, 10):
@@ -391,13 +426,19 @@ def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mn
     """The run's saved overrides follow an extension that was interrupted: `resume=<dir>` alone goes on
     to the new trainer.max_epochs, not back to the old one."""
     run_dir = tmp_path / "run"
-    first = train_here(*SIGNALLED[:-2], "trainer.max_epochs=1", "trainer.limit_train_batches=30",
-                       f"hydra.run.dir={run_dir}")
+    first = train_here(
+        *SIGNALLED[:-2], "trainer.max_epochs=1", "trainer.limit_train_batches=30", f"hydra.run.dir={run_dir}"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     written = last.stat().st_mtime_ns
-    with started([sys.executable, "train.py", "trainer.max_epochs=2", f"resume={run_dir}"], cwd=ROOT,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+    with started(
+        [sys.executable, "train.py", "trainer.max_epochs=2", f"resume={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         deadline = time.monotonic() + COMMAND
         while last.stat().st_mtime_ns == written and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)

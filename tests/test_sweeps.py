@@ -12,8 +12,15 @@ from mnist_cnn.cli.commands import report as main
 from mnist_cnn.reports.intervals import estimate, seeds_to_separate
 from mnist_cnn.reports.sweep import read_jobs, write_report
 
-TINY = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv", "explain=false")
+TINY = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=1",
+    "callbacks.progress_bar.refresh_rate=0",
+    "logger=csv",
+    "explain=false",
+)
 
 
 def job_metrics(job_dir):
@@ -24,10 +31,19 @@ def job_metrics(job_dir):
 def test_an_epochs_grid_read_from_one_run_equals_separate_runs(tmp_path, mnist_dir):
     """read_epochs against one run per length, figure for figure. The checkpoint callback picks the
     *lowest* validation accuracy here, so that later readings must test an earlier epoch's weights."""
-    common = ("trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
-              "callbacks.progress_bar.refresh_rate=0", "logger=csv", "callbacks.checkpoint.mode=min", "seed=0",
-              "explain=false")
-    read = train_here("-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}")
+    common = (
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "callbacks.progress_bar.refresh_rate=0",
+        "logger=csv",
+        "callbacks.checkpoint.mode=min",
+        "seed=0",
+        "explain=false",
+    )
+    read = train_here(
+        "-m", "read_epochs=[1,3]", "trainer.max_epochs=3", *common, f"hydra.sweep.dir={tmp_path / 'read'}"
+    )
     assert read.returncode == 0, read.stderr[-3000:]
     separate = train_here("-m", "trainer.max_epochs=1,3", *common, f"hydra.sweep.dir={tmp_path / 'separate'}")
     assert separate.returncode == 0, separate.stderr[-3000:]
@@ -39,11 +55,16 @@ def test_an_epochs_grid_read_from_one_run_equals_separate_runs(tmp_path, mnist_d
     assert readings["3"]["best_epoch"] < 3  # an earlier epoch's weights, kept and tested
 
     rows = summary_rows(tmp_path / "read")  # the report: a trainer.max_epochs=k row per reading, said so
-    assert [(r["job"], r["read_from"]) for r in rows] == [("0@1", "job 0, epoch 1 of 3"), ("0@3", "job 0, epoch 3 of 3")]
+    assert [(r["job"], r["read_from"]) for r in rows] == [
+        ("0@1", "job 0, epoch 1 of 3"),
+        ("0@3", "job 0, epoch 3 of 3"),
+    ]
     assert [r["overrides"].split()[-1] for r in rows] == ["trainer.max_epochs=1", "trainer.max_epochs=3"]
     assert not any("read_epochs" in r["overrides"] for r in rows)
     assert [float(r["test_acc"]) for r in rows] == [readings["1"]["test_acc"], readings["3"]["test_acc"]]
-    assert "were not run separately; each was read from one 3-epoch run" in (tmp_path / "read" / "summary.md").read_text()
+    assert (
+        "were not run separately; each was read from one 3-epoch run" in (tmp_path / "read" / "summary.md").read_text()
+    )
 
 
 def summary_rows(sweep_dir):
@@ -59,8 +80,11 @@ def test_grid_report_has_a_row_per_job_and_mean_std_per_configuration(tmp_path, 
     assert {r["overrides"].split()[0] for r in rows} == {"data.batch_size=32", "data.batch_size=64"}
     summary = (tmp_path / "summary.md").read_text()
     for batch in (32, 64):
-        accs = [metrics_of(tmp_path / str(j))["best_val_acc"]
-                for j in range(4) if f"data.batch_size={batch} " in rows[j]["overrides"] + " "]
+        accs = [
+            metrics_of(tmp_path / str(j))["best_val_acc"]
+            for j in range(4)
+            if f"data.batch_size={batch} " in rows[j]["overrides"] + " "
+        ]
         assert len(accs) == 2
         line = next(line for line in summary.splitlines() if line.startswith(f"| data.batch_size={batch}"))
         low, high = stats.t.interval(0.95, len(accs) - 1, loc=statistics.fmean(accs), scale=stats.sem(accs))
@@ -92,9 +116,17 @@ def fake_sweep(tmp_path, accs):
     job = 0
     for batch, values in accs.items():
         for seed, acc in enumerate(values):
-            write_job(tmp_path / str(job), [f"data.batch_size={batch}", f"seed={seed}"], best_val_acc=acc,
-                      test_acc=acc - 0.001, best_val_loss=0.1, test_loss=0.1, epochs=1, fit_seconds=10.0,
-                      train_samples_per_second=1000.0)
+            write_job(
+                tmp_path / str(job),
+                [f"data.batch_size={batch}", f"seed={seed}"],
+                best_val_acc=acc,
+                test_acc=acc - 0.001,
+                best_val_loss=0.1,
+                test_loss=0.1,
+                epochs=1,
+                fit_seconds=10.0,
+                train_samples_per_second=1000.0,
+            )
             job += 1
     (tmp_path / str(job) / ".hydra").mkdir(parents=True)
     (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text("- data.batch_size=16\n- seed=0\n")
@@ -137,6 +169,7 @@ def test_seeds_to_tell_apart_is_the_fewest_at_which_welch_separates_them():
 
     def p_value(seeds):
         return stats.ttest_ind_from_stats(a.mean, a.sd, seeds, b.mean, b.sd, seeds, equal_var=False).pvalue
+
     assert p_value(n) < 0.05 <= p_value(n - 1)
     assert seeds_to_separate(a, estimate([0.985, 0.985, 0.985 + 1e-12])) is None  # no real difference: past 1000
 
@@ -144,15 +177,27 @@ def test_seeds_to_tell_apart_is_the_fewest_at_which_welch_separates_them():
 def test_interrupted_jobs_are_reported_apart_from_failed_ones(tmp_path):
     fake_sweep(tmp_path, {32: [0.99, 0.98], 64: [0.97, 0.96]})
     (tmp_path / "5").mkdir()
-    (tmp_path / "5" / "metrics.json").write_text(json.dumps({
-        "status": "interrupted", "signal": "SIGTERM", "step": 37, "epoch": 1, "overrides": ["data.batch_size=128"],
-        "resume_command": "mnist-train data.batch_size=128 resume=outputs/multirun/x/5"}))
+    (tmp_path / "5" / "metrics.json").write_text(
+        json.dumps(
+            {
+                "status": "interrupted",
+                "signal": "SIGTERM",
+                "step": 37,
+                "epoch": 1,
+                "overrides": ["data.batch_size=128"],
+                "resume_command": "mnist-train data.batch_size=128 resume=outputs/multirun/x/5",
+            }
+        )
+    )
     rows = write_report(tmp_path)
     assert [r["status"] for r in rows][-2:] == ["failed", "interrupted"]
     summary = (tmp_path / "summary.md").read_text()
     assert "6 jobs: 4 ok, 1 failed, 1 interrupted." in summary
     interrupted = summary.split("## Interrupted jobs")[1]
-    assert "job 5 (data.batch_size=128): SIGTERM at step 37; resume: mnist-train data.batch_size=128 resume=" in interrupted
+    assert (
+        "job 5 (data.batch_size=128): SIGTERM at step 37; resume: mnist-train data.batch_size=128 resume="
+        in interrupted
+    )
     assert "job 5" not in summary.split("## Failed jobs")[1].split("## Interrupted")[0]
 
 
@@ -163,15 +208,24 @@ def test_report_from_the_command_line(tmp_path):
     assert "# Sweep summary" in result.stdout and len(read_jobs(tmp_path)) == 5
     missing = in_process(main, str(tmp_path / "nope"))
     assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
-    assert missing.stderr.startswith(f"mnist-report: error: {tmp_path / 'nope'}: no such directory (see mnist-report --help)")
+    assert missing.stderr.startswith(
+        f"mnist-report: error: {tmp_path / 'nope'}: no such directory (see mnist-report --help)"
+    )
     helped = in_process(main, "--help")
     assert helped.returncode == 0 and "multirun directory" in helped.stdout
 
 
 def test_report_compares_single_runs_and_names_a_damaged_metrics_file(tmp_path, capsys):
     for name, acc in (("a", 0.98), ("b", 0.99)):
-        write_job(tmp_path / name, [f"seed={name}"], model="BaselineCNN", best_val_acc=acc, test_acc=acc - 0.001,
-                  epochs=3, fit_seconds=12.0)
+        write_job(
+            tmp_path / name,
+            [f"seed={name}"],
+            model="BaselineCNN",
+            best_val_acc=acc,
+            test_acc=acc - 0.001,
+            epochs=3,
+            fit_seconds=12.0,
+        )
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "metrics.json").write_text('{"status": "ok", "test_acc": 0.9')  # cut off
     before = sorted(tmp_path.rglob("*"))
@@ -180,22 +234,35 @@ def test_report_compares_single_runs_and_names_a_damaged_metrics_file(tmp_path, 
     rows = [line for line in out.splitlines() if line.startswith(f"| {tmp_path}")]
     assert rows[0].split(" | ")[1:6] == ["BaselineCNN", "seed=a", "3", "0.9800", "0.9790"]
     assert rows[1].split(" | ")[4] == "0.9900" and "metrics.json damaged" in rows[2]
-    assert err.strip() == f"mnist-report: skipped {tmp_path / 'c' / 'metrics.json'}: damaged " \
-                          "(Expecting ',' delimiter: line 1 column 33 (char 32))"
+    assert (
+        err.strip() == f"mnist-report: skipped {tmp_path / 'c' / 'metrics.json'}: damaged "
+        "(Expecting ',' delimiter: line 1 column 33 (char 32))"
+    )
     assert sorted(tmp_path.rglob("*")) == before  # a comparison writes nothing
 
 
 def test_report_states_the_settings_every_job_shared_and_an_interval_wider_than_its_mean(tmp_path):
     fixed = ["trainer.max_epochs=1", "++trainer.limit_train_batches=50"]
     for job, (batch, seed, fit) in enumerate([(32, 0, 3.0), (32, 1, 120.0), (64, 0, 4.0), (64, 1, 4.2)]):
-        write_job(tmp_path / str(job), [*fixed, f"data.batch_size={batch}", f"seed={seed}"], best_val_acc=0.9 + job / 100,
-                  test_acc=0.9, best_val_loss=0.1, test_loss=0.1, epochs=1, fit_seconds=fit,
-                  train_samples_per_second=1000.0)
+        write_job(
+            tmp_path / str(job),
+            [*fixed, f"data.batch_size={batch}", f"seed={seed}"],
+            best_val_acc=0.9 + job / 100,
+            test_acc=0.9,
+            best_val_loss=0.1,
+            test_loss=0.1,
+            epochs=1,
+            fit_seconds=fit,
+            train_samples_per_second=1000.0,
+        )
     write_report(tmp_path)
     summary = (tmp_path / "summary.md").read_text()
     assert "Every job was run with: `trainer.max_epochs=1` `++trainer.limit_train_batches=50`." in summary
-    rows = {line.split(" | ")[0].lstrip("| ").rstrip(" ★"): line.split(" | ") for line in summary.splitlines()
-            if line.startswith("| data.batch_size=") and line.count(" | ") == 6}  # the configurations' table
+    rows = {
+        line.split(" | ")[0].lstrip("| ").rstrip(" ★"): line.split(" | ")
+        for line in summary.splitlines()
+        if line.startswith("| data.batch_size=") and line.count(" | ") == 6
+    }  # the configurations' table
     assert rows["data.batch_size=32"][5] == "61.5 (varied more than its mean)"
     assert rows["data.batch_size=32"][2] == f"{0.905:.4f} ± {estimate([0.90, 0.91]).half_width:.4f}"  # not a time
     assert rows["data.batch_size=64"][5] == f"4.1 ± {estimate([4.0, 4.2]).half_width:.1f}"
@@ -203,12 +270,22 @@ def test_report_states_the_settings_every_job_shared_and_an_interval_wider_than_
 
 def test_single_runs_side_by_side_say_once_what_they_all_shared(tmp_path, capsys):
     for name in "ab":
-        write_job(tmp_path / name, ["trainer.max_epochs=2", f"seed={name}"], model="BaselineCNN", best_val_acc=0.98,
-                  test_acc=0.97, epochs=2, fit_seconds=12.0)
+        write_job(
+            tmp_path / name,
+            ["trainer.max_epochs=2", f"seed={name}"],
+            model="BaselineCNN",
+            best_val_acc=0.98,
+            test_acc=0.97,
+            epochs=2,
+            fit_seconds=12.0,
+        )
     main([str(tmp_path / name) for name in "ab"])
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "Every run was given: trainer.max_epochs=2"
-    assert [line.split(" | ")[2] for line in out.splitlines() if line.startswith(f"| {tmp_path}")] == ["seed=a", "seed=b"]
+    assert [line.split(" | ")[2] for line in out.splitlines() if line.startswith(f"| {tmp_path}")] == [
+        "seed=a",
+        "seed=b",
+    ]
 
 
 def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_path, capsys):
@@ -223,17 +300,20 @@ def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_p
 @pytest.mark.slow
 def test_launcher_plugins_run_a_two_job_sweep(tmp_path, mnist_dir, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    result = train_here("-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY,
-                        f"hydra.sweep.dir={tmp_path}")
+    result = train_here(
+        "-m", f"hydra/launcher={launcher}", *extra, "data.batch_size=32,64", *TINY, f"hydra.sweep.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["status"] for r in summary_rows(tmp_path)] == ["ok", "ok"]
 
 
 def test_slurm_launcher_config_composes():
     from hydra import compose, initialize_config_module
+
     with initialize_config_module("mnist_cnn.conf", version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.array_parallelism) == ("gpu", 1, 16)
@@ -251,8 +331,14 @@ def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnis
 
 @pytest.mark.slow
 def test_ddp_fit_with_two_cpu_processes(tmp_path, mnist_dir):
-    result = run_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY, "data.eval_batch_size=40",
-                       f"hydra.run.dir={tmp_path}")
+    result = run_train(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        *TINY,
+        "data.eval_batch_size=40",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path)
     assert metrics["history"][0]["train_samples"] == 2 * 2 * 256  # 2 batches on each of 2 ranks

@@ -25,15 +25,25 @@ browser.needs_chromium()
 
 def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_chart(tmp_path, mnist_dir):
     sweep = tmp_path / "sweep"
-    result = train_here("-m", "data.batch_size=32,64,128", "trainer.max_epochs=3", "trainer.limit_train_batches=5",
-                        "trainer.limit_val_batches=2", "trainer.limit_test_batches=1",
-                        "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}")
+    result = train_here(
+        "-m",
+        "data.batch_size=32,64,128",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=5",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with started([sys.executable, "-m", "tensorboard.main", "--logdir", sweep, "--host", "127.0.0.1", "--port", port],
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+    with started(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", sweep, "--host", "127.0.0.1", "--port", port],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ):
         deadline = time.monotonic() + SERVER
         while True:
             try:
@@ -72,7 +82,9 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
             # the Projector: each run's last hidden layer, 2,000 test digits labelled by class
             listed = json.loads(urllib.request.urlopen(f"{url}/data/plugin/projector/runs", timeout=30).read())
             assert len(listed) == 3, listed
-            info = json.loads(urllib.request.urlopen(f"{url}/data/plugin/projector/info?run={listed[0]}", timeout=30).read())
+            info = json.loads(
+                urllib.request.urlopen(f"{url}/data/plugin/projector/info?run={listed[0]}", timeout=30).read()
+            )
             (embedding,) = info["embeddings"]
             assert embedding["tensorShape"] == [2000, 128] and embedding["sprite"]["singleImageDim"] == [28, 28]
             page.goto(f"{url}/#projector", timeout=60_000)

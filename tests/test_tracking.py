@@ -34,6 +34,7 @@ def store(tmp_path) -> str:
 
 def client_of(uri: str):
     from mlflow.tracking import MlflowClient
+
     return MlflowClient(uri)
 
 
@@ -44,6 +45,7 @@ def history(client, run_id: str, key: str) -> dict[int, float]:
 
 
 # --- folders ---------------------------------------------------------------------------------------------
+
 
 def test_a_taken_folder_name_gets_the_next_free_suffix(tmp_path):
     first = claim(str(tmp_path / "runs"), "trial", "stamp")
@@ -68,11 +70,13 @@ def test_runs_and_multiruns_started_together_each_get_their_own_folder(tmp_path,
     tiny = [*FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", "name=together"]
     commands = [[sys.executable, ROOT / "train.py", *tiny, f"seed={s}"] for s in (1, 2, 3)]
     commands += [[sys.executable, ROOT / "train.py", "-m", *tiny, f"seed={s}"] for s in (4, 5)]
-    with started(commands[0], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as a, \
-            started(commands[1], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as b, \
-            started(commands[2], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as c, \
-            started(commands[3], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as d, \
-            started(commands[4], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as e:
+    with (
+        started(commands[0], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as a,
+        started(commands[1], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as b,
+        started(commands[2], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as c,
+        started(commands[3], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as d,
+        started(commands[4], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as e,
+    ):
         outputs = [p.communicate(timeout=COMMAND) for p in (a, b, c, d, e)]
         assert [p.returncode for p in (a, b, c, d, e)] == [0] * 5, [err[-2000:] for _, err in outputs]
 
@@ -85,22 +89,30 @@ def test_runs_and_multiruns_started_together_each_get_their_own_folder(tmp_path,
         assert sorted(p.name for p in (r / "checkpoints").glob("last*")) == ["last.ckpt"]  # its own, no last-v1
     sweeps = sorted((tmp_path / "outputs" / "multirun").iterdir())
     assert [s.name for s in sweeps] == ["together", "together-2"]
-    job_seeds = sorted(metrics_of(job)["config"]["seed"]
-                       for s in sweeps for job in s.iterdir() if (job / "metrics.json").exists())
+    job_seeds = sorted(
+        metrics_of(job)["config"]["seed"] for s in sweeps for job in s.iterdir() if (job / "metrics.json").exists()
+    )
     assert job_seeds == [4, 5]
     assert all((s / "summary.md").exists() for s in sweeps)
 
 
 # --- MLflow ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # trains 40 batches, logs a model
 def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp_path, mnist_dir):
     """`logger=mlflow` into a SQLite store: params, every epoch's metrics, the test figures, the folder's
     files and the tested checkpoint as a model that MLflow loads and that reads the run's test digits."""
     uri = store(tmp_path)
-    result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
-                        "trainer.limit_train_batches=10", "trainer.precision=32-true", "data.eval_batch_size=250",
-                        f"hydra.run.dir={tmp_path / 'run'}")
+    result = train_here(
+        "logger=mlflow",
+        f"logger.mlflow.tracking_uri={uri}",
+        *FEW_BATCHES,
+        "trainer.limit_train_batches=10",
+        "trainer.precision=32-true",
+        "data.eval_batch_size=250",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path / "run")
 
@@ -111,26 +123,47 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
     assert said == [f"MLflow run {run_id} in {uri}"]  # the console's last word: where the run is tracked
     assert json.loads((tmp_path / "run" / "mlflow.json").read_text())["run_id"] == run_id
     assert found.info.status == "FINISHED" and found.data.tags["status"] == "ok"
-    assert found.info.run_name == "baseline/trainer.max_epochs=2/trainer.limit_train_batches=4/" \
-        "trainer.limit_val_batches=2/trainer.limit_test_batches=3/trainer.log_every_n_steps=1/" \
-        "trainer.limit_train_batches=10/trainer.precision=32-true/data.eval_batch_size=250 (run)"  # and its folder
-    assert found.data.params == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": "256",
-                                 "validation_split": "0.3", "max_epochs": "2", "optimizer": "Adadelta", "lr": "1.0",
-                                 "precision": "32-true", "seed": "42"}
+    assert (
+        found.info.run_name == "baseline/trainer.max_epochs=2/trainer.limit_train_batches=4/"
+        "trainer.limit_val_batches=2/trainer.limit_test_batches=3/trainer.log_every_n_steps=1/"
+        "trainer.limit_train_batches=10/trainer.precision=32-true/data.eval_batch_size=250 (run)"
+    )  # and its folder
+    assert found.data.params == {
+        "model": "BaselineCNN",
+        "dataset": "mnist",
+        "batch_size": "256",
+        "validation_split": "0.3",
+        "max_epochs": "2",
+        "optimizer": "Adadelta",
+        "lr": "1.0",
+        "precision": "32-true",
+        "seed": "42",
+    }
     commit = metrics["provenance"]["git_commit"]
     assert found.data.tags.get("mlflow.source.git.commit") == commit if commit else True
     for key in EPOCHS:
         assert len(history(client, run_id, key)) == 2, key  # one value per epoch
-    assert [round(v, 6) for v in history(client, run_id, "val_acc").values()] == \
-        [round(e["val_acc"], 6) for e in metrics["history"]]
+    assert [round(v, 6) for v in history(client, run_id, "val_acc").values()] == [
+        round(e["val_acc"], 6) for e in metrics["history"]
+    ]
     assert found.data.metrics["test_acc"] == pytest.approx(metrics["test_acc"])
     assert found.data.metrics["best_val_acc"] == pytest.approx(metrics["best_val_acc"])
     files = {f.path for f in client.list_artifacts(run_id)}
-    assert {"metrics.json", "config.yaml", "confusion_matrix.png", "learning_curves.png", "samples.png",
-            "misclassified.png", "classification_report.txt", "model_summary.txt", "model"} <= files
+    assert {
+        "metrics.json",
+        "config.yaml",
+        "confusion_matrix.png",
+        "learning_curves.png",
+        "samples.png",
+        "misclassified.png",
+        "classification_report.txt",
+        "model_summary.txt",
+        "model",
+    } <= files
     assert json.loads(Path(client.download_artifacts(run_id, "metrics.json", str(tmp_path))).read_text()) == metrics
 
     import mlflow.pytorch
+
     mlflow.set_tracking_uri(uri)
     network = mlflow.pytorch.load_model(f"runs:/{run_id}/model").eval()
     tested = MNIST(mnist_dir, train=False)
@@ -148,9 +181,17 @@ def parallel_sweep(shared_folder, mnist_dir):
     uri = store(folder)
     with FileLock(f"{folder}.lock"):
         if not (folder / "sweep" / "summary.md").exists():
-            result = train_here("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.batch_size=32,64,128",
-                                "logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES,
-                                "trainer.limit_train_batches=2", f"hydra.sweep.dir={folder / 'sweep'}")
+            result = train_here(
+                "-m",
+                "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=2",
+                "data.batch_size=32,64,128",
+                "logger=mlflow",
+                f"logger.mlflow.tracking_uri={uri}",
+                *FEW_BATCHES,
+                "trainer.limit_train_batches=2",
+                f"hydra.sweep.dir={folder / 'sweep'}",
+            )
             assert result.returncode == 0, result.stderr[-3000:]
     return uri, folder / "sweep"
 
@@ -166,8 +207,9 @@ def test_a_parallel_multirun_is_a_parent_with_a_finished_child_per_job(parallel_
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"sweep {sweep.name}"
     assert {"summary.md", "summary.csv"} <= {f.path for f in client.list_artifacts(parent.info.run_id)}
     assert [r["status"] for r in csv.DictReader((sweep / "summary.csv").open())] == ["ok"] * 3  # the joblib launcher
-    assert parent.data.tags["every job's overrides"] == " ".join(["logger=mlflow", f"logger.mlflow.tracking_uri={uri}",
-                                                                 *FEW_BATCHES, "trainer.limit_train_batches=2"])
+    assert parent.data.tags["every job's overrides"] == " ".join(
+        ["logger=mlflow", f"logger.mlflow.tracking_uri={uri}", *FEW_BATCHES, "trainer.limit_train_batches=2"]
+    )
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.params["batch_size"] for r in children) == ["128", "32", "64"]
     assert sorted(r.info.run_name for r in children) == [f"baseline/data.batch_size={b}" for b in (128, 32, 64)]
@@ -183,8 +225,24 @@ def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
     uri, sweep = parallel_sweep
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with started([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                  "--port", port, "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+    with started(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ):
         wait_for(f"{url}/health")
         experiment = client_of(uri).get_experiment_by_name("mnist-cnn").experiment_id
         with playwright.sync_playwright() as p:
@@ -217,19 +275,52 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     run_dir = tmp_path / "run"
-    with started([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store(tmp_path), "--host",
-                  "127.0.0.1", "--port", port, "--workers", "1"], cwd=tmp_path,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
+    with started(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            store(tmp_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as server:
         wait_for(f"{url}/health")
-        with started([sys.executable, "train.py", "logger=mlflow", f"logger.mlflow.tracking_uri={url}", "model=prose_cnn",
-                      "trainer.max_epochs=3", "trainer.limit_train_batches=40", "trainer.limit_val_batches=2",
-                      "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1", "explain=false",
-                      "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as training:
+        with started(
+            [
+                sys.executable,
+                "train.py",
+                "logger=mlflow",
+                f"logger.mlflow.tracking_uri={url}",
+                "model=prose_cnn",
+                "trainer.max_epochs=3",
+                "trainer.limit_train_batches=40",
+                "trainer.limit_val_batches=2",
+                "trainer.limit_test_batches=2",
+                "trainer.log_every_n_steps=1",
+                "explain=false",
+                "callbacks.progress_bar.refresh_rate=0",
+                f"hydra.run.dir={run_dir}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as training:
             client = client_of(url)
             deadline = time.monotonic() + COMMAND
             while not (run_dir / "mlflow.json").exists() or not client.get_metric_history(
-                    json.loads((run_dir / "mlflow.json").read_text())["run_id"], "train_loss_step"):
+                json.loads((run_dir / "mlflow.json").read_text())["run_id"], "train_loss_step"
+            ):
                 assert training.poll() is None and time.monotonic() < deadline, "no step reached the server"
                 time.sleep(0.05)
             os.killpg(server.pid, signal.SIGKILL)  # the server goes away in the middle of the run, at once
@@ -250,17 +341,31 @@ def test_a_live_server_records_the_run_and_going_away_midway_costs_no_result(tmp
 @pytest.mark.slow  # trains
 def test_a_store_unreachable_at_the_start_is_one_line_and_the_run_completes(tmp_path, mnist_dir):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    result = train_here("logger=mlflow", f"logger.mlflow.tracking_uri={url}", *FEW_BATCHES, "trainer.max_epochs=1",
-                        f"hydra.run.dir={tmp_path}")
+    result = train_here(
+        "logger=mlflow",
+        f"logger.mlflow.tracking_uri={url}",
+        *FEW_BATCHES,
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert metrics_of(tmp_path)["status"] == "ok"
     said = [line for line in (result.stdout + result.stderr).splitlines() if "MLflow" in line]
     assert len(said) == 1 and f"MLflow at {url} failed while" in said[0], result.stdout + result.stderr
 
 
-SMALL = ("trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=4",
-         "trainer.limit_test_batches=4", "data.batch_size=64", "model=prose_cnn", "logger=mlflow",
-         "callbacks.checkpoint.every_n_steps=3", "callbacks.progress_bar.refresh_rate=0", "explain=false")
+SMALL = (
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=4",
+    "trainer.limit_test_batches=4",
+    "data.batch_size=64",
+    "model=prose_cnn",
+    "logger=mlflow",
+    "callbacks.checkpoint.every_n_steps=3",
+    "callbacks.progress_bar.refresh_rate=0",
+    "explain=false",
+)
 
 
 def epoch_figures(run_dir: Path) -> list[dict]:
@@ -277,8 +382,12 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_with_the_whole_history(tmp_p
 
     killed = tmp_path / "killed"
     last = killed / "checkpoints" / "last.ckpt"
-    with started([sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={killed}"],
-                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+    with started(
+        [sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as process:
         deadline = time.monotonic() + COMMAND
         while not (last.exists() and torch.load(last, weights_only=True)["global_step"] > 8) and process.poll() is None:
             assert time.monotonic() < deadline
@@ -295,16 +404,21 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_with_the_whole_history(tmp_p
     assert one.info.status == "FINISHED" and one.data.tags["status"] == "ok"
     for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
         assert list(history(client, one.info.run_id, key).values()) == pytest.approx(
-            [e[key] for e in epoch_figures(whole)], abs=1e-6), key
+            [e[key] for e in epoch_figures(whole)], abs=1e-6
+        ), key
 
 
 @pytest.mark.slow  # a run signalled in its own process
 def test_a_sigtermed_run_is_marked_interrupted_in_mlflow(tmp_path, mnist_dir):
     uri, run_dir = store(tmp_path), tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
-    with started([sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={run_dir}"],
-                 cwd=ROOT, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE, text=True) as process:
+    with started(
+        [sys.executable, "train.py", *SMALL, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         deadline = time.monotonic() + COMMAND
         while not last.exists() and process.poll() is None:
             assert time.monotonic() < deadline

@@ -24,9 +24,20 @@ from mnist_cnn.models import networks
 
 pytestmark = pytest.mark.slow  # each test trains
 
-RUN_FILES = ["metrics.json", "model_summary.txt", "samples.png", "confusion_matrix.png", "confusion_matrix.csv",
-             "classification_report.txt", "classification_report.json", "learning_curves.png", "misclassified.png",
-             "filters.png", "feature_maps.png", "attributions.png"]
+RUN_FILES = [
+    "metrics.json",
+    "model_summary.txt",
+    "samples.png",
+    "confusion_matrix.png",
+    "confusion_matrix.csv",
+    "classification_report.txt",
+    "classification_report.json",
+    "learning_curves.png",
+    "misclassified.png",
+    "filters.png",
+    "feature_maps.png",
+    "attributions.png",
+]
 
 
 PROGRESS = re.compile(r"(Sanity Checking|Training|Validation|Testing|Epoch \d+)\b.*(it/s|s/it|\?it)")
@@ -40,8 +51,11 @@ def console_lines(result) -> list[str]:
 
 # the progress bar on, as a user sees it; fewer batches in an epoch than the logging interval
 # and what the network learned, written (FEW_BATCHES leaves it out for the suite's time)
-AS_SEEN = tuple("trainer.log_every_n_steps=5" if o.startswith("trainer.log_every_n_steps") else o for o in FEW_BATCHES[:-1]
-                if o != "explain=false")
+AS_SEEN = tuple(
+    "trainer.log_every_n_steps=5" if o.startswith("trainer.log_every_n_steps") else o
+    for o in FEW_BATCHES[:-1]
+    if o != "explain=false"
+)
 
 
 def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
@@ -50,8 +64,21 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     lines = console_lines(result)
     assert len(lines) <= 15, lines
     said = "\n".join(lines)
-    for chatter in ("Tip", "GPU available", "TPU available", "Skipping", "transfer_batch_to_device", "LeafSpec",
-                    "Restoring states", "Seed set", "| Name", "Warning", "warn", "logging interval", ".py:"):
+    for chatter in (
+        "Tip",
+        "GPU available",
+        "TPU available",
+        "Skipping",
+        "transfer_batch_to_device",
+        "LeafSpec",
+        "Restoring states",
+        "Seed set",
+        "| Name",
+        "Warning",
+        "warn",
+        "logging interval",
+        ".py:",
+    ):
         assert chatter not in said, (chatter, lines)
     assert "%|" not in result.stdout + result.stderr and "\r" not in result.stdout  # not a terminal: no bar
     test_lines = [line for line in lines if "Test accuracy" in line or "test_acc" in line]
@@ -60,7 +87,9 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert lines[-1] == f"Run directory: {tmp_path}"
     assert [line.split(":")[0] for line in lines if line.startswith("Epoch ")] == ["Epoch 1/2", "Epoch 2/2"]
     logged = [line.partition("] - ")[2] for line in (tmp_path / "train.log").read_text().splitlines()]
-    assert [line for line in logged if line.startswith("Epoch ")] == [line for line in lines if line.startswith("Epoch ")]
+    assert [line for line in logged if line.startswith("Epoch ")] == [
+        line for line in lines if line.startswith("Epoch ")
+    ]
     assert any(line.startswith("Data: MNIST, 42,000 train, 18,000 validation, 10,000 test images") for line in lines)
     assert any(line.startswith("Model: BaselineCNN, 1,199,882 parameters; CPU") for line in lines)
     for name in RUN_FILES:
@@ -97,20 +126,47 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     assert event_file.parent == tmp_path / "baseline" / "/".join(AS_SEEN)  # the run's folder, model, overrides
     events = EventAccumulator(str(event_file), size_guidance={"images": 0, "tensors": 0}).Reload()
     tags = events.Tags()
-    assert {"loss/train_step", "loss/train", "accuracy/train", "loss/val", "accuracy/val", "loss/test", "accuracy/test",
-            "lr", "hp/test_acc", "hp/best_val_acc"} <= set(tags["scalars"])
+    assert {
+        "loss/train_step",
+        "loss/train",
+        "accuracy/train",
+        "loss/val",
+        "accuracy/val",
+        "loss/test",
+        "accuracy/test",
+        "lr",
+        "hp/test_acc",
+        "hp/best_val_acc",
+    } <= set(tags["scalars"])
     assert "epoch" not in tags["scalars"]
-    assert {"samples", "confusion_matrix", "learning_curves", "misclassified", "filters", "feature_maps",
-            "attributions"} <= set(tags["images"])
+    assert {
+        "samples",
+        "confusion_matrix",
+        "learning_curves",
+        "misclassified",
+        "filters",
+        "feature_maps",
+        "attributions",
+    } <= set(tags["images"])
     # the last hidden layer for the Projector: 2,000 test digits, each with its label and its image in the sprite
     assert "embeddings" in (event_file.parent / "projector_config.pbtxt").read_text()
     (metadata,) = event_file.parent.rglob("metadata.tsv")
     assert len(metadata.read_text().splitlines()) == 2000 and (metadata.parent / "sprite.png").exists()
     assert "custom_scalars__config__" in tags["tensors"]  # train and validation accuracy on one chart
-    assert [e.value for e in events.Scalars("accuracy/val")] == pytest.approx([h["val_acc"] for h in metrics["history"]])
-    assert session_hparams(event_file) == {"model": "BaselineCNN", "dataset": "mnist", "batch_size": 256,
-                                           "validation_split": 0.3, "max_epochs": 2, "optimizer": "Adadelta",
-                                           "lr": 1.0, "precision": native_precision("auto", "cpu"), "seed": 42}
+    assert [e.value for e in events.Scalars("accuracy/val")] == pytest.approx(
+        [h["val_acc"] for h in metrics["history"]]
+    )
+    assert session_hparams(event_file) == {
+        "model": "BaselineCNN",
+        "dataset": "mnist",
+        "batch_size": 256,
+        "validation_split": 0.3,
+        "max_epochs": 2,
+        "optimizer": "Adadelta",
+        "lr": 1.0,
+        "precision": native_precision("auto", "cpu"),
+        "seed": 42,
+    }
     assert metrics["precision"] == native_precision("auto", "cpu")
 
     # Tested in memory (the best checkpoint is the last epoch's): the checkpoint file scores the same.
@@ -124,13 +180,20 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
 
 
 def test_speedrun_runs_one_cycle_and_checkpoints_at_the_epoch_end_only(tmp_path, mnist_dir):
-    result = train_here("experiment=speedrun", "trainer.limit_train_batches=120", *FEW_BATCHES[2:], "logger=csv",
-                        f"hydra.run.dir={tmp_path}")
+    result = train_here(
+        "experiment=speedrun",
+        "trainer.limit_train_batches=120",
+        *FEW_BATCHES[2:],
+        "logger=csv",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path)
     assert metrics["model"] == "SpeedrunCNN" and metrics["parameters"] == 321_066 and metrics["epochs"] == 1
     assert metrics["config"]["data"]["validation_split"] == 0.05 and metrics["test_acc"] > 0.9
-    lrs = [float(row["lr-Adam"]) for row in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if row.get("lr-Adam")]
+    lrs = [
+        float(row["lr-Adam"]) for row in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if row.get("lr-Adam")
+    ]
     assert lrs and max(lrs) < 0.01 / 25 + 1e-9  # logged at the epoch's start: the one-cycle warm-up's first value
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))[-1] == "last.ckpt"
     assert len(list((tmp_path / "checkpoints").glob("*.ckpt"))) == 2
@@ -144,7 +207,9 @@ def session_hparams(event_file) -> dict:
     for event in EventFileLoader(str(event_file)).Load():
         for value in event.summary.value:
             if value.tag == "_hparams_/session_start_info":
-                info = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
+                info = plugin_data_pb2.HParamsPluginData.FromString(
+                    value.metadata.plugin_data.content
+                ).session_start_info
                 return {k: getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
     return {}
 
@@ -169,8 +234,10 @@ def test_in_a_terminal_the_bar_counts_epochs_as_the_epoch_lines_do(tmp_path, mni
 
 def test_a_class_that_refuses_its_arguments_is_a_bug_not_a_config_mistake(tmp_path, monkeypatch):
     """A TypeError from a constructor (an argument it does not take) is not dressed as the user's mistake."""
+
     def refuses(self, **kwargs):
         raise TypeError("__init__() got an unexpected keyword argument 'conv1_channels'")
+
     monkeypatch.setattr(networks.BaselineCNN, "__init__", refuses)
     with pytest.raises(InstantiationException) as raised:
         train_here("logger=csv", f"hydra.run.dir={tmp_path}")
@@ -179,12 +246,15 @@ def test_a_class_that_refuses_its_arguments_is_a_bug_not_a_config_mistake(tmp_pa
 
 
 def test_a_smoke_run_says_it_is_one_and_gives_no_test_accuracy(tmp_path, mnist_dir):
-    result = train_here("trainer.fast_dev_run=true", "logger=csv", "callbacks.progress_bar.refresh_rate=0",
-                        f"hydra.run.dir={tmp_path}")
+    result = train_here(
+        "trainer.fast_dev_run=true", "logger=csv", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Test accuracy" not in result.stdout
-    assert "Smoke run (trainer.fast_dev_run=True): every stage ran on 1 batch(es); its figures say the code runs, " \
-           "not how well the model learns" in result.stdout
+    assert (
+        "Smoke run (trainer.fast_dev_run=True): every stage ran on 1 batch(es); its figures say the code runs, "
+        "not how well the model learns" in result.stdout
+    )
 
 
 def test_bash_completes_config_groups_through_hydra(tmp_path):
@@ -192,13 +262,18 @@ def test_bash_completes_config_groups_through_hydra(tmp_path):
     installed = train_here("-sc", "install=bash")
     assert installed.returncode == 0 and "hydra_bash_completion" in installed.stdout, installed.stderr
     queried = train_here("-sc", "query=bash", env={"COMP_LINE": "mnist-train model=", "COMP_POINT": "18"})
-    assert queried.returncode == 0 and queried.stdout.split() == ["model=baseline", "model=elu", "model=prose_cnn",
-                                                                  "model=speedrun"], queried.stdout + queried.stderr
+    assert queried.returncode == 0 and queried.stdout.split() == [
+        "model=baseline",
+        "model=elu",
+        "model=prose_cnn",
+        "model=speedrun",
+    ], queried.stdout + queried.stderr
 
 
 def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mnist_dir):
-    result = train_here("-m", "data.batch_size=32,64", *FEW_BATCHES, "trainer.max_epochs=1",
-                        f"hydra.sweep.dir={tmp_path}")
+    result = train_here(
+        "-m", "data.batch_size=32,64", *FEW_BATCHES, "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = [metrics_of(tmp_path / str(i)) for i in (0, 1)]
     assert [j["config"]["data"]["batch_size"] for j in jobs] == [32, 64]
@@ -209,8 +284,13 @@ def test_multirun_trains_each_job_from_scratch_in_its_own_directory(tmp_path, mn
 @pytest.mark.gpu
 @needs_cuda
 def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
-    result = run_train("experiment=lab_elu", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed",
-                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}")
+    result = run_train(
+        "experiment=lab_elu",
+        "trainer.accelerator=gpu",
+        "trainer.precision=bf16-mixed",
+        *FEW_BATCHES,
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path)
     assert metrics["device"].startswith("cuda") and metrics["precision"] == "bf16-mixed"
@@ -222,9 +302,16 @@ def test_gpu_run_keeps_the_data_on_the_device(tmp_path, mnist_dir):
 @needs_cuda
 def test_gpu_switches_train(tmp_path, mnist_dir):
     """torch.compile, cudnn.benchmark and large evaluation batches together, on the GPU."""
-    result = run_train("trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "callbacks.speed.compile=true",
-                       "trainer.benchmark=true", "trainer.deterministic=false", "data.eval_batch_size=5000",
-                       *FEW_BATCHES, f"hydra.run.dir={tmp_path}")
+    result = run_train(
+        "trainer.accelerator=gpu",
+        "trainer.precision=bf16-mixed",
+        "callbacks.speed.compile=true",
+        "trainer.benchmark=true",
+        "trainer.deterministic=false",
+        "data.eval_batch_size=5000",
+        *FEW_BATCHES,
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path)
     assert metrics["config"]["model"]["compile"] is True and metrics["device"].startswith("cuda")
@@ -233,10 +320,16 @@ def test_gpu_switches_train(tmp_path, mnist_dir):
 
 def test_metrics_keep_every_epoch_when_the_tested_checkpoint_is_an_earlier_one(tmp_path, mnist_dir):
     """Testing from the best checkpoint restores callback states; the run's history must not shrink."""
-    result = train_here("trainer.max_epochs=3", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-                        "trainer.limit_test_batches=2", "callbacks.progress_bar.refresh_rate=0", "explain=false",
-                        "callbacks.checkpoint.mode=min",  # 'best' = the worst epoch: usually the first
-                        f"hydra.run.dir={tmp_path}")
+    result = train_here(
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "callbacks.progress_bar.refresh_rate=0",
+        "explain=false",
+        "callbacks.checkpoint.mode=min",  # 'best' = the worst epoch: usually the first
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path)
     assert metrics["epochs"] == 3 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
@@ -247,7 +340,9 @@ def read_only(folder: Path):
     """The folder made read-only as a shared dataset is: a read-only bind mount where we are root (root
     writes through permission bits), else the permission bits."""
     if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True, text=True)
+        mounted = subprocess.run(
+            ["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True, text=True
+        )
         if mounted.returncode != 0:
             pytest.skip(f"cannot make a read-only folder here: {mounted.stderr.strip()}")
         try:
@@ -267,12 +362,19 @@ def read_only(folder: Path):
 
 def test_a_read_only_data_folder_that_holds_the_files_is_used(tmp_path, mnist_dir):
     data = tmp_path / "data"
-    shutil.copytree(Path(mnist_dir) / "MNIST" / "raw", data / "MNIST" / "raw", ignore=shutil.ignore_patterns(".*", "*.bad-*"))
+    shutil.copytree(
+        Path(mnist_dir) / "MNIST" / "raw", data / "MNIST" / "raw", ignore=shutil.ignore_patterns(".*", "*.bad-*")
+    )
     with read_only(data):
         with pytest.raises(OSError):
             (data / "MNIST" / "raw" / "probe").write_text("")
-        result = train_here(*FEW_BATCHES, "trainer.max_epochs=1", "logger=csv", f"data.data_dir={data}",
-                            f"hydra.run.dir={tmp_path / 'run'}")
+        result = train_here(
+            *FEW_BATCHES,
+            "trainer.max_epochs=1",
+            "logger=csv",
+            f"data.data_dir={data}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (data / "MNIST" / "raw").iterdir()) == sorted(OFFICIAL_SHA256)
     assert metrics_of(tmp_path / "run")["data_sha256"] == OFFICIAL_SHA256

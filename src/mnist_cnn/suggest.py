@@ -19,12 +19,14 @@ def closest(word: str, candidates: list[str], n: int = 3) -> list[str]:
     whole = word.lower()
     leaf = whole.rpartition(".")[2]
     found = list(by_leaf.get(leaf, []))
-    found += [c for near in difflib.get_close_matches(whole, list(by_lower), n=n, cutoff=CUTOFF) for c in by_lower[near]]
+    found += [
+        c for near in difflib.get_close_matches(whole, list(by_lower), n=n, cutoff=CUTOFF) for c in by_lower[near]
+    ]
     found += [c for near in difflib.get_close_matches(leaf, list(by_leaf), n=n, cutoff=CUTOFF) for c in by_leaf[near]]
     return list(dict.fromkeys(c for c in found if c != word))[:n]
 
 
 def did_you_mean(word: str, candidates: list[str], n: int = 3, prefix: str = "") -> str:
-    """"; did you mean <prefix><candidate> or ...?", or "" where nothing is close."""
+    """ "; did you mean <prefix><candidate> or ...?", or "" where nothing is close."""
     near = closest(word, candidates, n)
     return f"; did you mean {' or '.join(prefix + c for c in near)}?" if near else ""

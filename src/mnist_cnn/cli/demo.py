@@ -100,8 +100,12 @@ class Reader:
         probabilities, maps = explained(self.model, self.data, small[None])
         x = normalize(torch.from_numpy(small[None]), self.data["normalize"], self.data["dataset"])
         first = feature_maps(self.model, x)[0][0, :MAPS].numpy()
-        return (enlarged(small), {name: float(p) for name, p in zip(self.classes, probabilities[0])},
-                enlarged(overlay(maps[0].numpy())), enlarged(maps_grid(first), 6))
+        return (
+            enlarged(small),
+            {name: float(p) for name, p in zip(self.classes, probabilities[0])},
+            enlarged(overlay(maps[0].numpy())),
+            enlarged(maps_grid(first), 6),
+        )
 
     def read_file(self, path: str | None) -> tuple:
         """An uploaded file, checked as mnist-predict checks one (an image, of a sane size), then read. Its
@@ -118,8 +122,10 @@ def page(reader: Reader):
     import gradio as gr
 
     digits = reader.data["dataset"] == "mnist"
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web fonts: works offline
-                              font_mono=["ui-monospace", "monospace"])
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web fonts: works offline
+        font_mono=["ui-monospace", "monospace"],
+    )
     with gr.Blocks(title="mnist-cnn: draw a digit", analytics_enabled=False) as demo:
         gr.Markdown("## Draw a digit" if digits else "## Upload a photo of a piece of clothing")
         with gr.Row():
@@ -127,29 +133,73 @@ def page(reader: Reader):
                 inputs = []  # (component, the name of its API endpoint)
                 if digits:
                     with gr.Tab("Draw"):
-                        inputs.append((gr.Sketchpad(
-                            label="Draw with the mouse or a finger", elem_id="sketchpad", type="numpy",
-                            image_mode="RGBA", canvas_size=(280, 280), fixed_canvas=True, layers=False,
-                            transforms=(), brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed")),
-                            "read_drawing"))
+                        inputs.append(
+                            (
+                                gr.Sketchpad(
+                                    label="Draw with the mouse or a finger",
+                                    elem_id="sketchpad",
+                                    type="numpy",
+                                    image_mode="RGBA",
+                                    canvas_size=(280, 280),
+                                    fixed_canvas=True,
+                                    layers=False,
+                                    transforms=(),
+                                    brush=gr.Brush(default_size=16, colors=["#000000"], color_mode="fixed"),
+                                ),
+                                "read_drawing",
+                            )
+                        )
                 with gr.Tab("Upload"):
                     # a file, not gr.Image: Gradio decodes an image itself and answers a file that is not one with
                     # a generic error; read here, it gets mnist-predict's checks and words
-                    inputs.append((gr.File(label="A photo or scan (PNG, JPEG, BMP)", elem_id="upload",
-                                           file_types=["image"], type="filepath"), "read_upload"))
+                    inputs.append(
+                        (
+                            gr.File(
+                                label="A photo or scan (PNG, JPEG, BMP)",
+                                elem_id="upload",
+                                file_types=["image"],
+                                type="filepath",
+                            ),
+                            "read_upload",
+                        )
+                    )
             with gr.Column():
-                preview = gr.Image(label="What the network reads (28x28)", elem_id="preview", interactive=False,
-                                   image_mode="L", height=280, width=280, format="png", buttons=["fullscreen"])
+                preview = gr.Image(
+                    label="What the network reads (28x28)",
+                    elem_id="preview",
+                    interactive=False,
+                    image_mode="L",
+                    height=280,
+                    width=280,
+                    format="png",
+                    buttons=["fullscreen"],
+                )
                 label = gr.Label(label="Reading", elem_id="reading", num_top_classes=TOP)
                 with gr.Row():
-                    looks = gr.Image(label="Where it looks: red toward the class read, blue against",
-                                     elem_id="looks", interactive=False, height=280, width=280, format="png")
-                maps = gr.Image(label=f"What its first block makes of it ({MAPS} feature maps)", elem_id="maps",
-                                interactive=False, format="png", image_mode="L")
+                    looks = gr.Image(
+                        label="Where it looks: red toward the class read, blue against",
+                        elem_id="looks",
+                        interactive=False,
+                        height=280,
+                        width=280,
+                        format="png",
+                    )
+                maps = gr.Image(
+                    label=f"What its first block makes of it ({MAPS} feature maps)",
+                    elem_id="maps",
+                    interactive=False,
+                    format="png",
+                    image_mode="L",
+                )
         for component, endpoint in inputs:
             read = reader.read_file if endpoint == "read_upload" else reader.read
-            component.change(said(read), inputs=component, outputs=[preview, label, looks, maps],
-                             show_progress="hidden", api_name=endpoint)
+            component.change(
+                said(read),
+                inputs=component,
+                outputs=[preview, label, looks, maps],
+                show_progress="hidden",
+                api_name=endpoint,
+            )
     return demo, theme
 
 
@@ -181,22 +231,33 @@ def run(args) -> None:
     demo, theme = page(reader)
     logging.getLogger("uvicorn.error").addFilter(browser_left)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, quiet=True,
-                    share=False, ssr_mode=False, theme=theme, footer_links=[], js=CHOOSE_BRUSH)
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            prevent_thread_lock=True,
+            quiet=True,
+            share=False,
+            ssr_mode=False,
+            theme=theme,
+            footer_links=[],
+            js=CHOOSE_BRUSH,
+        )
     except OSError as exc:  # Gradio's words for a port in use or an address it cannot bind
-        raise UserError(f"--host {args.host} --port {args.port}: cannot listen there "
-                        f"({' '.join(str(exc).split())})") from None
+        raise UserError(
+            f"--host {args.host} --port {args.port}: cannot listen there ({' '.join(str(exc).split())})"
+        ) from None
     # Ctrl-C and SIGTERM (kill, systemd, a closing terminal) stop the server. Set here, not left to Python:
     # a shell starts a job in the background with SIGINT ignored, Python keeps that, and Ctrl-C sent to
     # such a server later did nothing (the test suite's own server, under a suite started with `&`).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)
-    print(f"{PROG}: reading with {args.ckpt or 'the model the package carries'} at {demo.local_url} (Ctrl-C stops)",
-          flush=True)
+    print(
+        f"{PROG}: reading with {args.ckpt or 'the model the package carries'} at {demo.local_url} (Ctrl-C stops)",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         demo.close()
         print(f"{PROG}: stopped", file=sys.stderr)
-

@@ -1,9 +1,9 @@
 """Train one of the lab's CNNs on MNIST, then test the best checkpoint on the official test set.
 
-    python train.py                                  # the lab's first run (the groups' defaults)
-    python train.py experiment=lab_elu trainer.accelerator=gpu
-    python train.py -m data.batch_size=16,32,64      # one job per value, each from scratch
-    python train.py resume=outputs/runs/<run>        # continue a run with its own overrides
+python train.py                                  # the lab's first run (the groups' defaults)
+python train.py experiment=lab_elu trainer.accelerator=gpu
+python train.py -m data.batch_size=16,32,64      # one job per value, each from scratch
+python train.py resume=outputs/runs/<run>        # continue a run with its own overrides
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ def main() -> None:
             if resume:
                 sys.argv[1:] = resume_arguments(resume, args)
             else:
-                check_given(overrides, multirun=bool({"-m", "--multirun"} & set(flags)) or any(
-                    o.startswith("sweep=") for o in overrides))
+                check_given(
+                    overrides,
+                    multirun=bool({"-m", "--multirun"} & set(flags)) or any(o.startswith("sweep=") for o in overrides),
+                )
         except Finished as exc:
             print(f"{PROG}: {exc}")
             sys.exit(0)
@@ -85,8 +87,9 @@ def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
         except OSError as exc:  # what the job catches never gets here
             if not exc.filename:
                 raise
-            raise UserError(f"{exc.filename}: {exc.strerror} (the run folder: hydra.run.dir, or hydra.sweep.dir "
-                            "with -m)") from None
+            raise UserError(
+                f"{exc.filename}: {exc.strerror} (the run folder: hydra.run.dir, or hydra.sweep.dir with -m)"
+            ) from None
 
 
 if __name__ == "__main__":

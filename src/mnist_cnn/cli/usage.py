@@ -58,15 +58,24 @@ def keys(node: DictConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
             rows += keys(value, f"{prefix}{name}.")
         elif name in declared:
             shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-            rows.append((f"{prefix}{name}", type_words(hints.get(name)), "null" if shown is None else str(shown),
-                         declared[name].metadata.get("help", "")))
+            rows.append(
+                (
+                    f"{prefix}{name}",
+                    type_words(hints.get(name)),
+                    "null" if shown is None else str(shown),
+                    declared[name].metadata.get("help", ""),
+                )
+            )
     return rows
 
 
 def groups() -> list[tuple[str, list[str]]]:
     folder = resources.files("mnist_cnn.conf")
-    return [(g.name, sorted(f.name[:-5] for f in g.iterdir() if f.name.endswith(".yaml")))
-            for g in sorted(folder.iterdir(), key=lambda p: p.name) if g.is_dir() and g.name not in HIDDEN_GROUPS]
+    return [
+        (g.name, sorted(f.name[:-5] for f in g.iterdir() if f.name.endswith(".yaml")))
+        for g in sorted(folder.iterdir(), key=lambda p: p.name)
+        if g.is_dir() and g.name not in HIDDEN_GROUPS
+    ]
 
 
 def help_text(_root_: DictConfig) -> str:

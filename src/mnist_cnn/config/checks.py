@@ -45,8 +45,13 @@ def obeys(value: Any, rule: dict) -> bool:
     if value is None:
         return True
     values = list(value) if isinstance(value, (list, ListConfig)) else [value]
-    return all(("ge" not in rule or v >= rule["ge"]) and ("gt" not in rule or v > rule["gt"])
-               and ("le" not in rule or v <= rule["le"]) and ("lt" not in rule or v < rule["lt"]) for v in values)
+    return all(
+        ("ge" not in rule or v >= rule["ge"])
+        and ("gt" not in rule or v > rule["gt"])
+        and ("le" not in rule or v <= rule["le"])
+        and ("lt" not in rule or v < rule["lt"])
+        for v in values
+    )
 
 
 def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
@@ -65,8 +70,10 @@ def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
                 shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
                 integer = "int" in str(declared[name].type)
                 choices = [str(c) for c in choices_of(rules[name]) if c is not None]
-                raise ConfigError(f"{prefix}{name}={shown} is not allowed: expected {allowed(rules[name], integer)}"
-                                  + (did_you_mean(str(shown), choices, n=1, prefix=f"{prefix}{name}=") if choices else ""))
+                raise ConfigError(
+                    f"{prefix}{name}={shown} is not allowed: expected {allowed(rules[name], integer)}"
+                    + (did_you_mean(str(shown), choices, n=1, prefix=f"{prefix}{name}=") if choices else "")
+                )
 
 
 def type_network(cfg: DictConfig) -> None:
@@ -75,22 +82,27 @@ def type_network(cfg: DictConfig) -> None:
     an argument with neither value nor default are each one line."""
     node = cfg.model.get("net")
     if not isinstance(node, DictConfig) or "_target_" not in node:
-        raise ConfigError("model.net: no network; a model's YAML names its class as net._target_ (README, "
-                          "\"A network of your own\")")
+        raise ConfigError(
+            'model.net: no network; a model\'s YAML names its class as net._target_ (README, "A network of your own")'
+        )
     cls = import_class(node._target_, "model.net")
     declared = arguments_of(cls)
     for name in node:
         if name != "_target_" and name not in declared:
-            raise ConfigError(f"model.net.{name} is not an argument of {node._target_} (it takes "
-                              f"{', '.join(declared) or 'none'}){did_you_mean(str(name), declared, n=1, prefix='model.net.')}")
+            raise ConfigError(
+                f"model.net.{name} is not an argument of {node._target_} (it takes "
+                f"{', '.join(declared) or 'none'}){did_you_mean(str(name), declared, n=1, prefix='model.net.')}"
+            )
     try:
         typed = OmegaConf.merge(OmegaConf.structured(schema_of(cls)), node)
     except ValidationError as exc:
         value = "null" if exc.value is None else exc.value
         raise ConfigError(f"model.net.{exc.full_key}={value} is not allowed: expected {expected(exc)}") from None
     for name in OmegaConf.missing_keys(typed):
-        raise ConfigError(f"model.net.{name}: {cls.__name__} has no default for it; give it a value in the "
-                          f"model's YAML or as model.net.{name}=...")
+        raise ConfigError(
+            f"model.net.{name}: {cls.__name__} has no default for it; give it a value in the "
+            f"model's YAML or as model.net.{name}=..."
+        )
     cfg.model.net = typed
 
 
@@ -103,24 +115,32 @@ def check_train(cfg: DictConfig) -> None:
     images = DATASETS[data.dataset].train_images
     n_train = train_size(images, data.validation_split)
     if n_train < data.batch_size:
-        raise ConfigError(f"data.validation_split={data.validation_split} leaves {n_train} training images, fewer "
-                          f"than one batch (data.batch_size={data.batch_size}): lower one of them")
+        raise ConfigError(
+            f"data.validation_split={data.validation_split} leaves {n_train} training images, fewer "
+            f"than one batch (data.batch_size={data.batch_size}): lower one of them"
+        )
     if n_train == images:
         raise ConfigError(f"data.validation_split={data.validation_split} leaves no validation images: raise it")
     accepted = inspect.signature(getattr(torch.optim, optimizer.name)).parameters
     for name, value in optimizer.items():
         if name != "name" and value is not None and name not in accepted:
-            raise ConfigError(f"model.optimizer.{name}={value} is not an argument of torch.optim.{optimizer.name} "
-                              f"(it takes {', '.join(p for p in accepted if p != 'params')}); "
-                              f"unset it with model.optimizer.{name}=null")
+            raise ConfigError(
+                f"model.optimizer.{name}={value} is not an argument of torch.optim.{optimizer.name} "
+                f"(it takes {', '.join(p for p in accepted if p != 'params')}); "
+                f"unset it with model.optimizer.{name}=null"
+            )
     schedule = cfg.model.schedule
     if schedule.one_cycle and schedule.decay:
-        raise ConfigError(f"model.schedule.one_cycle=true and model.schedule.decay={schedule.decay}: two schedules; "
-                          "set decay=0 or one_cycle=false")
+        raise ConfigError(
+            f"model.schedule.one_cycle=true and model.schedule.decay={schedule.decay}: two schedules; "
+            "set decay=0 or one_cycle=false"
+        )
     for epoch in cfg.get("read_epochs") or []:
         if not 1 <= epoch <= trainer.max_epochs:
-            raise ConfigError(f"read_epochs={list(cfg.read_epochs)}: {epoch} is not an epoch of this run "
-                              f"(allowed: 1 to trainer.max_epochs={trainer.max_epochs})")
+            raise ConfigError(
+                f"read_epochs={list(cfg.read_epochs)}: {epoch} is not an epoch of this run "
+                f"(allowed: 1 to trainer.max_epochs={trainer.max_epochs})"
+            )
     if cfg.get("read_epochs") and cfg.callbacks.get("checkpoint") is None:
         raise ConfigError("read_epochs needs callbacks.checkpoint: each reading is the checkpoint it keeps as best")
     check_accelerator(trainer.accelerator, trainer.devices)
@@ -138,8 +158,10 @@ def check_experiment_data() -> None:
     chosen = HydraConfig.get().runtime.choices.get("experiment_data")
     options = GlobalHydra.instance().config_loader().get_group_options("experiment_data")
     if f"experiment_data={chosen}" in HydraConfig.get().overrides.task and chosen not in options:
-        raise ConfigError(f"experiment_data={chosen} is not a known option: expected one of {', '.join(options)} "
-                          "(it is chosen for you, as <experiment>_<data>, where such a file exists)")
+        raise ConfigError(
+            f"experiment_data={chosen} is not a known option: expected one of {', '.join(options)} "
+            "(it is chosen for you, as <experiment>_<data>, where such a file exists)"
+        )
 
 
 def bf16_native(device: str) -> bool:
@@ -174,9 +196,15 @@ def check_cuda_graph(cfg: DictConfig) -> None:
     if speed is None or not speed.get("cuda_graph"):
         return
     one_device = trainer.num_nodes == 1 and (
-        trainer.devices == 1 or (trainer.devices == "auto" and torch.cuda.device_count() <= 1))
-    reason = obstacle(device_of(trainer.accelerator), one_device, speed.compile,
-                      native_precision(trainer.precision, trainer.accelerator), cfg.model.optimizer.name)
+        trainer.devices == 1 or (trainer.devices == "auto" and torch.cuda.device_count() <= 1)
+    )
+    reason = obstacle(
+        device_of(trainer.accelerator),
+        one_device,
+        speed.compile,
+        native_precision(trainer.precision, trainer.accelerator),
+        cfg.model.optimizer.name,
+    )
     if reason:
         raise ConfigError(f"callbacks.speed.cuda_graph=true: {reason}; or leave it null (on wherever it can run)")
 
@@ -184,23 +212,28 @@ def check_cuda_graph(cfg: DictConfig) -> None:
 def check_precision(precision: str, accelerator: str) -> None:
     """float16 mixed precision on a CPU is refused: Lightning would warn twice and run bf16-mixed instead."""
     if device_of(accelerator) == "cpu" and precision in ("16", "16-mixed"):
-        raise ConfigError(f"trainer.precision={precision}: float16 mixed precision is for GPUs; on a CPU use "
-                          f"trainer.precision=bf16-mixed (what auto picks here: {native_precision('auto', 'cpu')}) "
-                          "or 32-true")
+        raise ConfigError(
+            f"trainer.precision={precision}: float16 mixed precision is for GPUs; on a CPU use "
+            f"trainer.precision=bf16-mixed (what auto picks here: {native_precision('auto', 'cpu')}) "
+            "or 32-true"
+        )
 
 
 def check_accelerator(accelerator: str, devices: Any) -> None:
     if accelerator in ("gpu", "cuda"):
         visible = torch.cuda.device_count()
         if not visible:
-            raise ConfigError(f"trainer.accelerator={accelerator}: no GPU is visible here (torch.cuda.is_available() "
-                              "is false); use trainer.accelerator=auto, which takes a GPU where there is one")
+            raise ConfigError(
+                f"trainer.accelerator={accelerator}: no GPU is visible here (torch.cuda.is_available() "
+                "is false); use trainer.accelerator=auto, which takes a GPU where there is one"
+            )
         if isinstance(devices, int) and devices > visible:
             raise ConfigError(f"trainer.devices={devices}: only {visible} GPU(s) visible here")
     elif accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.accelerator=mps: no Apple GPU here; use trainer.accelerator=auto")
     elif accelerator == "tpu":
         from lightning.pytorch.accelerators import XLAAccelerator
+
         if not XLAAccelerator.is_available():
             raise ConfigError("trainer.accelerator=tpu: no TPU here; use trainer.accelerator=auto")
 
@@ -218,5 +251,6 @@ def check_data_folder(data_dir: str | None, dataset: str) -> None:
     try:  # os.access says yes to root everywhere; a real file says what the filesystem allows
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as exc:
-        raise ConfigError(f"data.data_dir={given}: {spec.title} must be fetched into {raw}, "
-                          f"which cannot be written ({exc.strerror})") from None
+        raise ConfigError(
+            f"data.data_dir={given}: {spec.title} must be fetched into {raw}, which cannot be written ({exc.strerror})"
+        ) from None

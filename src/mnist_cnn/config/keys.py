@@ -17,8 +17,13 @@ from omegaconf import MISSING
 def optimizers() -> tuple[str, ...]:
     import torch
 
-    return tuple(sorted(name for name, cls in vars(torch.optim).items()
-                        if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer))
+    return tuple(
+        sorted(
+            name
+            for name, cls in vars(torch.optim).items()
+            if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer
+        )
+    )
 
 
 def precisions() -> tuple[str, ...]:
@@ -58,14 +63,16 @@ def section(cls: type, help: str, **values: Any) -> Any:
 
 
 def batch_count(v) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (
-        isinstance(v, float) and 0.0 <= v <= 1.0)
+    return (
+        v is None
+        or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+        or (isinstance(v, float) and 0.0 <= v <= 1.0)
+    )
 
 
 def device_count(v) -> bool:
     return v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and (v >= 1 or v == -1))
 
 
-LIMIT = dict(allowed="null, a number of batches (an integer >= 0) or a fraction between 0.0 and 1.0",
-             test=batch_count)
+LIMIT = dict(allowed="null, a number of batches (an integer >= 0) or a fraction between 0.0 and 1.0", test=batch_count)
 RUN_DIR = "${hydra:runtime.output_dir}"

@@ -29,8 +29,7 @@ class OptimizerConfig:
 class ScheduleConfig:
     """How the learning rate moves during the fit: Keras's time-based decay, or a one-cycle schedule."""
 
-    decay: float = key("Keras's time-based decay: lr / (1 + decay * step), step counted in optimiser steps", 0.0,
-                       ge=0)
+    decay: float = key("Keras's time-based decay: lr / (1 + decay * step), step counted in optimiser steps", 0.0, ge=0)
     one_cycle: bool = key("torch's OneCycleLR over the whole fit, peaking at optimizer.lr (instead of decay)", False)
 
 
@@ -40,8 +39,9 @@ class ModelConfig:
     lr 0.001 with no schedule, `optimizer` and `schedule`."""
 
     net: Any = key("the network: _target_ names its class, the other keys are its constructor's arguments")
-    optimizer: OptimizerConfig = section(OptimizerConfig, "Adam at torch's defaults unless the model sets one",
-                                         name="Adam", lr=0.001)
+    optimizer: OptimizerConfig = section(
+        OptimizerConfig, "Adam at torch's defaults unless the model sets one", name="Adam", lr=0.001
+    )
     schedule: ScheduleConfig = section(ScheduleConfig, "none by default")
 
 

@@ -46,25 +46,35 @@ def check_overrides(args: list[str]) -> None:
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
         old = next((v for v in values if isinstance(v, str) and v in RENAMED.get(name, {})), None)
         if old:
-            raise ConfigError(f"{name}={old} is now {name}={RENAMED[name][old]}: the lab's runs are lab_baseline and "
-                              f"lab_elu, so that seed= is only the random seed")
+            raise ConfigError(
+                f"{name}={old} is now {name}={RENAMED[name][old]}: the lab's runs are lab_baseline and "
+                f"lab_elu, so that seed= is only the random seed"
+            )
         if o.is_delete() and name in ("experiment", "data"):
-            raise ConfigError(f"~{name} is not allowed: experiment_data is chosen by ${{experiment}}_${{data}}; "
-                              "leave the option out instead (no experiment is the default)")
+            raise ConfigError(
+                f"~{name} is not allowed: experiment_data is chosen by ${{experiment}}_${{data}}; "
+                "leave the option out instead (no experiment is the default)"
+            )
         group = name in groups or name.split("/")[0] in groups or name.startswith("hydra/")
         if group and not o.is_sweep_override() and not o.is_delete() and o.value() is None:
             # Hydra refuses it too, with a ValueError that names no group
             folder = resources.files("mnist_cnn.conf").joinpath(name)
-            options = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if folder.is_dir() else []
-            raise ConfigError(f"{name}=null is not allowed: a config group takes one of its options"
-                              + (f": expected one of {', '.join(options)}" if options else ""))
+            options = (
+                sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml")) if folder.is_dir() else []
+            )
+            raise ConfigError(
+                f"{name}=null is not allowed: a config group takes one of its options"
+                + (f": expected one of {', '.join(options)}" if options else "")
+            )
         if group or name == "hydra" or name.startswith("hydra.") or name.startswith(f"{NETWORK}."):
             continue  # a network's keys are its constructor's: checked once the config names it (type_network)
         if name in MOVED:
             raise ConfigError(f"{name} is now {MOVED[name]}")
         if name.startswith("model.") and name.count(".") == 1 and name not in keys and not closest(name, keys):
-            raise ConfigError(f"{name} is not a key of the model node: the network's arguments are {NETWORK}.<argument> "
-                              f"({NETWORK}.{name[len('model.'):]}), beside model.optimizer and model.schedule")
+            raise ConfigError(
+                f"{name} is not a key of the model node: the network's arguments are {NETWORK}.<argument> "
+                f"({NETWORK}.{name[len('model.') :]}), beside model.optimizer and model.schedule"
+            )
         if name not in keys and not any(k.startswith(f"{name}.") for k in keys):
             raise ConfigError(f"{name} is not a known key{did_you_mean(name, keys + ([] if '.' in name else groups))}")
 
@@ -89,8 +99,21 @@ def config_dir_searched(args: list[str]) -> list[str]:
 
 
 # Hydra's command-line flags that take the next argument as their value
-VALUED_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--cfg", "-c", "--package",
-                "-p", "--experimental-rerun", "--shell-completion", "-sc"}
+VALUED_FLAGS = {
+    "--config-dir",
+    "-cd",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--experimental-rerun",
+    "--shell-completion",
+    "-sc",
+}
 
 
 def split_args(args: list[str]) -> tuple[list[str], list[str]]:
@@ -128,8 +151,9 @@ def one_line(exc: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages, cut to the line that names key and value."""
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
         group, _, option = exc.missing_cfg_file.rpartition("/")
-        return (f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}"
-                + did_you_mean(option, list(exc.options), n=1, prefix=f"{group}="))
+        return f"{group}={option} is not a known option: expected one of {', '.join(exc.options)}" + did_you_mean(
+            option, list(exc.options), n=1, prefix=f"{group}="
+        )
     if isinstance(exc, OverrideParseException):
         return f"cannot parse the override {exc.override!r}: {' '.join(exc.message.split())}"
     if isinstance(exc, OSError) and exc.filename:

@@ -38,6 +38,7 @@ from mnist_cnn.training.speed import FastStep
 @dataclass
 class TrainerConfig:
     """lightning.pytorch.Trainer (the arguments this project sets)"""
+
     _target_: str = key("the trainer class", "lightning.pytorch.Trainer")
     default_root_dir: str = key("where Lightning writes when no logger says otherwise", RUN_DIR)
     accelerator: str = key("what runs the maths", "auto", choices=ACCELERATORS)
@@ -45,8 +46,12 @@ class TrainerConfig:
     devices: Any = key("how many devices", 1, allowed="an integer >= 1, -1 (all) or auto", test=device_count)
     num_nodes: int = key("machines", 1, ge=1)
     max_epochs: int = key("epochs to train (Keras's epochs)", 3, ge=1)
-    precision: str = key("number format of the maths; auto: bf16-mixed where the device computes bf16 natively, "
-                         "else 32-true (mnist_cnn.config.checks.native_precision)", "auto", choices=precisions)
+    precision: str = key(
+        "number format of the maths; auto: bf16-mixed where the device computes bf16 natively, "
+        "else 32-true (mnist_cnn.config.checks.native_precision)",
+        "auto",
+        choices=precisions,
+    )
     log_every_n_steps: int = key("training steps between logged values", 20, ge=1)
     deterministic: bool = key("deterministic algorithms: same config and seed, same metrics, bit for bit", True)
     benchmark: Optional[bool] = key("cudnn.benchmark; null: off while deterministic", None)
@@ -54,20 +59,26 @@ class TrainerConfig:
     limit_val_batches: Any = key("validation batches per epoch", None, **LIMIT)
     limit_test_batches: Any = key("test batches", None, **LIMIT)
     num_sanity_val_steps: int = key("validation batches run before training", 2, ge=-1)
-    fast_dev_run: Any = key("one batch of each stage (true), a smoke test in seconds, or n batches", False,
-                            allowed="true, false or an integer >= 0",
-                            test=lambda v: isinstance(v, bool) or (isinstance(v, int) and v >= 0))
+    fast_dev_run: Any = key(
+        "one batch of each stage (true), a smoke test in seconds, or n batches",
+        False,
+        allowed="true, false or an integer >= 0",
+        test=lambda v: isinstance(v, bool) or (isinstance(v, int) and v >= 0),
+    )
     enable_model_summary: bool = key("Lightning's layer table on the console (model_summary.txt has it anyway)", False)
 
 
 @dataclass
 class CheckpointConfig:
     """mnist_cnn.training.checkpoints.RunCheckpoint (Lightning's ModelCheckpoint)"""
+
     _target_: str = key("the checkpoint callback class", "mnist_cnn.training.checkpoints.RunCheckpoint")
-    every_n_steps: Optional[int] = key("also write last.ckpt every this many training steps (null: epoch ends only)",
-                                       100, ge=1)
-    every_n_seconds: Optional[float] = key("or at the first step this long after the last save; null: 60 s on "
-                                           "CUDA, else every_n_steps", None, gt=0)
+    every_n_steps: Optional[int] = key(
+        "also write last.ckpt every this many training steps (null: epoch ends only)", 100, ge=1
+    )
+    every_n_seconds: Optional[float] = key(
+        "or at the first step this long after the last save; null: 60 s on CUDA, else every_n_steps", None, gt=0
+    )
     dirpath: str = key("the checkpoint folder", f"{RUN_DIR}/checkpoints")
     filename: str = key("the best checkpoint's file name pattern", "epoch{epoch:02d}-val_acc{val_acc:.4f}")
     auto_insert_metric_name: bool = key("Lightning's metric-name prefix in file names", False)
@@ -80,6 +91,7 @@ class CheckpointConfig:
 @dataclass
 class ProgressBarConfig:
     """mnist_cnn.training.progress.ProgressBar (Lightning's TQDMProgressBar)"""
+
     _target_: str = key("the progress bar class", "mnist_cnn.training.progress.ProgressBar")
     refresh_rate: int = key("batches between refreshes (0: no bar)", 20, ge=0)
 
@@ -87,6 +99,7 @@ class ProgressBarConfig:
 @dataclass
 class LearningRateConfig:
     """lightning.pytorch.callbacks.LearningRateMonitor"""
+
     _target_: str = key("the learning-rate monitor class", "lightning.pytorch.callbacks.LearningRateMonitor")
     logging_interval: Optional[str] = key("when the learning rate is logged", "epoch", choices=("epoch", "step", None))
 
@@ -94,16 +107,21 @@ class LearningRateConfig:
 @dataclass
 class TensorBoardConfig:
     """mnist_cnn.tracking.tensorboard.RunLogger (Lightning's TensorBoardLogger)"""
+
     _target_: str = key("the logger class", "mnist_cnn.tracking.tensorboard.RunLogger")
     save_dir: str = key("the folder the logger writes under", RUN_DIR)
     name: str = key("its subfolder ('': none, the run's folder itself)", "")
-    version: Optional[str] = key("the subfolder TensorBoard names the run by, after the run's folder; null: its "
-                                 "experiment and overrides, e.g. lab_baseline/seed=1", None)
+    version: Optional[str] = key(
+        "the subfolder TensorBoard names the run by, after the run's folder; null: its "
+        "experiment and overrides, e.g. lab_baseline/seed=1",
+        None,
+    )
 
 
 @dataclass
 class CSVConfig:
     """mnist_cnn.tracking.tensorboard.RunCSVLogger (Lightning's CSVLogger, keeping a resumed run's rows)"""
+
     _target_: str = key("the logger class", "mnist_cnn.tracking.tensorboard.RunCSVLogger")
     save_dir: str = key("the folder the logger writes under", RUN_DIR)
     name: str = key("its subfolder", "csv")
@@ -113,34 +131,54 @@ class CSVConfig:
 @dataclass
 class MLflowConfig:
     """mnist_cnn.tracking.mlflow_run.RunMLFlowLogger (Lightning's MLFlowLogger), beside TensorBoard"""
+
     _target_: str = key("the logger class", "mnist_cnn.tracking.mlflow_run.RunMLFlowLogger")
-    tracking_uri: str = key("the tracking store: a server (http://host:5000) or a database (sqlite:///path.db); "
-                            "by default MLFLOW_TRACKING_URI, else outputs/mlflow.db",
-                            "${oc.env:MLFLOW_TRACKING_URI,'sqlite:///outputs/mlflow.db'}")
+    tracking_uri: str = key(
+        "the tracking store: a server (http://host:5000) or a database (sqlite:///path.db); "
+        "by default MLFLOW_TRACKING_URI, else outputs/mlflow.db",
+        "${oc.env:MLFLOW_TRACKING_URI,'sqlite:///outputs/mlflow.db'}",
+    )
     experiment_name: str = key("the MLflow experiment the runs go into", "mnist-cnn")
     save_dir: str = key("the run's folder, whose mlflow.json names its MLflow run", RUN_DIR)
-    run_name: Optional[str] = key("the run's name in MLflow; null: name=, else what the run changes and its "
-                                  "folder, e.g. baseline/seed=1 (2026-12-07_10-00-00)", None)
+    run_name: Optional[str] = key(
+        "the run's name in MLflow; null: name=, else what the run changes and its "
+        "folder, e.g. baseline/seed=1 (2026-12-07_10-00-00)",
+        None,
+    )
 
 
 @dataclass
 class TrainConfig:
     """mnist-train: one option from each group, and the run's own keys."""
+
     seed: int = key("seeds the split, the initialisation and the batch order", 42, ge=0, le=SEED_MAX)
-    name: Optional[str] = key("the run's name: its folder (outputs/runs/<name>, or -2, -3, ... where taken), its "
-                              "TensorBoard and MLflow run; null: named by the time it started and its overrides",
-                              None, allowed="a folder name: letters, digits, '.', '_', '-', '=', ',', '+'",
-                              test=lambda v: v is None or (isinstance(v, str) and FOLDER_NAME.fullmatch(v) is not None),
-                              refused="runs/a")
+    name: Optional[str] = key(
+        "the run's name: its folder (outputs/runs/<name>, or -2, -3, ... where taken), its "
+        "TensorBoard and MLflow run; null: named by the time it started and its overrides",
+        None,
+        allowed="a folder name: letters, digits, '.', '_', '-', '=', ',', '+'",
+        test=lambda v: v is None or (isinstance(v, str) and FOLDER_NAME.fullmatch(v) is not None),
+        refused="runs/a",
+    )
     test: bool = key("test the best checkpoint once, after fitting", True)
-    explain: bool = key("also write what the tested network learned: filters.png, feature_maps.png, attributions.png "
-                        "and the Projector's embedding (about 5 s for the baseline on a 2-core CPU)", True)
-    resume: Optional[str] = key("a run directory to continue from its newest checkpoint, with the overrides it was "
-                                "started with (mnist_cnn.runs.resume: only what does not change the run's results may "
-                                "differ)", None)
-    read_epochs: Optional[List[int]] = key("also report what a run stopped after each of these epochs would have "
-                                           "(an epochs grid from one run; each 1..trainer.max_epochs; exact, see "
-                                           "mnist_cnn.training.epoch_readings)", None, ge=1)
+    explain: bool = key(
+        "also write what the tested network learned: filters.png, feature_maps.png, attributions.png "
+        "and the Projector's embedding (about 5 s for the baseline on a 2-core CPU)",
+        True,
+    )
+    resume: Optional[str] = key(
+        "a run directory to continue from its newest checkpoint, with the overrides it was "
+        "started with (mnist_cnn.runs.resume: only what does not change the run's results may "
+        "differ)",
+        None,
+    )
+    read_epochs: Optional[List[int]] = key(
+        "also report what a run stopped after each of these epochs would have "
+        "(an epochs grid from one run; each 1..trainer.max_epochs; exact, see "
+        "mnist_cnn.training.epoch_readings)",
+        None,
+        ge=1,
+    )
     data: Any = None
     model: ModelConfig = section(ModelConfig, "the network and how it is trained (model=<option>)")
     trainer: Any = None
@@ -150,11 +188,14 @@ class TrainConfig:
 
 SCHEMAS = {
     "schema/train": TrainConfig,
-    "schema/data/mnist": schema_of(MNISTDataModule), "schema/trainer/default": TrainerConfig,
+    "schema/data/mnist": schema_of(MNISTDataModule),
+    "schema/trainer/default": TrainerConfig,
     "schema/callbacks/speed": schema_of(FastStep),
-    "schema/callbacks/checkpoint": CheckpointConfig, "schema/callbacks/progress_bar": ProgressBarConfig,
+    "schema/callbacks/checkpoint": CheckpointConfig,
+    "schema/callbacks/progress_bar": ProgressBarConfig,
     "schema/callbacks/learning_rate": LearningRateConfig,
-    "schema/logger/tensorboard": TensorBoardConfig, "schema/logger/csv": CSVConfig,
+    "schema/logger/tensorboard": TensorBoardConfig,
+    "schema/logger/csv": CSVConfig,
     "schema/logger/mlflow": MLflowConfig,
 }
 for path, node in SCHEMAS.items():
@@ -180,6 +221,8 @@ def declared_keys() -> list[str]:
 
     for path, schema in SCHEMAS.items():
         group, *option = path.split("/")[1:]
-        prefix = "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
+        prefix = (
+            "" if group == "train" else f"{group}.{option[0]}." if group in ("callbacks", "logger") else f"{group}."
+        )
         walk(schema, prefix)
     return sorted(keys)

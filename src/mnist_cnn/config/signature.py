@@ -36,8 +36,10 @@ def import_class(path: str, where: str) -> type:
     try:
         found = getattr(importlib.import_module(module), name) if module else None
     except ImportError as exc:
-        raise ConfigError(f"{where}._target_={path}: cannot import {module} ({exc}); its folder must be on "
-                          "PYTHONPATH, or its package installed") from None
+        raise ConfigError(
+            f"{where}._target_={path}: cannot import {module} ({exc}); its folder must be on "
+            "PYTHONPATH, or its package installed"
+        ) from None
     except AttributeError:
         found = None
     if not isinstance(found, type):
@@ -118,16 +120,25 @@ def made_schema(cls: type, target: bool) -> type:
         if dataclasses.is_dataclass(declared):
             section = schema_of(declared, target=False)
             given = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else {}
-            fields.append((name, section, dataclasses.field(default_factory=lambda s=section, g=given: s(**g),
-                                                             metadata={"help": meanings.get(name, "")})))
+            fields.append(
+                (
+                    name,
+                    section,
+                    dataclasses.field(
+                        default_factory=lambda s=section, g=given: s(**g), metadata={"help": meanings.get(name, "")}
+                    ),
+                )
+            )
             continue
         if isinstance(default, tuple):
             default = list(default)
         fields.append((name, declared, key(meanings.get(name, ""), default, **rule)))
     made = dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
     # named so that pickle (a launcher sending a job its config) finds it by reference, through __getattr__
-    made.__module__, made.__qualname__ = __name__, ":".join(("schema" if target else "section", cls.__module__,
-                                                            cls.__qualname__)).replace(".", ":")
+    made.__module__, made.__qualname__ = (
+        __name__,
+        ":".join(("schema" if target else "section", cls.__module__, cls.__qualname__)).replace(".", ":"),
+    )
     return made
 
 

@@ -66,11 +66,15 @@ class Distortions:
         grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
         if self.elastic_alpha > 0:
             grid = grid + self.elastic_field(n, h, w, g, x.device)
-        out = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + background
+        out = (
+            F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + background
+        )
         if self.thickness > 0:
             pick = torch.rand(n, 1, 1, 1, generator=g, device=x.device)
             thicker = F.max_pool2d(out, 3, stride=1, padding=1)
-            thinner = (out - F.max_pool2d(-out, 3, stride=1, padding=1)) / 2  # half an erosion: a full one erases thin strokes
+            thinner = (
+                out - F.max_pool2d(-out, 3, stride=1, padding=1)
+            ) / 2  # half an erosion: a full one erases thin strokes
             out = torch.where(pick < self.thickness, thicker, torch.where(pick > 1 - self.thickness, thinner, out))
         return out
 

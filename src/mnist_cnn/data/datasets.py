@@ -33,9 +33,14 @@ class Dataset:
 DATASETS = {
     "mnist": Dataset("MNIST", "MNIST", ensure_mnist, 0.1307, 0.3081, tuple(str(d) for d in range(10))),
     # torchvision.datasets.FashionMNIST.classes (tests/test_fashion.py compares them)
-    "fashion_mnist": Dataset("Fashion-MNIST", "FashionMNIST", ensure_fashion_mnist, 0.2860, 0.3530,
-                             ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                              "Bag", "Ankle boot")),
+    "fashion_mnist": Dataset(
+        "Fashion-MNIST",
+        "FashionMNIST",
+        ensure_fashion_mnist,
+        0.2860,
+        0.3530,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ),
 }
 NORMALIZE = ("standard", "unit")
 SPLITS = ("random", "tail")  # how the validation images are taken (mnist_cnn.data.module.split_indices)

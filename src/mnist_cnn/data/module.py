@@ -56,9 +56,18 @@ class TensorBatches:
     DistributedSampler does.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, epoch: Callable[[], int] = lambda: 0, rank: int = 0, world_size: int = 1,
-                 distort: Callable[[torch.Tensor, int], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+        distort: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    ):
         self.x, self.y, self.distort = x, y, distort
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, epoch
         self.rank, self.world_size = rank, world_size
@@ -135,11 +144,18 @@ class MNISTDataModule(L.LightningDataModule):
         augment: training-time distortions (experiment=handwriting); all zero: none
     """
 
-    def __init__(self, data_dir: str | None = None, batch_size: Annotated[int, Ge(1)] = 256,
-                 eval_batch_size: Annotated[int, Ge(1)] | None = None,
-                 validation_split: Annotated[float, Interval(gt=0, lt=1)] = 0.3, split: Literal[SPLITS] = "random",
-                 normalize: Literal[NORMALIZE] = "standard", seed: Annotated[int, Interval(ge=0, le=2**32 - 1)] = 0,
-                 dataset: Literal[tuple(DATASETS)] = "mnist", augment: Distortions = Distortions()):
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: Annotated[int, Ge(1)] = 256,
+        eval_batch_size: Annotated[int, Ge(1)] | None = None,
+        validation_split: Annotated[float, Interval(gt=0, lt=1)] = 0.3,
+        split: Literal[SPLITS] = "random",
+        normalize: Literal[NORMALIZE] = "standard",
+        seed: Annotated[int, Interval(ge=0, le=2**32 - 1)] = 0,
+        dataset: Literal[tuple(DATASETS)] = "mnist",
+        augment: Distortions = Distortions(),
+    ):
         super().__init__()
         distortions = augment if isinstance(augment, Distortions) else Distortions(**augment)
         self.save_hyperparameters(ignore=["augment"])
@@ -174,8 +190,15 @@ class MNISTDataModule(L.LightningDataModule):
         self.x_val, self.y_val = x[val_idx].to(device), train.targets[val_idx].to(device)
         self.x_test = normalize(test.data, self.normalize, self.dataset).to(device)
         self.y_test = test.targets.to(device)
-        log.info("Data: %s, %s train, %s validation, %s test images (%s, on %s)", self.spec.title,
-                 f"{len(self.x_train):,}", f"{len(self.x_val):,}", f"{len(self.x_test):,}", self.data_dir, device)
+        log.info(
+            "Data: %s, %s train, %s validation, %s test images (%s, on %s)",
+            self.spec.title,
+            f"{len(self.x_train):,}",
+            f"{len(self.x_val):,}",
+            f"{len(self.x_test):,}",
+            self.data_dir,
+            device,
+        )
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         """The batches are already on the training device; Lightning's generic move walks the batch
@@ -186,15 +209,29 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _batches(self, x, y, batch_size, cls=TensorBatches, **kwargs) -> TensorBatches:
         trainer = self.trainer
-        return cls(x, y, batch_size, seed=self.seed, rank=trainer.global_rank if trainer else 0,
-                   world_size=trainer.world_size if trainer else 1, **kwargs)
+        return cls(
+            x,
+            y,
+            batch_size,
+            seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            **kwargs,
+        )
 
     def train_dataloader(self) -> ResumableBatches:
         trainer = self.trainer
         epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
         return self._batches(
-            self.x_train, self.y_train, self.batch_size, ResumableBatches, shuffle=True, epoch=epoch,
-            processed=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed) if trainer else (lambda: 0),
+            self.x_train,
+            self.y_train,
+            self.batch_size,
+            ResumableBatches,
+            shuffle=True,
+            epoch=epoch,
+            processed=(lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+            if trainer
+            else (lambda: 0),
             distort=self.distorter(epoch) if self.distortions else None,
         )
 
@@ -202,7 +239,9 @@ class MNISTDataModule(L.LightningDataModule):
         """Distorts training batch number b of the current epoch, seeded by (seed, epoch, b): the same
         distortions when a run repeats or resumes."""
         background = self.background()
-        return lambda x, b: self.distortions(x, background, seed=((self.seed * 100_003 + epoch()) * 1_000_003 + b) % 2**63)
+        return lambda x, b: self.distortions(
+            x, background, seed=((self.seed * 100_003 + epoch()) * 1_000_003 + b) % 2**63
+        )
 
     def background(self) -> float:
         """A blank pixel in the network's input units: a distortion's fill, an attribution's baseline."""

@@ -20,8 +20,11 @@ def leaf_calls(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.T
     """(module, its input, its output) for each call of a module without submodules while `net` reads x, in
     the order of the calls: forward hooks, which see any nn.Module, whatever its forward does."""
     calls = []
-    hooks = [m.register_forward_hook(lambda m, args, out: calls.append((m, args[0] if args else None, out)))
-             for m in net.modules() if next(m.children(), None) is None]
+    hooks = [
+        m.register_forward_hook(lambda m, args, out: calls.append((m, args[0] if args else None, out)))
+        for m in net.modules()
+        if next(m.children(), None) is None
+    ]
     try:
         with torch.no_grad():
             net(x)
@@ -64,17 +67,26 @@ def blank(x: torch.Tensor, background: float) -> torch.Tensor:
     return torch.full_like(x, background)
 
 
-def attributions(net: nn.Module, x: torch.Tensor, target: torch.Tensor, background: float) -> tuple[torch.Tensor, torch.Tensor]:
+def attributions(
+    net: nn.Module, x: torch.Tensor, target: torch.Tensor, background: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrated Gradients of each image's `target` logit, against the blank image: (N, H, W) maps and each
     map's completeness error (its sum minus the logit change)."""
     ig = IntegratedGradients(net)
-    maps, delta = ig.attribute(x, baselines=blank(x, background), target=target, n_steps=STEPS,
-                               internal_batch_size=1024, return_convergence_delta=True)
+    maps, delta = ig.attribute(
+        x,
+        baselines=blank(x, background),
+        target=target,
+        n_steps=STEPS,
+        internal_batch_size=1024,
+        return_convergence_delta=True,
+    )
     return maps.sum(dim=1).detach(), delta.detach()
 
 
-def run_figures(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mistakes: dict, classes: list[str],
-                background: float) -> dict:
+def run_figures(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, mistakes: dict, classes: list[str], background: float
+) -> dict:
     """A tested run's pictures of its network: its filters; each block's maps for the first test digit of
     each class; where it looks for its 10 most confident mistakes and for one digit of each class it reads
     right. x, y: the test set (normalised images, labels)."""
@@ -84,26 +96,39 @@ def run_figures(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mistakes: dict
     first = [int((labels == c).nonzero()[0]) for c in range(len(classes)) if (labels == c).any()]
     with torch.no_grad():
         read = net(x[:200].to(device).float()).argmax(dim=1).cpu()
-    right = [int(((labels == c) & (read == c)).nonzero()[0]) for c in range(len(classes)) if ((labels == c) & (read == c)).any()]
+    right = [
+        int(((labels == c) & (read == c)).nonzero()[0])
+        for c in range(len(classes))
+        if ((labels == c) & (read == c)).any()
+    ]
     wrong = mistakes["images"][:10].unsqueeze(1).to(x.dtype) if mistakes["true"] else x[:0].cpu()
     shown = torch.cat([wrong.to(device).float(), x[right].to(device).float()])
-    target = torch.tensor(mistakes["predicted"][:len(wrong)] + [int(read[i]) for i in right], device=device)
-    figures = {"filters": filters_figure(net),
-               "feature_maps": feature_maps_figure(x[first], feature_maps(net, x[first].to(device).float()),
-                                                   [classes[c] for c in labels[first]])}
+    target = torch.tensor(mistakes["predicted"][: len(wrong)] + [int(read[i]) for i in right], device=device)
+    figures = {
+        "filters": filters_figure(net),
+        "feature_maps": feature_maps_figure(
+            x[first], feature_maps(net, x[first].to(device).float()), [classes[c] for c in labels[first]]
+        ),
+    }
     if len(shown):
         maps, _ = attributions(net, shown, target, background)
-        titles = ([f"{classes[t]} read as {classes[p]} ({q:.2f})" for t, p, q in
-                   zip(mistakes["true"], mistakes["predicted"], mistakes["probability"])][:len(wrong)]
-                  + [f"{classes[int(read[i])]}, read right" for i in right])
+        titles = [
+            f"{classes[t]} read as {classes[p]} ({q:.2f})"
+            for t, p, q in zip(mistakes["true"], mistakes["predicted"], mistakes["probability"])
+        ][: len(wrong)] + [f"{classes[int(read[i])]}, read right" for i in right]
         figures["attributions"] = attributions_figure(
-            shown[:, 0], maps, titles, f"Where the network looks (Integrated Gradients from a blank image): its "
-            f"{len(wrong)} most confident mistakes, then one right answer per class")
+            shown[:, 0],
+            maps,
+            titles,
+            f"Where the network looks (Integrated Gradients from a blank image): its "
+            f"{len(wrong)} most confident mistakes, then one right answer per class",
+        )
     return figures
 
 
-def write_projector(writer, net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int,
-                    count: int = 2000) -> None:
+def write_projector(
+    writer, net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int, count: int = 2000
+) -> None:
     """The last hidden layer of the first `count` test digits for TensorBoard's Projector (PCA, t-SNE), each
     point labelled with its class and shown as its digit."""
     device = next(net.parameters()).device
@@ -111,8 +136,13 @@ def write_projector(writer, net: nn.Module, x: torch.Tensor, y: torch.Tensor, cl
     hidden = last_hidden(net.eval(), images).flatten(1).float().cpu()
     shown = images.cpu()
     shown = (shown - shown.min()) / (shown.max() - shown.min())
-    writer.add_embedding(hidden, metadata=[classes[int(c)] for c in y[:count].cpu()], label_img=shown,
-                         global_step=step, tag="last_hidden_layer")
+    writer.add_embedding(
+        hidden,
+        metadata=[classes[int(c)] for c in y[:count].cpu()],
+        label_img=shown,
+        global_step=step,
+        tag="last_hidden_layer",
+    )
 
 
 def explained(net: nn.Module, data: dict, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,8 +52,12 @@ def deletion(net: nn.Module, x: torch.Tensor, background: float, pixels: int = 4
         with torch.no_grad():
             return float(net(blanked).softmax(dim=1).gather(1, target[:, None]).mean())
 
-    return {"before": float(probabilities.gather(1, target[:, None]).mean()), "most_attributed_blanked": after(top),
-            "random_blanked": after(random), "pixels": pixels}
+    return {
+        "before": float(probabilities.gather(1, target[:, None]).mean()),
+        "most_attributed_blanked": after(top),
+        "random_blanked": after(random),
+        "pixels": pixels,
+    }
 
 
 def randomisation(net: nn.Module, fresh: nn.Module, x: torch.Tensor, background: float) -> dict:
@@ -84,8 +88,12 @@ def checks(run: str, digits: int, data_dir: str) -> dict:
     background = blank_level(data["normalize"], data["dataset"])
     x = normalize(MNIST(data_dir, train=False).data[:digits], data["normalize"], data["dataset"])
     fresh = reinitialised(run)
-    return {"digits": digits, "completeness_error": completeness(net, x[:50], background),
-            "deletion": deletion(net, x, background), "randomisation_correlation": randomisation(net, fresh, x, background)}
+    return {
+        "digits": digits,
+        "completeness_error": completeness(net, x[:50], background),
+        "deletion": deletion(net, x, background),
+        "randomisation_correlation": randomisation(net, fresh, x, background),
+    }
 
 
 def main() -> None:

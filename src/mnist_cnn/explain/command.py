@@ -30,14 +30,20 @@ def run(args) -> None:
         probabilities, maps = explained(net, data, np.stack(images))
         for f, image, p, attribution in zip(read, images, probabilities, maps):
             top = [(classes[int(i)], float(p[i])) for i in p.argsort(descending=True)[:3]]
-            result = {"file": str(f), "label": top[0][0], "probability": round(top[0][1], 6),
-                      "top3": [{"label": c, "probability": round(q, 6)} for c, q in top]}
+            result = {
+                "file": str(f),
+                "label": top[0][0],
+                "probability": round(top[0][1], 6),
+                "top3": [{"label": c, "probability": round(q, 6)} for c, q in top],
+            }
             if args.json:
                 result["attribution"] = [[round(float(v), 6) for v in row] for row in attribution]
             else:
                 path = out / f"{f.stem}.explained.png"
-                save_figure(explained_figure(image, attribution, top, f"{f.name}: read as '{top[0][0]}' ({top[0][1]:.3f})"),
-                            path)
+                save_figure(
+                    explained_figure(image, attribution, top, f"{f.name}: read as '{top[0][0]}' ({top[0][1]:.3f})"),
+                    path,
+                )
                 result["figure"] = str(path)
             results.append(result)
     if args.json:

@@ -26,8 +26,11 @@ def filters_figure(net: nn.Module):
         image = ax.imshow(kernel, cmap=DIVERGING, vmin=-limit, vmax=limit)
     for ax in axes.flat:
         ax.set_axis_off()
-    fig.suptitle(f"First convolution: {len(kernels)} filters of {kernels.shape[1]}x{kernels.shape[2]} "
-                 "(red adds, blue subtracts)", fontsize=10)
+    fig.suptitle(
+        f"First convolution: {len(kernels)} filters of {kernels.shape[1]}x{kernels.shape[2]} "
+        "(red adds, blue subtracts)",
+        fontsize=10,
+    )
     fig.colorbar(image, ax=axes, shrink=0.6, label="weight")
     return fig
 
@@ -44,8 +47,11 @@ def feature_maps_figure(x: torch.Tensor, maps: list[torch.Tensor], labels: list[
             for c in range(min(maps_shown, block.shape[1])):
                 axes[row, 1 + b * maps_shown + c].imshow(block[row, c].cpu().numpy(), cmap="viridis")
     for b, block in enumerate(maps):
-        axes[0, 1 + b * maps_shown].set_title(f"block {b + 1}: {block.shape[2]}x{block.shape[3]}, "
-                                              f"{maps_shown} of {block.shape[1]} maps", fontsize=8, loc="left")
+        axes[0, 1 + b * maps_shown].set_title(
+            f"block {b + 1}: {block.shape[2]}x{block.shape[3]}, {maps_shown} of {block.shape[1]} maps",
+            fontsize=8,
+            loc="left",
+        )
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -62,8 +68,12 @@ def attributions_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[s
     for ax, image, attribution, title in zip(axes.flat, images, maps, titles):
         limit = float(attribution.abs().max()) or 1.0
         shown = ax.imshow(attribution.cpu().numpy(), cmap=DIVERGING, vmin=-limit, vmax=limit)
-        ax.contour(image.float().cpu(), levels=[float(image.min() + 0.5 * (image.max() - image.min()))],
-                   colors="k", linewidths=0.7)
+        ax.contour(
+            image.float().cpu(),
+            levels=[float(image.min() + 0.5 * (image.max() - image.min()))],
+            colors="k",
+            linewidths=0.7,
+        )
         ax.set_title(title, fontsize=8)
     for ax in axes.flat:
         ax.set_axis_off()

@@ -30,8 +30,10 @@ from mnist_cnn.errors import UserError
 from mnist_cnn.inference.loader import load_network, run_checkpoint
 
 PROG = "mnist-export"
-DEPRECATED = {"torchscript": "TorchScript is deprecated by PyTorch; model.pt2 (torch.export) is its successor, "
-                             "loaded with torch.export.load(path).module()"}
+DEPRECATED = {
+    "torchscript": "TorchScript is deprecated by PyTorch; model.pt2 (torch.export) is its successor, "
+    "loaded with torch.export.load(path).module()"
+}
 
 
 class ReadsGrayLevels(nn.Module):
@@ -57,16 +59,19 @@ def metadata(data: dict) -> dict:
     spec = DATASETS[data["dataset"]]
     light = "a light object on a dark ground" if data["dataset"] != "mnist" else "a light digit on a dark ground"
     return {
-        "dataset": spec.title, "classes": list(spec.classes),
+        "dataset": spec.title,
+        "classes": list(spec.classes),
         "input": f"gray levels 0-255, float32, shape (N, {spec.shape[1]}, {spec.shape[2]}), {light}, as "
-                 f"{spec.title}'s images are; normalised inside the graph",
+        f"{spec.title}'s images are; normalised inside the graph",
         "output": f"softmax probabilities, shape (N, {len(spec.classes)}), in the order of classes",
-        "preparation": ("a photo as mnist-predict prepares it: grayscale; inverted if the border is light; the ground "
-                        "subtracted; the digit cropped, fitted into 20x20 keeping its aspect ratio, placed in 28x28 "
-                        "with its centre of mass at the centre (docs/export.md shows it in numpy and PIL)"
-                        if data["dataset"] == "mnist" else
-                        "a photo as mnist-predict prepares it: grayscale; inverted if the border is light; the object "
-                        "fitted into 28x28 and centred"),
+        "preparation": (
+            "a photo as mnist-predict prepares it: grayscale; inverted if the border is light; the ground "
+            "subtracted; the digit cropped, fitted into 20x20 keeping its aspect ratio, placed in 28x28 "
+            "with its centre of mass at the centre (docs/export.md shows it in numpy and PIL)"
+            if data["dataset"] == "mnist"
+            else "a photo as mnist-predict prepares it: grayscale; inverted if the border is light; the object "
+            "fitted into 28x28 and centred"
+        ),
         **data["origin"],
     }
 
@@ -87,9 +92,15 @@ def export(net: nn.Module, fmt: str, out: Path, data: dict) -> Path:
 
         with tempfile.TemporaryDirectory() as tmp:
             exported = Path(tmp) / "model.onnx"
-            torch.onnx.export(graph, (example,), str(exported), input_names=["gray"],
-                              output_names=["probabilities"], dynamo=False,
-                              dynamic_axes={"gray": {0: "batch"}, "probabilities": {0: "batch"}})
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(exported),
+                input_names=["gray"],
+                output_names=["probabilities"],
+                dynamo=False,
+                dynamic_axes={"gray": {0: "batch"}, "probabilities": {0: "batch"}},
+            )
             model = onnx.load(str(exported))
             for key, value in {"metadata.json": text, **{k: str(v) for k, v in described.items()}}.items():
                 model.metadata_props.add(key=key, value=value)

@@ -37,24 +37,33 @@ def load_network(path: str | Path | None) -> tuple[nn.Module, dict]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
-        raise UserError(f"{path}: refused, not a checkpoint that loads as plain weights "
-                        f"({type(exc).__name__}: {reason})") from None
+        raise UserError(
+            f"{path}: refused, not a checkpoint that loads as plain weights ({type(exc).__name__}: {reason})"
+        ) from None
     marker = checkpoint.get("mnist_cnn") if isinstance(checkpoint, dict) else None
     if not isinstance(marker, dict) or "network" not in marker:
-        raise UserError(f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train"
-                        + (", since 2026-11-26; retrain it" if isinstance(marker, dict) else "") + ")")
+        raise UserError(
+            f"{path}: not an mnist-cnn checkpoint (expected one written by mnist-train"
+            + (", since 2026-11-26; retrain it" if isinstance(marker, dict) else "")
+            + ")"
+        )
     data = checkpoint.get("datamodule_hyper_parameters") or {}
-    data = {"dataset": data.get("dataset", "mnist"), "normalize": data.get("normalize", "standard"),
-            "origin": checkpoint.get("origin") or origin(path)}
+    data = {
+        "dataset": data.get("dataset", "mnist"),
+        "normalize": data.get("normalize", "standard"),
+        "origin": checkpoint.get("origin") or origin(path),
+    }
     cls = network_class(marker, path)
     arguments = {k: tuple(v) if k == "input_shape" else v for k, v in marker["network"].items()}
     try:
         net = cls(**arguments)
-        net.load_state_dict({k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")})
+        net.load_state_dict({k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")})
     except (TypeError, ValueError, RuntimeError) as exc:  # the class changed since the checkpoint was written
         reason = " ".join(str(exc).split())[:300]
-        raise UserError(f"{path}: its weights do not fit {cls.__module__}.{cls.__qualname__} as that class is now "
-                        f"({type(exc).__name__}: {reason})") from None
+        raise UserError(
+            f"{path}: its weights do not fit {cls.__module__}.{cls.__qualname__} as that class is now "
+            f"({type(exc).__name__}: {reason})"
+        ) from None
     return net.eval(), data
 
 
@@ -71,8 +80,10 @@ def network_class(marker: dict, path: Path) -> type:
     except (ImportError, AttributeError) as exc:
         if module.startswith("mnist_cnn.") and marker.get("model") in NETWORKS:  # the package's, since moved
             return NETWORKS[marker["model"]]
-        raise UserError(f"{path}: its network is {marker['target']}, which cannot be imported here ({exc}); put "
-                        "the folder of its module on PYTHONPATH, or install its package") from None
+        raise UserError(
+            f"{path}: its network is {marker['target']}, which cannot be imported here ({exc}); put "
+            "the folder of its module on PYTHONPATH, or install its package"
+        ) from None
 
 
 def origin(path: Path) -> dict:
@@ -81,8 +92,11 @@ def origin(path: Path) -> dict:
     bundled checkpoint carries its own (mnist_cnn.bundled)."""
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     metrics = run_record(run)
-    return {"run": str(run.resolve()) if metrics else None,
-            "commit": (metrics.get("provenance") or {}).get("git_commit"), "test_acc": metrics.get("test_acc")}
+    return {
+        "run": str(run.resolve()) if metrics else None,
+        "commit": (metrics.get("provenance") or {}).get("git_commit"),
+        "test_acc": metrics.get("test_acc"),
+    }
 
 
 def run_record(run: Path) -> dict:

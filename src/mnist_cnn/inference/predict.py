@@ -151,13 +151,19 @@ def run(args) -> None:
         probabilities = predict(model, torch.from_numpy(np.stack(images)), data)
         classes = DATASETS[data["dataset"]].classes
         key = "digit" if data["dataset"] == "mnist" else "class"  # MNIST results keep their "digit" key
-        results = [{"file": str(f), key: int(p.argmax()), "label": classes[int(p.argmax())],
-                    "probability": round(float(p.max()), 6), "probabilities": [round(float(v), 6) for v in p]}
-                   for f, p in zip(read, probabilities)]
+        results = [
+            {
+                "file": str(f),
+                key: int(p.argmax()),
+                "label": classes[int(p.argmax())],
+                "probability": round(float(p.max()), 6),
+                "probabilities": [round(float(v), 6) for v in p],
+            }
+            for f, p in zip(read, probabilities)
+        ]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             print(f"{r['file']}: {r['label']} (probability {r['probability']:.4f})")
     say_problems(PROG, problems)
-

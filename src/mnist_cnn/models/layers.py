@@ -71,8 +71,14 @@ def pooled(pool_size: int, activation: nn.Module) -> list[nn.Module]:
     return [nn.MaxPool2d(pool_size), activation]
 
 
-def dense_head(features: nn.Module, input_shape: tuple[int, int, int], units: list[int], activation: str,
-               dropout: float, num_classes: int) -> list[nn.Module]:
+def dense_head(
+    features: nn.Module,
+    input_shape: tuple[int, int, int],
+    units: list[int],
+    activation: str,
+    dropout: float,
+    num_classes: int,
+) -> list[nn.Module]:
     """Dense layers after `features` (flattened by the first), sized from its output on one image of
     `input_shape` (channels, height, width); ends in `num_classes` logits."""
     with torch.no_grad():

@@ -46,13 +46,25 @@ class BaselineCNN(KerasNet):
         dense_dropout: dropout after the hidden dense layer
     """
 
-    def __init__(self, conv1_channels: Count = 32, conv2_channels: Count = 64, kernel_size: Count = 3,
-                 pool_size: Count = 2, conv_dropout: Rate = 0.25, dense_units: Count = 128, dense_dropout: Rate = 0.5,
-                 *, input_shape: Shape, num_classes: int):
+    def __init__(
+        self,
+        conv1_channels: Count = 32,
+        conv2_channels: Count = 64,
+        kernel_size: Count = 3,
+        pool_size: Count = 2,
+        conv_dropout: Rate = 0.25,
+        dense_units: Count = 128,
+        dense_dropout: Rate = 0.5,
+        *,
+        input_shape: Shape,
+        num_classes: int,
+    ):
         features = nn.Sequential(
-            nn.Conv2d(input_shape[0], conv1_channels, kernel_size), nn.ReLU(),
+            nn.Conv2d(input_shape[0], conv1_channels, kernel_size),
+            nn.ReLU(),
             nn.Conv2d(conv1_channels, conv2_channels, kernel_size),
-            *pooled(pool_size, nn.ReLU()), Dropout(conv_dropout),
+            *pooled(pool_size, nn.ReLU()),
+            Dropout(conv_dropout),
         )
         head = dense_head(features, input_shape, [dense_units], "relu", dense_dropout, num_classes)
         super().__init__([*features, *head])
@@ -72,13 +84,28 @@ class EluCNN(KerasNet):
         dense_dropout: dropout after the hidden dense layer
     """
 
-    def __init__(self, block1_channels: Count = 32, block2_channels: Count = 64, kernel_size: Count = 3,
-                 pool_size: Count = 2, conv_dropout: Rate = 0.25, dense_units: Count = 256, dense_dropout: Rate = 0.5,
-                 *, input_shape: Shape, num_classes: int):
+    def __init__(
+        self,
+        block1_channels: Count = 32,
+        block2_channels: Count = 64,
+        kernel_size: Count = 3,
+        pool_size: Count = 2,
+        conv_dropout: Rate = 0.25,
+        dense_units: Count = 256,
+        dense_dropout: Rate = 0.5,
+        *,
+        input_shape: Shape,
+        num_classes: int,
+    ):
         layers, channels = [], input_shape[0]
         for out in (block1_channels, block2_channels):
-            layers += [nn.Conv2d(channels, out, kernel_size), nn.ELU(),
-                       nn.Conv2d(out, out, kernel_size), *pooled(pool_size, nn.ELU()), Dropout(conv_dropout)]
+            layers += [
+                nn.Conv2d(channels, out, kernel_size),
+                nn.ELU(),
+                nn.Conv2d(out, out, kernel_size),
+                *pooled(pool_size, nn.ELU()),
+                Dropout(conv_dropout),
+            ]
             channels = out
         features = nn.Sequential(*layers)
         head = dense_head(features, input_shape, [dense_units], "elu", dense_dropout, num_classes)
@@ -100,11 +127,25 @@ class ProseCNN(KerasNet):
         dense_units: units of each hidden dense layer
     """
 
-    def __init__(self, conv1_channels: Count = 30, conv1_kernel: Count = 5, conv2_channels: Count = 15,
-                 conv2_kernel: Count = 3, pool_size: Count = 2, dropout: Rate = 0.2,
-                 dense_units: list[Annotated[int, Ge(1)]] = (128, 50), *, input_shape: Shape, num_classes: int):
-        features = nn.Sequential(*two_conv_blocks(input_shape[0], (conv1_channels, conv1_kernel),
-                                                  (conv2_channels, conv2_kernel), pool_size, nn.ELU), Dropout(dropout))
+    def __init__(
+        self,
+        conv1_channels: Count = 30,
+        conv1_kernel: Count = 5,
+        conv2_channels: Count = 15,
+        conv2_kernel: Count = 3,
+        pool_size: Count = 2,
+        dropout: Rate = 0.2,
+        dense_units: list[Annotated[int, Ge(1)]] = (128, 50),
+        *,
+        input_shape: Shape,
+        num_classes: int,
+    ):
+        features = nn.Sequential(
+            *two_conv_blocks(
+                input_shape[0], (conv1_channels, conv1_kernel), (conv2_channels, conv2_kernel), pool_size, nn.ELU
+            ),
+            Dropout(dropout),
+        )
         head = dense_head(features, input_shape, list(dense_units), "relu", 0.0, num_classes)
         super().__init__([*features, *head])
 
@@ -124,21 +165,38 @@ class SpeedrunCNN(KerasNet):
         dense_units: units of the hidden dense layer
     """
 
-    def __init__(self, conv1_channels: Count = 24, conv1_kernel: Count = 5, conv2_channels: Count = 48,
-                 conv2_kernel: Count = 3, pool_size: Count = 2, dense_units: Count = 256, *, input_shape: Shape,
-                 num_classes: int):
-        features = nn.Sequential(*two_conv_blocks(input_shape[0], (conv1_channels, conv1_kernel),
-                                                  (conv2_channels, conv2_kernel), pool_size, nn.ReLU))
+    def __init__(
+        self,
+        conv1_channels: Count = 24,
+        conv1_kernel: Count = 5,
+        conv2_channels: Count = 48,
+        conv2_kernel: Count = 3,
+        pool_size: Count = 2,
+        dense_units: Count = 256,
+        *,
+        input_shape: Shape,
+        num_classes: int,
+    ):
+        features = nn.Sequential(
+            *two_conv_blocks(
+                input_shape[0], (conv1_channels, conv1_kernel), (conv2_channels, conv2_kernel), pool_size, nn.ReLU
+            )
+        )
         head = dense_head(features, input_shape, [dense_units], "relu", 0.0, num_classes)
         super().__init__([*features, *head])
 
 
-def two_conv_blocks(in_channels: int, conv1: tuple[int, int], conv2: tuple[int, int], pool_size: int,
-                    activation: type[nn.Module]) -> list[nn.Module]:
+def two_conv_blocks(
+    in_channels: int, conv1: tuple[int, int], conv2: tuple[int, int], pool_size: int, activation: type[nn.Module]
+) -> list[nn.Module]:
     """Conv (channels, kernel) conv1, max-pool, activation, then the same with conv2: the features of
     ProseCNN (ELU) and SpeedrunCNN (ReLU)."""
-    return [nn.Conv2d(in_channels, *conv1), *pooled(pool_size, activation()),
-            nn.Conv2d(conv1[0], *conv2), *pooled(pool_size, activation())]
+    return [
+        nn.Conv2d(in_channels, *conv1),
+        *pooled(pool_size, activation()),
+        nn.Conv2d(conv1[0], *conv2),
+        *pooled(pool_size, activation()),
+    ]
 
 
 # The checkpoints written before a network was named by its import path name it by its class alone

@@ -66,5 +66,4 @@ def seeds_to_separate(a: Estimate, b: Estimate, limit: int = 1000) -> int | None
     spreads, distinguishable; None past `limit` (or with no difference at all)."""
     if a.sd is None or b.sd is None or a.mean == b.mean:
         return None
-    return next((n for n in range(2, limit + 1)
-                 if _welch_half_width(a.sd, n, b.sd, n) < abs(a.mean - b.mean)), None)
+    return next((n for n in range(2, limit + 1) if _welch_half_width(a.sd, n, b.sd, n) < abs(a.mean - b.mean)), None)

@@ -48,8 +48,10 @@ def samples_figure(images: torch.Tensor, labels: torch.Tensor | None = None, cla
         for (top, left), y in zip(corners, labels[:count].tolist()):
             ax.text(left + 14, top - 1.5, classes[y] if named else str(y), ha="center", va="bottom", fontsize=8)
     key = "" if named or classes is None else ": " + ", ".join(f"{i} {c}" for i, c in enumerate(classes))
-    fig.suptitle(f"the first {count} training images{' and their labels' if labels is not None else ''}{key}",
-                 fontsize=10 if key else 12)
+    fig.suptitle(
+        f"the first {count} training images{' and their labels' if labels is not None else ''}{key}",
+        fontsize=10 if key else 12,
+    )
     return fig
 
 
@@ -94,8 +96,9 @@ def confusion_figure(report: dict, classes: list[str]):
     scale and every mistake looks alike. A cell with no image is left white. torchmetrics draws it; the
     counts are written here, in the colour that reads on the new scale."""
     matrix = torch.tensor(report["confusion_matrix"])
-    fig, ax = plot_confusion_matrix(matrix, add_text=False, labels=[c.replace(" ", "\n").replace("/", "/\n")
-                                                                    for c in classes])
+    fig, ax = plot_confusion_matrix(
+        matrix, add_text=False, labels=[c.replace(" ", "\n").replace("/", "/\n") for c in classes]
+    )
     fig.set_size_inches(8.5, 7)
     image = ax.images[0]
     image.set_cmap(plt.get_cmap("viridis").with_extremes(bad="white"))
@@ -123,9 +126,17 @@ def misclassified_figure(mistakes: dict, classes: list[str]):
     fig, ax = plt.subplots(figsize=(13, height + 0.6), dpi=100)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=height / (height + 0.6))  # the title just above
     for i, (top, left) in enumerate(corners):
-        title = f"{classes[mistakes['true'][i]]} → {classes[mistakes['predicted'][i]]} ({mistakes['probability'][i]:.2f})"
-        ax.text(left + 14, top - 1.5, title.replace(" → ", " →\n") if two_lines else title, ha="center",
-                va="bottom", fontsize=8)
+        title = (
+            f"{classes[mistakes['true'][i]]} → {classes[mistakes['predicted'][i]]} ({mistakes['probability'][i]:.2f})"
+        )
+        ax.text(
+            left + 14,
+            top - 1.5,
+            title.replace(" → ", " →\n") if two_lines else title,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     show_tiles(ax, tiles)
     if count == 0:
         fig.text(0.5, 0.5, "no test image was misclassified", ha="center")
@@ -155,18 +166,26 @@ def model_summary_text(model) -> str:
     with warnings.catch_warnings():  # about the size in MB under mixed precision, which this table leaves out
         warnings.filterwarnings("ignore", message="Precision .* is not supported by the model summary")
         summary = ModelSummary(model, max_depth=-1)
-    rows = [(name.removeprefix("net."), kind, str(out).replace("[1,", "[N,", 1), params)
-            for name, kind, out, params in zip(summary.layer_names, summary.layer_types,
-                                               summary.out_sizes, summary.param_nums)
-            if name.startswith("net.")]
+    rows = [
+        (name.removeprefix("net."), kind, str(out).replace("[1,", "[N,", 1), params)
+        for name, kind, out, params in zip(
+            summary.layer_names, summary.layer_types, summary.out_sizes, summary.param_nums
+        )
+        if name.startswith("net.")
+    ]
     widths = [max(len(r[i]) for r in rows + [("Layer", "Type", "Output Shape", "")]) + 2 for i in range(3)]
-    lines = [f"{type(model.net).__name__}",
-             f"{'Layer':<{widths[0]}}{'Type':<{widths[1]}}{'Output Shape':<{widths[2]}}{'Param #':>12}"]
+    lines = [
+        f"{type(model.net).__name__}",
+        f"{'Layer':<{widths[0]}}{'Type':<{widths[1]}}{'Output Shape':<{widths[2]}}{'Param #':>12}",
+    ]
     lines += [f"{n:<{widths[0]}}{k:<{widths[1]}}{o:<{widths[2]}}{p:>12,}" for n, k, o, p in rows]
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-              f"Non-trainable params: {total - trainable:,}"]
+    lines += [
+        f"Total params: {total:,}",
+        f"Trainable params: {trainable:,}",
+        f"Non-trainable params: {total - trainable:,}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -191,14 +210,22 @@ def distinguishing(metrics: dict) -> dict:
     """The settings that tell runs apart in TensorBoard's HParams table."""
     config = metrics["config"]
     data, trainer, optimizer = config["data"], config["trainer"], config["model"]["optimizer"]
-    return {"model": metrics["model"], "dataset": data["dataset"], "batch_size": data["batch_size"],
-            "validation_split": data["validation_split"], "max_epochs": trainer["max_epochs"],
-            "optimizer": optimizer["name"], "lr": optimizer["lr"], "precision": metrics["precision"],
-            "seed": config["seed"]}
+    return {
+        "model": metrics["model"],
+        "dataset": data["dataset"],
+        "batch_size": data["batch_size"],
+        "validation_split": data["validation_split"],
+        "max_epochs": trainer["max_epochs"],
+        "optimizer": optimizer["name"],
+        "lr": optimizer["lr"],
+        "precision": metrics["precision"],
+        "seed": config["seed"],
+    }
 
 
-def write_run(out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict,
-              explain: bool = True) -> None:
+def write_run(
+    out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict, explain: bool = True
+) -> None:
     """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
     run's mnist_cnn.training.evaluation.Evaluation, whose report and mistakes are the last test's (report None: no test);
     explain: also what the tested network learned (mnist_cnn.explain.attributions). metrics.json and the test's report
@@ -208,8 +235,10 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
     if evaluation.report is not None:
         write_test_report(out, evaluation.report, datamodule.classes)
     tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-    figures = {"model_summary.txt": lambda: write_model_summary(out, model),
-               "samples": lambda: samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes)}
+    figures = {
+        "model_summary.txt": lambda: write_model_summary(out, model),
+        "samples": lambda: samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes),
+    }
     if history:
         figures["learning_curves"] = lambda: learning_curves_figure(history)
     if evaluation.report is not None:
@@ -218,25 +247,40 @@ def write_run(out: Path, trainer, model, datamodule, history: list[dict], evalua
     explain = explain and evaluation.report is not None  # what the tested network learned
     if explain:
         figures["filters, feature_maps, attributions"] = lambda: explaining.run_figures(
-            model.net, datamodule.x_test, datamodule.y_test, evaluation.mistakes, datamodule.classes,
-            datamodule.background())
+            model.net,
+            datamodule.x_test,
+            datamodule.y_test,
+            evaluation.mistakes,
+            datamodule.classes,
+            datamodule.background(),
+        )
     for name, draw in figures.items():
         with afterwards(name):
             drawn = draw()
             for title, fig in (drawn if isinstance(drawn, dict) else {name: drawn} if drawn else {}).items():
                 png = save_figure(fig, out / f"{title}.png")
                 if tensorboard is not None:
-                    tensorboard.experiment.add_image(title, plt.imread(io.BytesIO(png), format="png"),
-                                                     trainer.global_step, dataformats="HWC")
+                    tensorboard.experiment.add_image(
+                        title, plt.imread(io.BytesIO(png), format="png"), trainer.global_step, dataformats="HWC"
+                    )
     if tensorboard is None:
         return
     if explain:
         with afterwards("the Projector's embedding"):
-            explaining.write_projector(tensorboard.experiment, model.net, datamodule.x_test, datamodule.y_test,
-                                       datamodule.classes, trainer.global_step)
+            explaining.write_projector(
+                tensorboard.experiment,
+                model.net,
+                datamodule.x_test,
+                datamodule.y_test,
+                datamodule.classes,
+                trainer.global_step,
+            )
     with afterwards("TensorBoard's HParams"):
-        final = {f"hp/{k}": metrics[k] for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
-                 if metrics.get(k) is not None}
+        final = {
+            f"hp/{k}": metrics[k]
+            for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
+            if metrics.get(k) is not None
+        }
         tensorboard.log_hyperparams(distinguishing(metrics), metrics=final)
         tensorboard.experiment.close()  # the run's one event file, complete
 
@@ -248,5 +292,6 @@ def afterwards(what: str) -> Iterator[None]:
         yield
     except Exception as exc:  # noqa: BLE001 -- whatever it is, the run's result is already written
         reason = " ".join(str(exc).split())[:300]
-        log.warning("%s not written: %s: %s (the run's result is kept in metrics.json)", what, type(exc).__name__,
-                    reason)
+        log.warning(
+            "%s not written: %s: %s (the run's result is kept in metrics.json)", what, type(exc).__name__, reason
+        )

@@ -24,15 +24,36 @@ from omegaconf import OmegaConf
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.figures import save_figure, sweep_figure
-from mnist_cnn.reports.intervals import Difference, Estimate, estimate, seeds_to_separate, welch
+from mnist_cnn.reports.intervals import estimate
+from mnist_cnn.reports.summary import comparisons, shared, summary_markdown
 from mnist_cnn.tracking import store as tracking_store
 
-COLUMNS = ["job", "overrides", "status", "reason", "best_val_acc", "best_val_loss", "test_acc", "test_loss",
-           "epochs", "fit_seconds", "train_samples_per_second", "read_from"]
+COLUMNS = [
+    "job",
+    "overrides",
+    "status",
+    "reason",
+    "best_val_acc",
+    "best_val_loss",
+    "test_acc",
+    "test_loss",
+    "epochs",
+    "fit_seconds",
+    "train_samples_per_second",
+    "read_from",
+]
 # The configuration's figures, repeated on each of its jobs' rows (empty for the best's own difference)
-CONFIG_COLUMNS = ["configuration", "config_val_acc_mean", "config_val_acc_ci95_low", "config_val_acc_ci95_high",
-                  "best_minus_this", "best_minus_this_ci95_low", "best_minus_this_ci95_high",
-                  "distinguishable_from_best", "seeds_to_tell"]
+CONFIG_COLUMNS = [
+    "configuration",
+    "config_val_acc_mean",
+    "config_val_acc_ci95_low",
+    "config_val_acc_ci95_high",
+    "best_minus_this",
+    "best_minus_this_ci95_low",
+    "best_minus_this_ci95_high",
+    "distinguishable_from_best",
+    "seeds_to_tell",
+]
 METRICS = ["best_val_acc", "test_acc", "best_val_loss", "test_loss", "fit_seconds", "train_samples_per_second"]
 
 
@@ -48,8 +69,13 @@ def read_jobs(sweep_dir: Path) -> list[dict]:
         reason = metrics.get("reason", "")
         if metrics.get("status") == "interrupted":
             reason = f"{metrics['signal']} at step {metrics['step']}; resume: {metrics['resume_command']}"
-        row = {"job": job.name, "overrides": " ".join(overrides or []), "status": metrics.get("status", "failed"),
-               "reason": reason, **{k: metrics.get(k) for k in COLUMNS[4:]}}
+        row = {
+            "job": job.name,
+            "overrides": " ".join(overrides or []),
+            "status": metrics.get("status", "failed"),
+            "reason": reason,
+            **{k: metrics.get(k) for k in COLUMNS[4:]},
+        }
         rows += readings(row, metrics) if metrics.get("read_at_epochs") else [row]
     return rows
 
@@ -72,10 +98,16 @@ def readings(row: dict, metrics: dict) -> list[dict]:
     """A run with read_epochs stands for one k-epoch run per reading: a row each, as
     trainer.max_epochs=k, saying it was read (mnist_cnn.training.epoch_readings). No fit time of its own."""
     others = [o for o in row["overrides"].split() if not o.startswith(("trainer.max_epochs=", "read_epochs="))]
-    return [{**row, **{k: figures.get(k) for k in COLUMNS[4:]}, "job": f"{row['job']}@{k}",
-             "overrides": " ".join([*others, f"trainer.max_epochs={k}"]),
-             "read_from": f"job {row['job']}, epoch {k} of {metrics['epochs']}"}
-            for k, figures in metrics["read_at_epochs"].items()]
+    return [
+        {
+            **row,
+            **{k: figures.get(k) for k in COLUMNS[4:]},
+            "job": f"{row['job']}@{k}",
+            "overrides": " ".join([*others, f"trainer.max_epochs={k}"]),
+            "read_from": f"job {row['job']}, epoch {k} of {metrics['epochs']}",
+        }
+        for k, figures in metrics["read_at_epochs"].items()
+    ]
 
 
 def swept_values(rows: list[dict]) -> dict[str, set[str]]:
@@ -93,104 +125,22 @@ def group(rows: list[dict], label) -> dict[str, dict]:
     for row in rows:
         if row["status"] == "ok":
             groups[label(row)].append(row)
-    return {name: {"n": len(members), **{m: estimate([r[m] for r in members if r[m] is not None])
-                                         for m in METRICS if any(r[m] is not None for r in members)}}
-            for name, members in groups.items()}
-
-
-def fmt(e: Estimate | None, digits=4) -> str:
-    if e is None:  # not measured: a reading's fit time, a run without test
-        return "—"
-    return f"{e.mean:.{digits}f}" + (f" ± {e.half_width:.{digits}f}" if e.half_width is not None else "")
-
-
-def fmt_time(e: Estimate | None, digits: int) -> str:
-    """A time or speed: an interval wider than the mean (jobs run side by side) says nothing, and is said to."""
-    if e is not None and e.half_width is not None and e.half_width > e.mean:
-        return f"{e.mean:.{digits}f} (varied more than its mean)"
-    return fmt(e, digits)
-
-
-def shared(overrides: list[list[str]]) -> list[str]:
-    """The overrides every job (or run) was given alike: the settings the comparison holds fixed."""
-    return [o for o in overrides[0] if all(o in others for others in overrides[1:])] if overrides else []
-
-
-def ranked(configs: dict[str, dict]) -> list[str]:
-    return sorted(configs, key=lambda c: configs[c]["best_val_acc"].mean, reverse=True)
-
-
-def comparisons(configs: dict[str, dict]) -> dict[str, tuple[Difference, int | None]]:
-    """For every configuration but the best: the best's lead in val_acc over it (Welch), and where that
-    is not distinguishable, the seeds per configuration that would likely tell them apart."""
-    order = ranked(configs)
-    best, out = configs[order[0]]["best_val_acc"] if order else None, {}
-    for name in order[1:]:
-        d = welch(best, configs[name]["best_val_acc"])
-        out[name] = (d, None if d.distinguishable else seeds_to_separate(best, configs[name]["best_val_acc"]))
-    return out
-
-
-def verdict(configs: dict[str, dict], differences: dict[str, tuple[Difference, int | None]]) -> list[str]:
-    order = ranked(configs)
-    if not order:
-        return ["No job finished."]
-    best = configs[order[0]]
-    lines = [f"Best by mean validation accuracy: **{order[0]}** ({fmt(best['best_val_acc'])}, {best['n']} seed(s))."]
-    if len(order) == 1:
-        return lines
-    if best["best_val_acc"].sd is None:
-        return lines + ["With one seed per configuration the seed-to-seed spread is unknown: repeat with seed=0,1,2."]
-    lines += ["", "| best minus | val_acc difference | 95% interval (Welch) | distinguishable | seeds per configuration to tell |",
-              "| --- | --- | --- | --- | --- |"]
-    for name, (d, seeds) in differences.items():
-        if d.low is None:
-            lines.append(f"| {name} | {d.value:+.4f} | one seed: unknown | | |")
-            continue
-        tell = "" if d.distinguishable else (f"about {seeds}" if seeds else "more than 1000")
-        lines.append(f"| {name} | {d.value:+.4f} | [{d.low:+.4f}, {d.high:+.4f}] | "
-                     f"{'yes' if d.distinguishable else 'no'} | {tell} |")
-    close = [name for name, (d, _) in differences.items() if d.distinguishable is False]
-    if close:
-        lines += ["", f"Not distinguishable from the best with {best['n']} seeds: {', '.join(close)}: their 95% "
-                  "intervals of the difference include zero."]
-    else:
-        lines += ["", "The best is distinguishable from every other configuration: each interval excludes zero."]
-    return lines
-
-
-def summary_markdown(rows: list[dict], configs: dict[str, dict], differences: dict) -> str:
-    order = ranked(configs)
-    counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "failed", "interrupted"))
-    fixed = shared([r["overrides"].split() for r in rows])
-    lines = ["# Sweep summary", "", f"{len(rows)} jobs: {counts}. Mean ± the half-width of its 95% interval over seeds (Student's t); the best "
-             "configuration is chosen by validation accuracy alone (★); test accuracy is reported, never used to choose.",
-             "", "Every job was run with: " + (" ".join(f"`{o}`" for o in fixed) if fixed else "the defaults (no override shared by all)") + ".",
-             "", "| configuration | seeds | val_acc | test_acc | val_loss | fit s | train samples/s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name in order:
-        c = configs[name]
-        mark = " ★" if name == order[0] else ""
-        lines.append(f"| {name}{mark} | {c['n']} | {fmt(c.get('best_val_acc'))} | {fmt(c.get('test_acc'))} | "
-                     f"{fmt(c.get('best_val_loss'))} | {fmt_time(c.get('fit_seconds'), 1)} | {fmt_time(c.get('train_samples_per_second'), 0)} |")
-    read = [r for r in rows if r["read_from"]]
-    if read:
-        lengths = sorted({r["read_from"].rpartition(" of ")[2] for r in read})
-        lines += ["", f"How it was made: these {len(read)} jobs were not run separately; each was read from one "
-                  f"{' or '.join(lengths)}-epoch run per seed (read_epochs): at epoch k, the checkpoint that a k-epoch run "
-                  "would have kept as best, tested. Nothing in a run depends on its length, so this gives exactly "
-                  "what separate runs give (mnist_cnn.training.epoch_readings; tests/test_sweeps.py compares them figure for "
-                  "figure). Readings have no fit time of their own (—)."]
-    lines += ["", *verdict(configs, differences), ""]
-    for status, title in (("failed", "Failed jobs"), ("interrupted", "Interrupted jobs (stopped by a signal; each resumes)")):
-        jobs = [r for r in rows if r["status"] == status]
-        if jobs:
-            lines += [f"## {title}", ""] + [f"- job {r['job']} ({r['overrides']}): {r['reason']}" for r in jobs] + [""]
-    return "\n".join(lines)
+    return {
+        name: {
+            "n": len(members),
+            **{
+                m: estimate([r[m] for r in members if r[m] is not None])
+                for m in METRICS
+                if any(r[m] is not None for r in members)
+            },
+        }
+        for name, members in groups.items()
+    }
 
 
 def plot(rows: list[dict], key: str, path: Path) -> None:
     """Mean and 95% interval of validation and test accuracy against one swept hyperparameter."""
+
     def value_of(row):
         return next(o.partition("=")[2] for o in row["overrides"].split() if o.startswith(f"{key}="))
 
@@ -213,10 +163,16 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
         val = configs.get(row["configuration"], {}).get("best_val_acc")
         d, seeds = differences.get(row["configuration"], (None, None))
         low_high = (val.mean - val.half_width, val.mean + val.half_width) if val and val.half_width else (None, None)
-        row.update(config_val_acc_mean=val.mean if val else None, config_val_acc_ci95_low=low_high[0],
-                   config_val_acc_ci95_high=low_high[1], best_minus_this=d.value if d else None,
-                   best_minus_this_ci95_low=d.low if d else None, best_minus_this_ci95_high=d.high if d else None,
-                   distinguishable_from_best=d.distinguishable if d else None, seeds_to_tell=seeds)
+        row.update(
+            config_val_acc_mean=val.mean if val else None,
+            config_val_acc_ci95_low=low_high[0],
+            config_val_acc_ci95_high=low_high[1],
+            best_minus_this=d.value if d else None,
+            best_minus_this_ci95_low=d.low if d else None,
+            best_minus_this_ci95_high=d.high if d else None,
+            distinguishable_from_best=d.distinguishable if d else None,
+            seeds_to_tell=seeds,
+        )
     with io.StringIO() as buffer:
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS + CONFIG_COLUMNS)
         writer.writeheader()
@@ -236,8 +192,13 @@ class SweepReport(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         mlflow = (config.get("logger") or {}).get("mlflow")
         if mlflow is not None:
-            tracking_store.start_sweep(Path(config.hydra.sweep.dir), mlflow.tracking_uri, mlflow.experiment_name,
-                                       list(config.hydra.overrides.task), list(config.hydra.sweeper.get("params") or {}))
+            tracking_store.start_sweep(
+                Path(config.hydra.sweep.dir),
+                mlflow.tracking_uri,
+                mlflow.experiment_name,
+                list(config.hydra.overrides.task),
+                list(config.hydra.sweeper.get("params") or {}),
+            )
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -246,8 +207,10 @@ class SweepReport(Callback):
         failed = [r for r in rows if r["status"] != "ok"]
         tracking_store.finish_sweep(sweep_dir, ok=not failed)
         if failed:
-            print(f"mnist-train: {len(failed)} of {len(rows)} jobs failed; see {sweep_dir / 'summary.csv'}",
-                  file=sys.stderr)
+            print(
+                f"mnist-train: {len(failed)} of {len(rows)} jobs failed; see {sweep_dir / 'summary.csv'}",
+                file=sys.stderr,
+            )
             sys.exit(1)
 
 
@@ -256,16 +219,23 @@ def runs_table(runs: list[Path]) -> str:
     metrics = [read_metrics(run) for run in runs]
     fixed = shared([list(m.get("overrides") or []) for m in metrics]) if len(runs) > 1 else []
     lines = ["Every run was given: " + " ".join(fixed), ""] if fixed else []
-    lines += ["| run | model | overrides | epochs | best val_acc | test_acc | fit s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "| run | model | overrides | epochs | best val_acc | test_acc | fit s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for run, m in zip(runs, metrics):
         m = {**m, "overrides": [o for o in m.get("overrides") or [] if o not in fixed]}
         if m.get("status") != "ok":
-            lines.append(f"| {run} | {m.get('model', '')} | {' '.join(m.get('overrides') or [])} | {m.get('status')}: "
-                         f"{m.get('reason') or m.get('signal', '')} | | | |")
+            lines.append(
+                f"| {run} | {m.get('model', '')} | {' '.join(m.get('overrides') or [])} | {m.get('status')}: "
+                f"{m.get('reason') or m.get('signal', '')} | | | |"
+            )
             continue
         figures = [f"{m[k]:.4f}" if m.get(k) is not None else "—" for k in ("best_val_acc", "test_acc")]
-        lines.append(f"| {run} | {m['model']} | {' '.join(m['overrides'])} | {m['epochs']} | {figures[0]} | "
-                     f"{figures[1]} | {m['fit_seconds']:.1f} |")
+        lines.append(
+            f"| {run} | {m['model']} | {' '.join(m['overrides'])} | {m['epochs']} | {figures[0]} | "
+            f"{figures[1]} | {m['fit_seconds']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -284,6 +254,7 @@ def run(args, parser) -> None:
         sys.exit(1 if any(r["status"] != "ok" for r in rows) else 0)
     others = [d for d in dirs if d not in runs]
     if others:
-        parser.error(f"{others[0]}: not a run directory (no metrics.json); give one multirun directory, or run directories")
+        parser.error(
+            f"{others[0]}: not a run directory (no metrics.json); give one multirun directory, or run directories"
+        )
     print(runs_table(runs))
-

@@ -58,8 +58,10 @@ def check_given(overrides: list[str], multirun: bool) -> None:
     for override in overrides:
         key, _, value = override.partition("=")
         if key == ("hydra.sweep.dir" if multirun else "hydra.run.dir") and value and holds_a_run(Path(value)):
-            raise ConfigError(f"{key}={value} holds another run; give a new folder (or none: each run gets its own), "
-                              f"or resume={value} to continue that run")
+            raise ConfigError(
+                f"{key}={value} holds another run; give a new folder (or none: each run gets its own), "
+                f"or resume={value} to continue that run"
+            )
 
 
 register()

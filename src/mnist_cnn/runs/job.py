@@ -31,7 +31,9 @@ PROG = "mnist-train"
 # Lightning warns, with its file and line, when an epoch has fewer batches than trainer.log_every_n_steps
 # (a quick run with trainer.limit_train_batches): the epoch's figures are logged all the same, and the
 # step loss at the interval the key sets, across epochs.
-warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
+warnings.filterwarnings(
+    "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval"
+)
 
 
 def fit_and_test(cfg: DictConfig) -> dict:
@@ -49,13 +51,22 @@ def fit_and_test(cfg: DictConfig) -> dict:
 def say(cfg: DictConfig, run: Run, tested: Tested) -> None:
     """The console's last lines: the test's figures and where the run is."""
     if tested.test and run.trainer.fast_dev_run:
-        log.info("Smoke run (trainer.fast_dev_run=%s): every stage ran on %s batch(es); its figures say the code "
-                 "runs, not how well the model learns", cfg.trainer.fast_dev_run, int(run.trainer.fast_dev_run))
+        log.info(
+            "Smoke run (trainer.fast_dev_run=%s): every stage ran on %s batch(es); its figures say the code "
+            "runs, not how well the model learns",
+            cfg.trainer.fast_dev_run,
+            int(run.trainer.fast_dev_run),
+        )
     elif tested.test:
         best = tested.best
         which = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
-        log.info("Test accuracy %.4f, loss %.4f (%s, chosen by %s)", tested.test["test_acc"], tested.test["test_loss"],
-                 which, tested.monitor or "none")
+        log.info(
+            "Test accuracy %.4f, loss %.4f (%s, chosen by %s)",
+            tested.test["test_acc"],
+            tested.test["test_loss"],
+            which,
+            tested.monitor or "none",
+        )
     log.info("Run directory: %s", run.folder)
     for tracked in filter(None, (tracker.where() for tracker in run.trackers)):
         log.info(tracked)
@@ -78,8 +89,15 @@ def record(cfg: DictConfig, status: str, **fields) -> None:
         log.warning("the resume failed; %s still describes the finished run", path)
         return
     try:
-        artifacts.write_json(path, {"status": status, **fields, "overrides": list(hydra_cfg.overrides.task),
-                                    "config": OmegaConf.to_container(cfg, resolve=False)})
+        artifacts.write_json(
+            path,
+            {
+                "status": status,
+                **fields,
+                "overrides": list(hydra_cfg.overrides.task),
+                "config": OmegaConf.to_container(cfg, resolve=False),
+            },
+        )
     except OSError as exc:  # a full disk, say: the error that brought us here is the one to report
         log.warning("could not write %s: %s", path, exc.strerror)
     tracking_store.mark(path.parent, status, fields.get("reason"))
@@ -97,8 +115,15 @@ def record_interruption(cfg: DictConfig, exc: Interrupted) -> None:
     folder = checkpoint_dir(cfg)
     last = folder / "last.ckpt" if folder is not None else None
     command = resume_command(run_dir)
-    record(cfg, "interrupted", signal=exc.name, step=exc.step, epoch=exc.epoch,
-           checkpoint=str(last) if last is not None and last.exists() else None, resume_command=command)
+    record(
+        cfg,
+        "interrupted",
+        signal=exc.name,
+        step=exc.step,
+        epoch=exc.epoch,
+        checkpoint=str(last) if last is not None and last.exists() else None,
+        resume_command=command,
+    )
     if cfg.resume and exc.step is not None:  # it trained past the record it started from: say what it now is
         try:
             save_resumed_config(Path(run_dir), cfg)
@@ -150,5 +175,3 @@ def run_job(cfg: DictConfig) -> float | None:
         if users_mistake(exc):  # SystemExit passes Hydra's job wrapper, which would add lines of its own
             exit_with(PROG, exc)
         raise
-
-

@@ -21,10 +21,22 @@ from mnist_cnn.errors import ConfigError
 
 # Keys a resumed run may set differently from the run it continues: where it runs, how it reports and
 # saves, and how long it goes on. Everything else is the run's identity.
-CHANGEABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices", "trainer.log_every_n_steps",
-              "trainer.num_sanity_val_steps", "data.data_dir", "data.eval_batch_size", "test", "explain", "read_epochs",
-              "callbacks.progress_bar.", "callbacks.checkpoint.every_n_steps", "callbacks.checkpoint.every_n_seconds",
-              "hydra.")
+CHANGEABLE = (
+    "trainer.max_epochs",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.log_every_n_steps",
+    "trainer.num_sanity_val_steps",
+    "data.data_dir",
+    "data.eval_batch_size",
+    "test",
+    "explain",
+    "read_epochs",
+    "callbacks.progress_bar.",
+    "callbacks.checkpoint.every_n_steps",
+    "callbacks.checkpoint.every_n_seconds",
+    "hydra.",
+)
 NOT_SAVED = ("resume=", "hydra.run.dir=")
 
 
@@ -51,8 +63,11 @@ def resume_overrides(run_dir: str, given: list[str]) -> list[str]:
         raise ConfigError(f"resume={run_dir}: not a run directory of mnist-train (no .hydra/overrides.yaml)")
     saved = [o for o in OmegaConf.load(saved_file) if not o.startswith(NOT_SAVED)]
     config = OmegaConf.load(config_file)
-    choices = OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.runtime.choices \
-        if (run / ".hydra" / "hydra.yaml").is_file() else {}
+    choices = (
+        OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.runtime.choices
+        if (run / ".hydra" / "hydra.yaml").is_file()
+        else {}
+    )
     given = [o for o in given if not o.startswith(NOT_SAVED)]
     last = {name_of(o): o for o in parse(given)}  # of a key given twice, Hydra keeps the last
     for o in last.values():
@@ -70,19 +85,25 @@ def check_change(o: Override, config, choices, run_dir: str) -> None:
     if key in choices:  # a config group: the run's choice stays
         was = choices.get(key)
         if o.is_delete() or o.value() != was:
-            raise ConfigError(f"{o.input_line}: the run in {run_dir} was made with {key}={was}; a resume keeps it "
-                              "(start a new run for another)")
+            raise ConfigError(
+                f"{o.input_line}: the run in {run_dir} was made with {key}={was}; a resume keeps it "
+                "(start a new run for another)"
+            )
         return
     if changeable(key):
         if key == "trainer.max_epochs" and isinstance(o.value(), int) and o.value() < config.trainer.max_epochs:
-            raise ConfigError(f"trainer.max_epochs={o.value()}: the run in {run_dir} was set to "
-                              f"{config.trainer.max_epochs} epochs; a resume may extend it, not shorten it")
+            raise ConfigError(
+                f"trainer.max_epochs={o.value()}: the run in {run_dir} was set to "
+                f"{config.trainer.max_epochs} epochs; a resume may extend it, not shorten it"
+            )
         return
     was = OmegaConf.select(config, key, default="(not set)")
     was = OmegaConf.to_container(was) if OmegaConf.is_config(was) else was
     if o.is_delete() or o.value() != was:
-        raise ConfigError(f"{key}={'(removed)' if o.is_delete() else o.value()}: the run in {run_dir} has "
-                          f"{key}={was}; a resume keeps what the run computes (start a new run to change it)")
+        raise ConfigError(
+            f"{key}={'(removed)' if o.is_delete() else o.value()}: the run in {run_dir} has "
+            f"{key}={was}; a resume keeps what the run computes (start a new run to change it)"
+        )
 
 
 def finished_metrics(run: Path) -> dict | None:
@@ -102,8 +123,10 @@ def check_not_finished(run: Path, config, merged: list[Override], run_dir: str) 
     epochs = given[-1] if given else config.trainer.max_epochs  # the last of repeated overrides is the one Hydra keeps
     if metrics.get("epochs", 0) >= epochs:
         test = f", test accuracy {metrics['test_acc']:.4f}" if metrics.get("test_acc") is not None else ""
-        raise Finished(f"{run_dir} is finished ({metrics['epochs']} of {epochs} epochs{test}); to train it longer, "
-                       f"add trainer.max_epochs=<more than {metrics['epochs']}>")
+        raise Finished(
+            f"{run_dir} is finished ({metrics['epochs']} of {epochs} epochs{test}); to train it longer, "
+            f"add trainer.max_epochs=<more than {metrics['epochs']}>"
+        )
 
 
 class Finished(Exception):

@@ -11,79 +11,48 @@ import subprocess
 import time
 import warnings
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cnn.config.checks import native_precision
-from mnist_cnn.config.model import ModelConfig
-from mnist_cnn.data.datasets import DATASETS
-from mnist_cnn.errors import ConfigError
 from mnist_cnn.models.classifier import Classifier
 from mnist_cnn.reports import run_files as artifacts
+from mnist_cnn.runs.build import built, model_of
 from mnist_cnn.tracking import mlflow_run as tracking
 from mnist_cnn.training.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.training.epoch_readings import BestAtEpochs, read_epochs
 from mnist_cnn.training.evaluation import Evaluation
 from mnist_cnn.training.history import History
+from mnist_cnn.training.resume_state import ResumeState
 
 log = logging.getLogger(__name__)
 
 
-def built(group: str, node: DictConfig, **kwargs):
-    """A group's object. A value that passed the schema can still be refused by the class it builds
-    (a kernel larger than the image): one line naming the group, and for a model its layer sizes. A
-    TypeError (an argument the class does not take) is a bug in the schema or the class, and shows as one."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        if not isinstance(cause, (ValueError, RuntimeError)):
-            raise
-        reason = " ".join(str(cause).split())
-        if group == "model":
-            sizes = ", ".join(f"model.net.{k}={v}" for k, v in node.items() if "kernel" in k or "pool" in k)
-            built_with = f" with {sizes}" if sizes else ""
-            raise ConfigError(f"model: {node._target_.rpartition('.')[2]} cannot be built{built_with}: {reason}") from None
-        raise ConfigError(f"{group}: {reason}") from None
-
-
-def model_of(node: DictConfig, dataset: str) -> Classifier:
-    """A model node's network (its class and arguments, sized for the dataset's images and classes) and the
-    LightningModule that trains it with the node's optimiser and schedule."""
-    spec = DATASETS[dataset]
-    shape = dict(input_shape=spec.shape, num_classes=len(spec.classes))
-    net = built("model", node.net, _convert_="all", **shape)
-    arguments = {k: v for k, v in OmegaConf.to_container(node.net, resolve=True).items() if k != "_target_"}
-    return Classifier(net, OmegaConf.to_container(node.optimizer), OmegaConf.to_container(node.schedule),
-                      network={"target": node.net._target_, "arguments": {**arguments, **shape}}, **shape)
-
-
-def lab_model(option: str = "baseline", dataset: str = "mnist", **changes) -> Classifier:
-    """The model `model=<option>` builds, its network's arguments changed by `changes`: for a notebook or a
-    test. Trained outside mnist-train, add mnist_cnn.training.speed.FastStep() to the Trainer's callbacks for its speed."""
-    yaml = resources.files("mnist_cnn.conf").joinpath("model", f"{option}.yaml").read_text()
-    node = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.create(yaml), {"net": changes})
-    return model_of(node, dataset)
-
-
 def provenance() -> dict:
     """Library versions and the git commit of the code that ran, with a flag for local edits."""
-    versions = {name: importlib.metadata.version(name)
-                for name in ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core")}
+    versions = {
+        name: importlib.metadata.version(name)
+        for name in ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core")
+    }
     repo = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, check=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):  # not a git checkout (an installed copy)
         commit, dirty = None, None
     return {"python": platform.python_version(), **versions, "git_commit": commit, "git_dirty": dirty}
@@ -93,6 +62,7 @@ def provenance() -> dict:
 class Tested:
     """What the run's test used and gave: the epoch validation chose, its checkpoint, the test's figures
     ({} with test=false), and the run's Evaluation (its report and mistakes)."""
+
     best: dict
     best_path: str
     monitor: str | None
@@ -103,6 +73,7 @@ class Tested:
 @dataclass
 class Run:
     """A run as its config builds it. `folder` and `overrides` are Hydra's for this job."""
+
     cfg: DictConfig
     datamodule: L.LightningDataModule
     model: Classifier
@@ -124,11 +95,16 @@ class Run:
         readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
         history, evaluation = History(), Evaluation()
         callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
-        callbacks += [history, evaluation, *([readings] if readings else []), *extra_callbacks]
+        callbacks += [ResumeState(), history, evaluation, *([readings] if readings else []), *extra_callbacks]
         loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
-        trainer = built("trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                        plugins=[background_checkpoint_io()],
-                        precision=native_precision(cfg.trainer.precision, cfg.trainer.accelerator))
+        trainer = built(
+            "trainer",
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[background_checkpoint_io()],
+            precision=native_precision(cfg.trainer.precision, cfg.trainer.accelerator),
+        )
         return cls(cfg, datamodule, model, trainer, history, evaluation, readings)
 
     @property
@@ -159,12 +135,22 @@ class Run:
         code = provenance()  # now, before training: the checkout may change while a long run goes on
         resume_from = self.resume_point()
         if trainer.is_global_zero:
-            log.info("Model: %s, %s parameters; %s, precision %s", self.network,
-                     f"{sum(p.numel() for p in model.parameters()):,}", device_words(trainer), trainer.precision)
+            log.info(
+                "Model: %s, %s parameters; %s, precision %s",
+                self.network,
+                f"{sum(p.numel() for p in model.parameters()):,}",
+                device_words(trainer),
+                trainer.precision,
+            )
         for tracker in self.trackers:
             config = OmegaConf.to_container(self.cfg, resolve=True)
-            tracker.describe(artifacts.distinguishing({"model": self.network, "precision": str(trainer.precision),
-                                                       "config": config}), OmegaConf.to_yaml(config), code["git_commit"])
+            tracker.describe(
+                artifacts.distinguishing(
+                    {"model": self.network, "precision": str(trainer.precision), "config": config}
+                ),
+                OmegaConf.to_yaml(config),
+                code["git_commit"],
+            )
         start = time.perf_counter()
         with warnings.catch_warnings():
             if resume_from is not None:  # a resumed run continues in its own folder, which holds its checkpoints
@@ -174,8 +160,11 @@ class Run:
         # Copied now: testing from a checkpoint restores callback states too, History's included, which
         # would cut its list back to the epochs the best checkpoint had seen.
         epochs = list(self.history.epochs)
-        read = (read_epochs(trainer, model, self.datamodule, self.readings, epochs, self.cfg.test)
-                if self.readings else None)
+        read = (
+            read_epochs(trainer, model, self.datamodule, self.readings, epochs, self.cfg.test)
+            if self.readings
+            else None
+        )
         tested = self.test_best(epochs, weights_in_memory_may_be_best=self.readings is None)
         return self.metrics(epochs, tested, fit_seconds, code, read), tested
 
@@ -187,8 +176,11 @@ class Run:
         # test those rather than read the file back.
         in_memory = weights_in_memory_may_be_best and bool(epochs) and best.get("epoch") == epochs[-1]["epoch"]
         ckpt_path = None if in_memory else best_path or None
-        test = (self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)[0]
-                if self.cfg.test else {})
+        test = (
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+            if self.cfg.test
+            else {}
+        )
         return Tested(best, best_path, checkpoint.monitor if checkpoint is not None else None, test, self.evaluation)
 
     def metrics(self, epochs: list[dict], tested: Tested, fit_seconds: float, code: dict, read: dict | None) -> dict:
@@ -209,7 +201,9 @@ class Run:
             "misclassified_shown": len(tested.evaluation.mistakes["true"]) if test else None,  # misclassified.png's
             "epochs": len(epochs),
             "fit_seconds": fit_seconds,
-            "train_samples_per_second": sum(e["train_samples"] for e in epochs) / train_seconds if train_seconds else None,
+            "train_samples_per_second": sum(e["train_samples"] for e in epochs) / train_seconds
+            if train_seconds
+            else None,
             "device": str(self.trainer.strategy.root_device),
             "precision": str(self.trainer.precision),
             "data_sha256": self.datamodule.file_sha256,
@@ -222,9 +216,16 @@ class Run:
 
     def write(self, metrics: dict, tested: Tested) -> None:
         """The run's report files and the trackers' record of it."""
-        artifacts.write_run(self.folder, self.trainer, self.model, self.datamodule, metrics["history"],
-                            tested.evaluation, metrics,
-                            explain=self.cfg.explain and not self.trainer.fast_dev_run)  # a smoke run's network learned nothing
+        artifacts.write_run(
+            self.folder,
+            self.trainer,
+            self.model,
+            self.datamodule,
+            metrics["history"],
+            tested.evaluation,
+            metrics,
+            explain=self.cfg.explain and not self.trainer.fast_dev_run,
+        )  # a smoke run's network learned nothing
         for tracker in self.trackers:
             tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
 
@@ -239,13 +240,19 @@ def checkpoint_dir(cfg: DictConfig) -> Path | None:
 def device_words(trainer) -> str:
     device = trainer.strategy.root_device
     if device.type == "cuda":
-        return f"GPU {torch.cuda.get_device_name(device)}" + (f" x {trainer.world_size}" if trainer.world_size > 1 else "")
-    return f"CPU, {torch.get_num_threads()} threads" + (f" x {trainer.world_size} processes" if trainer.world_size > 1 else "")
+        return f"GPU {torch.cuda.get_device_name(device)}" + (
+            f" x {trainer.world_size}" if trainer.world_size > 1 else ""
+        )
+    return f"CPU, {torch.get_num_threads()} threads" + (
+        f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
+    )
 
 
 def tested_epoch(epochs: list[dict], checkpoint) -> dict:
     """The history entry of the epoch whose checkpoint is tested: by the checkpoint callback's monitor
     and mode (val_acc, max, by default), the first of equals, as ModelCheckpoint keeps the first."""
-    monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint is not None and checkpoint.monitor else ("val_acc", "max")
+    monitor, mode = (
+        (checkpoint.monitor, checkpoint.mode) if checkpoint is not None and checkpoint.monitor else ("val_acc", "max")
+    )
     scored = [e for e in epochs if e.get(monitor) is not None]
     return (min if mode == "min" else max)(scored, key=lambda e: e[monitor], default={})

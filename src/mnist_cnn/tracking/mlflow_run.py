@@ -83,8 +83,12 @@ class RunMLFlowLogger(MLFlowLogger):
             client.update_run(self._run_id, status="RUNNING")
             client.set_tag(self._run_id, "status", "running")
             return
-        tags = {"status": "running", "run_dir": str(self.folder.absolute()), "mlflow.source.name": "mnist-train",
-                "mlflow.note.content": f"Run folder: {self.folder.absolute()}"}  # the run's description in the UI
+        tags = {
+            "status": "running",
+            "run_dir": str(self.folder.absolute()),
+            "mlflow.source.name": "mnist-train",
+            "mlflow.note.content": f"Run folder: {self.folder.absolute()}",
+        }  # the run's description in the UI
         if self.parent is not None:
             tags["mlflow.parentRunId"] = self.parent["run_id"]
         run = client.create_run(self._experiment_id, run_name=self._run_name, tags=tags)
@@ -116,19 +120,24 @@ class RunMLFlowLogger(MLFlowLogger):
     @rank_zero_only
     def describe(self, params: dict, config_yaml: str, commit: str | None) -> None:
         """The run's params (the settings that tell runs apart), its resolved config and its git commit."""
+
         def write():
             super(RunMLFlowLogger, self).log_hyperparams(params)
             if commit:
                 self._mlflow_client.set_tag(self._run_id, "mlflow.source.git.commit", commit)
             self._mlflow_client.log_text(self._run_id, config_yaml, "config.yaml")
+
         if self._active():
             self._guarded("recording the run's settings", write)
 
     @rank_zero_only
     def log_metrics(self, metrics, step=None) -> None:
         """Lightning's names, shortened as the console says them: train_loss (the epoch's), lr."""
-        named = {("lr" if k.startswith("lr-") else "train_loss" if k == "train_loss_epoch" else k): v
-                 for k, v in metrics.items() if k != "epoch"}  # Lightning adds the epoch to every call
+        named = {
+            ("lr" if k.startswith("lr-") else "train_loss" if k == "train_loss_epoch" else k): v
+            for k, v in metrics.items()
+            if k != "epoch"
+        }  # Lightning adds the epoch to every call
         if self._active():
             self._guarded("logging metrics", lambda: super(RunMLFlowLogger, self).log_metrics(named, step))
 
@@ -139,10 +148,14 @@ class RunMLFlowLogger(MLFlowLogger):
     @rank_zero_only
     def finish(self, metrics: dict, checkpoint: str | None, step: int) -> None:
         """A finished run: its final figures, its folder's files, the tested checkpoint as an MLflow model."""
+
         def write():
             client, run_id = self._mlflow_client, self._run_id
-            final = {k: metrics[k] for k in ("best_val_acc", "best_val_loss", "test_acc", "test_loss", "fit_seconds")
-                     if metrics.get(k) is not None}
+            final = {
+                k: metrics[k]
+                for k in ("best_val_acc", "best_val_loss", "test_acc", "test_loss", "fit_seconds")
+                if metrics.get(k) is not None
+            }
             super(RunMLFlowLogger, self).log_metrics(final, step)
             for pattern in ARTIFACTS:
                 for path in sorted(self.folder.glob(pattern)):
@@ -150,6 +163,7 @@ class RunMLFlowLogger(MLFlowLogger):
             if checkpoint:
                 log_network(client, run_id, checkpoint)
             end(client, run_id, "ok")
+
         if self._active():
             self._guarded("recording the run's results", write)
 
@@ -170,7 +184,10 @@ def log_network(client, run_id: str, checkpoint: str) -> None:
     example = torch.zeros(1, *DATASETS[data["dataset"]].shape)
     with torch.no_grad():
         signature = infer_signature(example.numpy(), model(example).numpy())
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mnist-cnn=={importlib.metadata.version('mnist-cnn')}"]
+    requirements = [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"mnist-cnn=={importlib.metadata.version('mnist-cnn')}",
+    ]
     # pickle, not MLflow's default pt2: a pt2 graph is traced at the example's batch size. MLflow warns that
     # a pickle runs code when loaded; this one is the user's own run's, and load_model is theirs to call.
     quiet = logging.getLogger("mlflow.pytorch")
@@ -178,8 +195,9 @@ def log_network(client, run_id: str, checkpoint: str) -> None:
     quiet.setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            mlflow.pytorch.save_model(model, f"{tmp}/model", signature=signature, pip_requirements=requirements,
-                                      serialization_format="pickle")
+            mlflow.pytorch.save_model(
+                model, f"{tmp}/model", signature=signature, pip_requirements=requirements, serialization_format="pickle"
+            )
             client.log_artifacts(run_id, f"{tmp}/model", "model")
     finally:
         quiet.setLevel(level)

@@ -27,8 +27,11 @@ from mnist_cnn.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 RECORD = "mlflow.json"
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 STATUS = {"ok": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 # What a run's folder holds that MLflow keeps as the run's artifacts
 ARTIFACTS = ("*.png", "*.txt", "*.csv", "classification_report.json", "metrics.json", "*.log")
@@ -39,13 +42,14 @@ def tracker_errors() -> tuple[type[BaseException], ...]:
     the database's."""
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
+
     return MlflowException, OSError, SQLAlchemyError
 
 
 def store_uri(uri: str) -> str:
     """A SQLite store's path made absolute (the run may be resumed from another folder); others as given."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
     return uri
 
 
@@ -58,7 +62,7 @@ def shown(uri: str) -> str:
 
 
 def sqlite_file(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :].split("?")[0]) if uri.startswith("sqlite:///") else None
 
 
 @contextlib.contextmanager
@@ -81,6 +85,7 @@ def store_lock(uri: str):
 def client_for(uri: str):
     """An MlflowClient of the store, which MLflow creates on first use (under store_lock)."""
     from mlflow.tracking import MlflowClient
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines (creating tables) are not the user's
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -107,14 +112,22 @@ def read_record(folder: Path) -> dict | None:
 
 
 def write_record(folder: Path, uri: str, experiment: str, run_id: str, **more) -> None:
-    write_atomically(folder / RECORD, json.dumps({"tracking_uri": shown(uri), "experiment_id": experiment,
-                                                  "run_id": run_id, **more}, indent=2) + "\n")
+    write_atomically(
+        folder / RECORD,
+        json.dumps({"tracking_uri": shown(uri), "experiment_id": experiment, "run_id": run_id, **more}, indent=2)
+        + "\n",
+    )
 
 
 def said_lost(uri: str, what: str, exc: BaseException, folder: Path) -> None:
     reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-    log.warning("mnist-train: MLflow at %s failed while %s (%s): not tracked from here on; %s holds the whole run",
-                shown(uri), what, reason, folder)
+    log.warning(
+        "mnist-train: MLflow at %s failed while %s (%s): not tracked from here on; %s holds the whole run",
+        shown(uri),
+        what,
+        reason,
+        folder,
+    )
 
 
 def recorded_uri(record: dict) -> str:
@@ -144,23 +157,35 @@ def mark(folder: Path, status: str, reason: str | None = None) -> None:
         said_lost(uri, f"marking the run {status}", exc, folder)
 
 
-def start_sweep(sweep_dir: Path, tracking_uri: str, experiment_name: str, overrides: list[str],
-                search_space: list[str]) -> None:
+def start_sweep(
+    sweep_dir: Path, tracking_uri: str, experiment_name: str, overrides: list[str], search_space: list[str]
+) -> None:
     """A multirun's parent run, made before its jobs start (and with it the store, once): tagged with the
     overrides every job shares; the keys it varies (`overrides` with several values, and an optimising
     sweeper's `search_space`) name its children."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
     parsed = OverridesParser.create().parse_overrides(overrides)
     swept = [o.key_or_group for o in parsed if o.is_sweep_override()] + search_space
-    fixed = " ".join(o.input_line for o in parsed if not o.is_sweep_override() and not o.key_or_group.startswith("hydra."))
+    fixed = " ".join(
+        o.input_line for o in parsed if not o.is_sweep_override() and not o.key_or_group.startswith("hydra.")
+    )
     uri = store_uri(tracking_uri)
     sweep_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it when the first job starts
     try:
         client = client_for(uri)
         experiment = experiment_id(client, uri, experiment_name)
-        run = client.create_run(experiment, run_name=f"sweep {sweep_dir.name}", tags={
-            "status": "running", "run_dir": str(sweep_dir.absolute()), "mlflow.source.name": "mnist-train -m",
-            "every job's overrides": fixed or "(none)", "swept": " ".join(swept)})
+        run = client.create_run(
+            experiment,
+            run_name=f"sweep {sweep_dir.name}",
+            tags={
+                "status": "running",
+                "run_dir": str(sweep_dir.absolute()),
+                "mlflow.source.name": "mnist-train -m",
+                "every job's overrides": fixed or "(none)",
+                "swept": " ".join(swept),
+            },
+        )
         write_record(sweep_dir, uri, experiment, run.info.run_id, swept=swept)
     except tracker_errors() as exc:
         said_lost(uri, "starting the sweep's run", exc, sweep_dir)

@@ -23,13 +23,33 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-TAGS = {"train_loss_step": "loss/train_step", "train_loss_epoch": "loss/train", "val_loss": "loss/val",
-        "test_loss": "loss/test", "train_acc": "accuracy/train", "val_acc": "accuracy/val", "test_acc": "accuracy/test"}
+TAGS = {
+    "train_loss_step": "loss/train_step",
+    "train_loss_epoch": "loss/train",
+    "val_loss": "loss/val",
+    "test_loss": "loss/test",
+    "train_acc": "accuracy/train",
+    "val_acc": "accuracy/val",
+    "test_acc": "accuracy/test",
+}
 # Custom Scalars takes regular expressions: anchored, so that loss/train does not also draw loss/train_step
-LAYOUT = {"train and validation": {"accuracy": ["Multiline", ["^accuracy/train$", "^accuracy/val$"]],
-                                   "loss": ["Multiline", ["^loss/train$", "^loss/val$"]]}}
+LAYOUT = {
+    "train and validation": {
+        "accuracy": ["Multiline", ["^accuracy/train$", "^accuracy/val$"]],
+        "loss": ["Multiline", ["^loss/train$", "^loss/val$"]],
+    }
+}
 # Overrides that do not change what a run computes, or that only locate it, stay out of its name.
-UNNAMED = ("experiment=", "hydra.", "resume=", "data.data_dir=", "callbacks.progress_bar.", "logger", "name=", "explain=")
+UNNAMED = (
+    "experiment=",
+    "hydra.",
+    "resume=",
+    "data.data_dir=",
+    "callbacks.progress_bar.",
+    "logger",
+    "name=",
+    "explain=",
+)
 
 
 def described(only: set[str] | None = None) -> str:
@@ -38,8 +58,11 @@ def described(only: set[str] | None = None) -> str:
     if not HydraConfig.initialized():
         return "run"
     hydra = HydraConfig.get()
-    overrides = [o.lstrip("+~").replace("/", "_") for o in hydra.overrides.task if not o.lstrip("+~").startswith(UNNAMED)
-                 and (only is None or o.lstrip("+~").partition("=")[0] in only)]
+    overrides = [
+        o.lstrip("+~").replace("/", "_")
+        for o in hydra.overrides.task
+        if not o.lstrip("+~").startswith(UNNAMED) and (only is None or o.lstrip("+~").partition("=")[0] in only)
+    ]
     choices = hydra.runtime.choices
     return "/".join([choices.get("experiment") or choices.get("model") or "run", *overrides])
 

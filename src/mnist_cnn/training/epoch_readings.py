@@ -52,11 +52,19 @@ class BestAtEpochs(Callback):
         return {"best_path": self.best_path, "noted": self.noted, "kept": self.kept, "tested": self.tested}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best_path, self.noted, self.kept, self.tested = (state[k] for k in ("best_path", "noted", "kept", "tested"))
+        self.best_path, self.noted, self.kept, self.tested = (
+            state[k] for k in ("best_path", "noted", "kept", "tested")
+        )
 
 
-def read_epochs(trainer: L.Trainer, model: L.LightningModule, datamodule, readings: BestAtEpochs,
-                history: list[dict], with_test: bool) -> dict[str, dict]:
+def read_epochs(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule,
+    readings: BestAtEpochs,
+    history: list[dict],
+    with_test: bool,
+) -> dict[str, dict]:
     """{k: the figures a k-epoch run would report}, testing each k's kept weights (if `with_test`). Leaves
     the model with other weights: call before the run's own test, which loads its checkpoint."""
     out = {}
@@ -64,7 +72,12 @@ def read_epochs(trainer: L.Trainer, model: L.LightningModule, datamodule, readin
         model.load_state_dict(readings.kept[best_epoch])
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0] if with_test else {}
         best = next(h for h in history if h["epoch"] == best_epoch)
-        out[str(k)] = {"epochs": k, "best_epoch": best_epoch, "best_val_acc": best["val_acc"],
-                       "best_val_loss": best["val_loss"], "test_acc": test.get("test_acc"), "test_loss": test.get("test_loss")}
+        out[str(k)] = {
+            "epochs": k,
+            "best_epoch": best_epoch,
+            "best_val_acc": best["val_acc"],
+            "best_val_loss": best["val_loss"],
+            "test_acc": test.get("test_acc"),
+            "test_loss": test.get("test_loss"),
+        }
     return out
-

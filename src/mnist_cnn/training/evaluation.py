@@ -20,12 +20,17 @@ class Evaluation(L.Callback):
         # validate_args off: torchmetrics' checks run torch.unique on every batch, a host-device sync per step
         metric = dict(task="multiclass", num_classes=len(trainer.datamodule.classes), validate_args=False)
         self.confusion = torchmetrics.ConfusionMatrix(**metric).to(pl_module.device)
-        self.per_class = torchmetrics.MetricCollection({
-            f"{name}_{average}": cls(**metric, average=average)
-            for name, cls in (("precision", torchmetrics.Precision), ("recall", torchmetrics.Recall),
-                              ("f1", torchmetrics.F1Score))
-            for average in ("none", "macro", "weighted")
-        }).to(pl_module.device)
+        self.per_class = torchmetrics.MetricCollection(
+            {
+                f"{name}_{average}": cls(**metric, average=average)
+                for name, cls in (
+                    ("precision", torchmetrics.Precision),
+                    ("recall", torchmetrics.Recall),
+                    ("f1", torchmetrics.F1Score),
+                )
+                for average in ("none", "macro", "weighted")
+            }
+        ).to(pl_module.device)
         self.kept = None
 
     def on_test_batch_end(self, trainer, pl_module, logits, batch, batch_idx, dataloader_idx=0) -> None:
@@ -51,8 +56,12 @@ class Evaluation(L.Callback):
         top = score.topk(min(MISTAKES_KEPT, len(score))).indices
         top = top[score[top] >= 0].cpu()
         score, x, y, predicted = (t.cpu()[top] for t in (score, x, y, predicted))
-        return {"images": x[:, 0].float(), "true": y.tolist(), "predicted": predicted.tolist(),
-                "probability": score.tolist()}
+        return {
+            "images": x[:, 0].float(),
+            "true": y.tolist(),
+            "predicted": predicted.tolist(),
+            "probability": score.tolist(),
+        }
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         confusion = self.confusion.compute()
@@ -61,14 +70,21 @@ class Evaluation(L.Callback):
         self.report = {
             "confusion_matrix": confusion.tolist(),
             "per_class": {
-                str(c): {"precision": scores["precision_none"][c], "recall": scores["recall_none"][c],
-                         "f1": scores["f1_none"][c], "support": support[c]}
+                str(c): {
+                    "precision": scores["precision_none"][c],
+                    "recall": scores["recall_none"][c],
+                    "f1": scores["f1_none"][c],
+                    "support": support[c],
+                }
                 for c in range(len(support))
             },
             **{
-                f"{average} avg": {"precision": scores[f"precision_{average}"],
-                                   "recall": scores[f"recall_{average}"],
-                                   "f1": scores[f"f1_{average}"], "support": sum(support)}
+                f"{average} avg": {
+                    "precision": scores[f"precision_{average}"],
+                    "recall": scores[f"recall_{average}"],
+                    "f1": scores[f"f1_{average}"],
+                    "support": sum(support),
+                }
                 for average in ("macro", "weighted")
             },
         }

@@ -28,7 +28,9 @@ import torch
 from torch import Tensor
 
 # LearningRateMonitor copies the learning rate with torch.tensor(), which warns when it is a tensor already
-warnings.filterwarnings("ignore", message="To copy construct from a tensor", module="lightning.pytorch.callbacks.lr_monitor")
+warnings.filterwarnings(
+    "ignore", message="To copy construct from a tensor", module="lightning.pytorch.callbacks.lr_monitor"
+)
 
 WARMUP = 3
 FUSED = {"SGD", "Adam", "AdamW"}  # torch's fused CUDA kernels that take a tensor learning rate
@@ -66,8 +68,10 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.x = self.y = self.loss = None
         self.steps = 0
-        self.settings = [{k: group[k] for k in ("lr", "capturable", "fused", "foreach") if k in group}
-                         for group in optimizer.param_groups]
+        self.settings = [
+            {k: group[k] for k in ("lr", "capturable", "fused", "foreach") if k in group}
+            for group in optimizer.param_groups
+        ]
         name = type(optimizer).__name__
         device = optimizer.param_groups[0]["params"][0].device
         for group in optimizer.param_groups:
@@ -77,7 +81,9 @@ class GraphedStep:
                 group["fused"], group["foreach"] = True, False
             # a float would be baked into the graph; the schedule fills a tensor in place
             group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
-        for state in optimizer.state.values():  # Lightning restores step counts on the CPU; captured, they live on the GPU
+        for (
+            state
+        ) in optimizer.state.values():  # Lightning restores step counts on the CPU; captured, they live on the GPU
             if isinstance(state.get("step"), Tensor):
                 state["step"] = state["step"].to(device)
 
@@ -95,13 +101,19 @@ class GraphedStep:
     def portable(self, state: dict) -> dict:
         """An optimiser's or schedule's state_dict as the uncaptured optimiser would write it: learning
         rates as floats, the configured flags, so that a checkpoint resumes on any device."""
-        state = {k: [float(v) if isinstance(v, Tensor) else v for v in value] if k == "_last_lr" else value
-                 for k, value in state.items()}
+        state = {
+            k: [float(v) if isinstance(v, Tensor) else v for v in value] if k == "_last_lr" else value
+            for k, value in state.items()
+        }
         if "param_groups" in state:
-            state["param_groups"] = [{**group, **setting, "lr": float(group["lr"])}
-                                     for group, setting in zip(state["param_groups"], self.settings)]
-            state["state"] = {i: {k: v.cpu() if k == "step" and isinstance(v, Tensor) else v for k, v in s.items()}
-                              for i, s in state["state"].items()}
+            state["param_groups"] = [
+                {**group, **setting, "lr": float(group["lr"])}
+                for group, setting in zip(state["param_groups"], self.settings)
+            ]
+            state["state"] = {
+                i: {k: v.cpu() if k == "step" and isinstance(v, Tensor) else v for k, v in s.items()}
+                for i, s in state["state"].items()
+            }
         return state
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:

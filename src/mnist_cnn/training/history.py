@@ -46,18 +46,20 @@ class History(L.Callback):
         # Lightning runs the epoch's validation before this hook, so its metrics are in place.
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         total = time.perf_counter() - self._start
-        self.epochs.append({
-            "epoch": trainer.current_epoch + 1,
-            "train_loss": metrics.get("train_loss_epoch"),
-            "train_acc": metrics.get("train_acc"),
-            "val_loss": metrics.get("val_loss"),
-            "val_acc": metrics.get("val_acc"),
-            **{k: v for k, v in metrics.items() if k.startswith("val_")},  # any other a module logs
-            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),  # a tensor while graphed
-            "train_samples": self._samples * trainer.world_size,
-            "train_seconds": total - self._val_seconds,
-            "val_seconds": self._val_seconds,
-        })
+        self.epochs.append(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "train_loss": metrics.get("train_loss_epoch"),
+                "train_acc": metrics.get("train_acc"),
+                "val_loss": metrics.get("val_loss"),
+                "val_acc": metrics.get("val_acc"),
+                **{k: v for k, v in metrics.items() if k.startswith("val_")},  # any other a module logs
+                "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),  # a tensor while graphed
+                "train_samples": self._samples * trainer.world_size,
+                "train_seconds": total - self._val_seconds,
+                "val_seconds": self._val_seconds,
+            }
+        )
         if trainer.is_global_zero and not trainer.sanity_checking:
             line = epoch_line(self.epochs[-1], trainer.max_epochs)
             self.say(trainer, line)
@@ -72,7 +74,14 @@ class History(L.Callback):
 
 def epoch_line(e: dict, max_epochs: int) -> str:
     """Keras's order: loss, acc, val_loss, val_acc; then the epoch's time."""
-    figures = [f"{name} {e[key]:.4f}" for name, key in (("loss", "train_loss"), ("acc", "train_acc"),
-                                                        ("val_loss", "val_loss"), ("val_acc", "val_acc"))
-               if e.get(key) is not None]
+    figures = [
+        f"{name} {e[key]:.4f}"
+        for name, key in (
+            ("loss", "train_loss"),
+            ("acc", "train_acc"),
+            ("val_loss", "val_loss"),
+            ("val_acc", "val_acc"),
+        )
+        if e.get(key) is not None
+    ]
     return f"Epoch {e['epoch']}/{max_epochs}: {', '.join(figures)} ({e['train_seconds'] + e['val_seconds']:.0f} s)"

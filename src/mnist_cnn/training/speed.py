@@ -52,8 +52,16 @@ def wants_cuda_graph(setting: bool | None, trainer, compile: bool, optimizer: to
     training (mnist_cnn.config.checks.check_cuda_graph)."""
     if setting is not None:
         return setting
-    return obstacle(trainer.strategy.root_device.type, trainer.world_size == 1, compile, str(trainer.precision),
-                    type(optimizer).__name__) is None
+    return (
+        obstacle(
+            trainer.strategy.root_device.type,
+            trainer.world_size == 1,
+            compile,
+            str(trainer.precision),
+            type(optimizer).__name__,
+        )
+        is None
+    )
 
 
 class LossWatch:
@@ -76,8 +84,9 @@ class LossWatch:
         step, loss = self.first_bad.tolist()
         if step >= 0:
             step = self.first_step + int(step)
-            raise TrainingDiverged(f"training loss is {loss} at step {step} "
-                                   f"(epoch {step // per_epoch + 1}, batch {step % per_epoch})")
+            raise TrainingDiverged(
+                f"training loss is {loss} at step {step} (epoch {step // per_epoch + 1}, batch {step % per_epoch})"
+            )
 
 
 class FastStep(L.Callback):
@@ -120,6 +129,7 @@ class FastStep(L.Callback):
             loss = computed(x, y)
             self.watch.note(loss)
             return loss
+
         return step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -146,8 +156,11 @@ def closure_only(epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
 
 # The LightningModule's hooks a step that runs its own backward and optimiser step makes no-ops: the
 # gradients live in the graph, overwritten at each replay.
-TAKEN_OVER = {"backward": lambda *args, **kwargs: None, "optimizer_zero_grad": lambda *args, **kwargs: None,
-              "optimizer_step": closure_only}
+TAKEN_OVER = {
+    "backward": lambda *args, **kwargs: None,
+    "optimizer_zero_grad": lambda *args, **kwargs: None,
+    "optimizer_step": closure_only,
+}
 
 
 def take_over(pl_module: L.LightningModule) -> None:
