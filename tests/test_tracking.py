@@ -264,7 +264,11 @@ def test_the_mlflow_ui_shows_the_sweeps_runs(parallel_sweep, tmp_path):
             page.wait_for_timeout(2000)  # the charts' lines drawn
             shot = tmp_path / "mlflow.png"
             page.screenshot(path=str(shot))
+            shown = {b: page.get_by_text(f"baseline/data.batch_size={b}", exact=True).count() for b in (32, 64, 128)}
+            charts = page.get_by_text("val_acc", exact=True).count()
             chromium.close()
+    assert all(shown.values()) and charts, (shown, charts)  # the three children, and their accuracy charts
+    assert shot.stat().st_size > 30_000  # a page drawn, not a blank one
     keep = os.environ.get("MNIST_CNN_SCREENSHOTS")
     if keep:
         shutil.copy(shot, os.path.join(keep, "mlflow.png"))
