@@ -11,7 +11,7 @@ from mnist_cnn.inference.loader import load_network
 from mnist_cnn.models.layers import Dropout, keras_order
 from mnist_cnn.reports.run_files import misclassified_figure
 from mnist_cnn.runs.build import lab_model
-from mnist_cnn.training.evaluation import MISTAKES_KEPT, Evaluation
+from mnist_cnn.training.evaluation import MISTAKES_KEPT, TestReport
 from mnist_cnn.training.speed import FastStep, LossWatch, wants_channels_last
 
 LAB_PARAMETERS = {"baseline": 1_199_882, "elu": 329_962, "prose_cnn": 59_933, "speedrun": 321_066}
@@ -187,7 +187,7 @@ def test_a_finite_run_passes_the_guard():
 
 def test_the_most_confident_mistakes_are_kept_across_batches():
     """Top-k per batch on the device, merged: the same as sorting all wrong answers at once."""
-    evaluation = Evaluation()
+    evaluation = TestReport()
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(700, 1, 28, 28, generator=generator)
     y = torch.randint(0, 10, (700,), generator=generator)
@@ -207,7 +207,7 @@ def test_the_most_confident_mistakes_are_kept_across_batches():
 
 
 def test_a_test_set_answered_right_has_no_mistakes_to_show():
-    evaluation = Evaluation()
+    evaluation = TestReport()
     evaluation.kept = None
     y = torch.arange(10)
     evaluation.keep_mistakes(torch.zeros(10, 1, 28, 28), y, F.one_hot(y, 10).float() * 5)

@@ -189,13 +189,15 @@ def test_resume_of_a_missing_directory_is_refused(tmp_path):
 
 
 def test_a_resumed_run_writes_tensorboard_where_it_started_whatever_the_layout_then(tmp_path):
-    from mnist_cnn.tracking.tensorboard import RunLogger, described
+    from mnist_cnn.tracking.tensorboard import RunTensorBoardLogger, described
 
-    assert Path(RunLogger(str(tmp_path)).log_dir) == tmp_path / described()  # a new run: under what it changes
+    assert (
+        Path(RunTensorBoardLogger(str(tmp_path)).log_dir) == tmp_path / described()
+    )  # a new run: under what it changes
     started_before = tmp_path / "tensorboard" / "baseline" / "seed=1"  # a run made before this layout
     started_before.mkdir(parents=True)
     (started_before / "events.out.tfevents.1.vm.1.0").write_bytes(b"")
-    assert Path(RunLogger(str(tmp_path)).log_dir) == started_before
+    assert Path(RunTensorBoardLogger(str(tmp_path)).log_dir) == started_before
 
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

@@ -62,7 +62,7 @@ def predict(argv: list[str] | None = None) -> None:
     with guarded(p.prog):
         from mnist_cnn.inference import predict as reading
 
-        reading.run(args)
+        reading.main(args)
 
 
 def explain(argv: list[str] | None = None) -> None:
@@ -81,7 +81,7 @@ def explain(argv: list[str] | None = None) -> None:
     with guarded(p.prog):
         from mnist_cnn.explain import command as explaining
 
-        explaining.run(args)
+        explaining.main(args)
 
 
 def images_and_checkpoint(p: Parser) -> None:
@@ -128,10 +128,11 @@ def export(argv: list[str] | None = None) -> None:
                 f"{args.output}: the format cannot be told from the suffix {Path(args.output).suffix!r} "
                 "(.onnx, .pt2 or .pt); add --format onnx, pt2 or torchscript"
             )
-        fmt = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
+        args.format = args.format or (by_suffix[Path(args.output).suffix] if args.output else "onnx")
+        args.suffix = SUFFIXES[args.format]
         from mnist_cnn.inference import export as exporting
 
-        exporting.run(args.ckpt, fmt, Path(args.output) if args.output else None, SUFFIXES[fmt])
+        exporting.main(args)
 
 
 def demo(argv: list[str] | None = None) -> None:
@@ -149,7 +150,7 @@ def demo(argv: list[str] | None = None) -> None:
     with guarded(p.prog):
         from mnist_cnn.cli import demo as page
 
-        page.run(args)
+        page.main(args)
 
 
 def report(argv: list[str] | None = None) -> None:
@@ -163,4 +164,4 @@ def report(argv: list[str] | None = None) -> None:
     with guarded(p.prog):
         from mnist_cnn.reports import sweep as reporting
 
-        reporting.run(args, p)
+        reporting.main(args)

@@ -225,7 +225,7 @@ def browser_left(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], ClientDisconnect))
 
 
-def run(args) -> None:
+def main(args) -> None:
     """mnist-demo, its command line parsed (mnist_cnn.cli.commands): serves until Ctrl-C or SIGTERM."""
     reader = Reader(args.ckpt)
     demo, theme = page(reader)

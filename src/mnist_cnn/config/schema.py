@@ -106,9 +106,9 @@ class LearningRateConfig:
 
 @dataclass
 class TensorBoardConfig:
-    """mnist_cnn.tracking.tensorboard.RunLogger (Lightning's TensorBoardLogger)"""
+    """mnist_cnn.tracking.tensorboard.RunTensorBoardLogger (Lightning's TensorBoardLogger)"""
 
-    _target_: str = key("the logger class", "mnist_cnn.tracking.tensorboard.RunLogger")
+    _target_: str = key("the logger class", "mnist_cnn.tracking.tensorboard.RunTensorBoardLogger")
     save_dir: str = key("the folder the logger writes under", RUN_DIR)
     name: str = key("its subfolder ('': none, the run's folder itself)", "")
     version: Optional[str] = key(

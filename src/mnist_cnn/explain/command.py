@@ -15,7 +15,7 @@ from mnist_cnn.inference.loader import load_network
 from mnist_cnn.inference.predict import prepared, say_problems
 
 
-def run(args) -> None:
+def main(args) -> None:
     """mnist-explain, its command line read (mnist_cnn.cli.commands): for each readable image, a figure in
     args.out (the image as the network reads it, where it looks, its three likeliest classes), or with
     --json the numbers; each image that cannot be read is one line on stderr, and the exit status 1."""

@@ -120,12 +120,12 @@ def export(net: nn.Module, fmt: str, out: Path, data: dict) -> Path:
     return out
 
 
-def run(ckpt: str, fmt: str, output: Path | None, suffix: str) -> None:
-    """mnist-export, its command line read (mnist_cnn.cli.commands): `fmt` written to `output`, or beside the
-    checkpoint with `suffix`."""
-    checkpoint = run_checkpoint(ckpt)
+def main(args) -> None:
+    """mnist-export, its command line read (mnist_cnn.cli.commands): args.format written to args.output, or
+    beside the checkpoint with args.suffix."""
+    fmt, checkpoint = args.format, run_checkpoint(args.ckpt)
     model, data = load_network(checkpoint)
-    out = output or checkpoint.with_suffix(suffix)
+    out = Path(args.output) if args.output else checkpoint.with_suffix(args.suffix)
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
     if fmt in DEPRECATED:

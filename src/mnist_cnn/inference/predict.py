@@ -141,7 +141,7 @@ def say_problems(prog: str, problems: list[str]) -> None:
         sys.exit(1)
 
 
-def run(args) -> None:
+def main(args) -> None:
     """mnist-predict, its command line parsed (mnist_cnn.cli.commands): every readable image is predicted; each
     one that is not gets its own line on stderr, and the exit status is 1 if there was any."""
     model, data = load_network(args.ckpt)

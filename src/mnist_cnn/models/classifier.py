@@ -77,7 +77,7 @@ class Classifier(L.LightningModule):
         self.evaluate(batch, self.val_acc, "val", prog_bar=True)
 
     def test_step(self, batch, batch_idx):
-        """Returns the logits: mnist_cnn.training.evaluation.Evaluation builds the run's test report from them."""
+        """Returns the logits: mnist_cnn.training.evaluation.TestReport builds the run's test report from them."""
         return self.evaluate(batch, self.test_acc, "test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

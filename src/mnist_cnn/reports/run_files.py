@@ -227,7 +227,7 @@ def write_run(
     out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict, explain: bool = True
 ) -> None:
     """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
-    run's mnist_cnn.training.evaluation.Evaluation, whose report and mistakes are the last test's (report None: no test);
+    run's mnist_cnn.training.evaluation.TestReport, whose report and mistakes are the last test's (report None: no test);
     explain: also what the tested network learned (mnist_cnn.explain.attributions). metrics.json and the test's report
     come first: a figure, the Projector or TensorBoard failing after them is one warning naming it, and the
     run keeps its result."""

@@ -18,11 +18,13 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from mnist_cnn.atomic import write_atomically
+from mnist_cnn.errors import UserError
 from mnist_cnn.figures import save_figure, sweep_figure
 from mnist_cnn.reports.intervals import estimate
 from mnist_cnn.reports.summary import comparisons, shared, summary_markdown
@@ -239,22 +241,24 @@ def runs_table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def run(args, parser) -> None:
-    """mnist-report, its command line parsed (mnist_cnn.cli.commands); `parser` says a mistaken folder."""
+def main(args) -> None:
+    """mnist-report, its command line parsed (mnist_cnn.cli.commands)."""
     dirs = [Path(d) for d in args.dirs]
     missing = [d for d in dirs if not d.is_dir()]
     if missing:
-        parser.error(f"{missing[0]}: no such directory")
+        refuse(f"{missing[0]}: no such directory")
     runs = [d for d in dirs if (d / "metrics.json").exists() or (d / ".hydra").is_dir()]
     if len(dirs) == 1 and not runs:
         if not any(dirs[0].glob("*/metrics.json")) and not any(dirs[0].glob("*/.hydra")):
-            parser.error(f"{dirs[0]}: neither a multirun directory (jobs with metrics.json) nor a run directory")
+            refuse(f"{dirs[0]}: neither a multirun directory (jobs with metrics.json) nor a run directory")
         rows = write_report(dirs[0])  # a full disk, a read-only copy of the sweep: the guard's one line
         print((dirs[0] / "summary.md").read_text())
         sys.exit(1 if any(r["status"] != "ok" for r in rows) else 0)
     others = [d for d in dirs if d not in runs]
     if others:
-        parser.error(
-            f"{others[0]}: not a run directory (no metrics.json); give one multirun directory, or run directories"
-        )
+        refuse(f"{others[0]}: not a run directory (no metrics.json); give one multirun directory, or run directories")
     print(runs_table(runs))
+
+
+def refuse(reason: str) -> NoReturn:
+    raise UserError(f"{reason} (see mnist-report --help)")

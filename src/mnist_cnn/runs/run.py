@@ -27,7 +27,7 @@ from mnist_cnn.runs.build import built, model_of
 from mnist_cnn.tracking import mlflow_run as tracking
 from mnist_cnn.training.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.training.epoch_readings import BestAtEpochs, read_epochs
-from mnist_cnn.training.evaluation import Evaluation
+from mnist_cnn.training.evaluation import TestReport
 from mnist_cnn.training.history import History
 from mnist_cnn.training.resume_state import ResumeState
 
@@ -61,13 +61,13 @@ def provenance() -> dict:
 @dataclass
 class Tested:
     """What the run's test used and gave: the epoch validation chose, its checkpoint, the test's figures
-    ({} with test=false), and the run's Evaluation (its report and mistakes)."""
+    ({} with test=false), and the run's TestReport (its report and mistakes)."""
 
     best: dict
     best_path: str
     monitor: str | None
     test: dict
-    evaluation: Evaluation
+    evaluation: TestReport
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Run:
     model: Classifier
     trainer: L.Trainer
     history: History
-    evaluation: Evaluation
+    evaluation: TestReport
     readings: BestAtEpochs | None
     folder: Path = field(default_factory=lambda: Path(HydraConfig.get().runtime.output_dir))
     overrides: list[str] = field(default_factory=lambda: list(HydraConfig.get().overrides.task))
@@ -93,7 +93,7 @@ class Run:
         datamodule = built("data", cfg.data, _convert_="all")  # plain containers in hparams and checkpoints
         model = model_of(cfg.model, cfg.data.dataset)
         readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
-        history, evaluation = History(), Evaluation()
+        history, evaluation = History(), TestReport()
         callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
         callbacks += [ResumeState(), history, evaluation, *([readings] if readings else []), *extra_callbacks]
         loggers = [instantiate(c) for c in (cfg.logger or {}).values()]

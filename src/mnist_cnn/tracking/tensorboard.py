@@ -81,7 +81,7 @@ def run_name(only: set[str] | None = None) -> str:
     return folder if any(o.startswith("name=") for o in hydra.overrides.task) else f"{described()} ({folder})"
 
 
-class RunLogger(TensorBoardLogger):
+class RunTensorBoardLogger(TensorBoardLogger):
     """Writes into the run's folder (name ''), under what the run changes (version null: `described`), so
     that `tensorboard --logdir outputs` calls it `runs/<folder>/<experiment or model>/<override>...`: the
     folder tells runs apart, the rest what they changed. A resumed run keeps the place it started with

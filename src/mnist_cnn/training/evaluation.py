@@ -11,7 +11,12 @@ import torchmetrics
 MISTAKES_KEPT = 100  # the test images wrongly classified with the highest confidence
 
 
-class Evaluation(L.Callback):
+class TestReport(L.Callback):
+    """The test's report: per-class precision, recall and F1, the confusion matrix, and the most confident
+    mistakes, from the test step's logits."""
+
+    __test__ = False  # a Lightning callback, not a class of pytest's
+
     def __init__(self) -> None:
         self.report: dict | None = None  # the last test's, as classification_report.json holds it
         self.mistakes: dict | None = None  # the last test's, as misclassified.png shows them
