@@ -4,6 +4,7 @@ bf16-mixed and 32-true, and the lab's own Keras code (scripts/keras_lab.py, unde
 tensorflow-cpu), alternating, best of --rounds each: benchmarks/results/cpu-<date>-lab-epochs.json.
 
     python -m benchmarks.lab_epochs --against <commit> [--keras-python /tmp/tf/bin/python]
+    python -m benchmarks.lab_epochs --against <commit> --experiment speedrun --precisions bf16-mixed
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ def lab_epoch(commit: str | None, precision: str, args) -> dict:
         if commit:
             root = Path(tmp) / "tree"
             subprocess.run(["git", "worktree", "add", "--detach", "-q", str(root), commit], check=True)
+            # the commit's own conf/ as the package mnist_cnn.conf, ahead of the installed checkout's
+            (root / "src" / "mnist_cnn" / "conf").symlink_to(root / "conf")
         try:
             command = [
                 sys.executable,
                 "train.py",
-                "trainer.max_epochs=1",
+                *([f"experiment={args.experiment}"] if args.experiment else ["trainer.max_epochs=1"]),
                 f"trainer.precision={precision}",
                 "test=false",
                 "callbacks.progress_bar.refresh_rate=0",
@@ -74,7 +77,7 @@ def lab_epochs(args) -> dict:
     and the lab's Keras code (--keras-python), alternating, --rounds times; best of the rounds each."""
     runs = []
     for _ in range(args.rounds):
-        for precision in ("bf16-mixed", "32-true"):
+        for precision in args.precisions.split(","):
             for commit in (args.against, None):
                 runs.append(lab_epoch(commit, precision, args))
                 print(
@@ -88,7 +91,12 @@ def lab_epochs(args) -> dict:
     for r in runs:
         key = f"{'keras' if r['commit'] == 'keras' else ('before' if r['commit'] == args.against else 'now')} {r['precision']}"
         best[key] = min(best.get(key, float("inf")), r["epoch_seconds"])
-    return {"against": args.against, "runs": runs, "best_epoch_seconds": best}
+    return {
+        "against": args.against,
+        "experiment": args.experiment or "lab_baseline, 1 epoch",
+        "runs": runs,
+        "best_epoch_seconds": best,
+    }
 
 
 def main() -> None:
@@ -96,8 +104,10 @@ def main() -> None:
     p.add_argument("--against", required=True, help="the commit to compare with")
     p.add_argument("--keras-python", help="a Python with tensorflow-cpu (see scripts/keras_lab.py)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds")
+    p.add_argument("--experiment", help="an experiment of one epoch instead of the lab's first run (speedrun)")
+    p.add_argument("--precisions", default="bf16-mixed,32-true", help="comma-separated")
     args = parsed(p)
-    save_results(args, torch.device("cpu"), "lab-epochs", lab_epochs(args))
+    save_results(args, torch.device("cpu"), f"{args.experiment or 'lab'}-epochs", lab_epochs(args))
 
 
 if __name__ == "__main__":
