@@ -81,7 +81,8 @@ def lab_epochs(args) -> dict:
             for commit in (args.against, None):
                 runs.append(lab_epoch(commit, precision, args))
                 print(
-                    f"cpu   baseline epoch {runs[-1]['commit'][:7]} {precision:10} {runs[-1]['epoch_seconds']:6.1f} s",
+                    f"cpu   {args.experiment or 'baseline'} epoch {runs[-1]['commit'][:7]} {precision:10} "
+                    f"{runs[-1]['epoch_seconds']:6.1f} s",
                     flush=True,
                 )
         if args.keras_python:
