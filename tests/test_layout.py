@@ -52,7 +52,20 @@ def test_no_import_cycle_in_the_package():
 
 # The package's layers, lowest first: a module may import its own folder's and those of lower layers, never a
 # higher one's. The modules at the top of the package (errors, atomic, suggest, figures) are the lowest.
-LAYERS = ["", "data", "models", "training", "inference", "explain", "tracking", "reports", "config", "runs", "cli"]
+LAYERS = [
+    "",
+    "data",
+    "models",
+    "training",
+    "inference",
+    "explain",
+    "tracking",
+    "reports",
+    "config",
+    "search",
+    "runs",
+    "cli",
+]
 
 
 def layer(module: str) -> int:

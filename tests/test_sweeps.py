@@ -1,4 +1,4 @@
-"""Multirun sweeps and their report: grids, failures, launchers, optuna, DDP."""
+"""Multirun sweeps and their report: grids, failures, launchers, DDP (the search: test_search.py)."""
 
 import csv
 import json
@@ -317,16 +317,6 @@ def test_slurm_launcher_config_composes():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.array_parallelism) == ("gpu", 1, 16)
-
-
-@pytest.mark.slow
-def test_optuna_runs_two_trials_on_the_returned_validation_metric(tmp_path, mnist_dir):
-    result = train_here("hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = summary_rows(tmp_path)
-    assert len(rows) == 2 and all("model.optimizer.lr=" in r["overrides"] for r in rows)
-    best = (tmp_path / "optimization_results.yaml").read_text()
-    assert f"best_value: {max(float(r['best_val_acc']) for r in rows)}" in best
 
 
 @pytest.mark.slow

@@ -13,8 +13,10 @@ import sys
 from typing import Callable
 
 import hydra
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
 
+from hydra_plugins.mnist_cnn_search.study_sweeper import StudySweeper
 from mnist_cnn.cli import usage
 from mnist_cnn.cli.guard import guarded
 from mnist_cnn.config.overrides import (
@@ -61,6 +63,9 @@ def main() -> None:
             print(f"{PROG}: {exc}")
             sys.exit(0)
     sys.argv[1:] = network_keys_added(sys.argv[1:])
+    # Hydra scans the hydra_plugins namespace for plugins, and misses ours under an editable install (its path
+    # hook lists no modules): the search's sweeper is registered by hand, as Hydra's Plugins.register allows
+    Plugins.instance().register(StudySweeper)
     usage.register()  # --help's text, where Hydra itself is asked for it (hydra.help.template)
     run_hydra(PROG, run)
 

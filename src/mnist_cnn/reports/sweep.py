@@ -203,6 +203,8 @@ class SweepReport(Callback):
             )
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        if str(config.hydra.sweeper.get("_target_")).endswith(".StudySweeper"):
+            return  # a search: its sweeper reports on its study (mnist_cnn.search.report)
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = write_report(sweep_dir)
         print(f"Sweep report: {sweep_dir / 'summary.md'}")

@@ -24,7 +24,7 @@ from mnist_cnn.reports import run_files as artifacts
 from mnist_cnn.runs.resume import finished_metrics
 from mnist_cnn.runs.run import Run, Tested, checkpoint_dir
 from mnist_cnn.tracking import store as tracking_store
-from mnist_cnn.training.interrupt import Interrupted, Interruptible
+from mnist_cnn.training.interrupt import Interrupted, Interruptible, Pruned
 
 log = logging.getLogger(__name__)
 PROG = "mnist-train"
@@ -164,6 +164,10 @@ def run_job(cfg: DictConfig) -> float | None:
     except Interrupted as exc:
         record_interruption(cfg, exc)
         raise  # stops a sweep too, as a signal should
+    except Pruned as exc:  # a search's trial, behind the others: its record says so, and the search goes on
+        record(cfg, "pruned", reason=str(exc), epochs=exc.epoch)
+        log.info("Trial %s", exc)
+        return None
     except SIGTERMException:  # Lightning's own, under DDP: stopped at a step, saved nothing there
         exc = Interrupted(signal.SIGTERM)
         record_interruption(cfg, exc)

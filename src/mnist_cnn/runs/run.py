@@ -95,7 +95,14 @@ class Run:
         readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
         history, evaluation = History(), TestReport()
         callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
-        callbacks += [ResumeState(), history, evaluation, *([readings] if readings else []), *extra_callbacks]
+        callbacks += [
+            *trial_pruning(),
+            ResumeState(),
+            history,
+            evaluation,
+            *([readings] if readings else []),
+            *extra_callbacks,
+        ]
         loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
         trainer = built(
             "trainer",
@@ -228,6 +235,20 @@ class Run:
         )  # a smoke run's network learned nothing
         for tracker in self.trackers:
             tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
+
+
+def trial_pruning() -> list:
+    """A search's trial reports its validation accuracy to the study and stops where the pruner says
+    (mnist_cnn.search.pruning); any other run, nothing."""
+    hydra = HydraConfig.get()
+    if hydra.mode != RunMode.MULTIRUN or not str(hydra.sweeper.get("_target_")).endswith(".StudySweeper"):
+        return []
+    from mnist_cnn.search.pruning import TrialPruning
+    from mnist_cnn.search.study import storage_url
+
+    url = storage_url(hydra.sweeper.storage, hydra.sweep.dir)
+    pruner = instantiate(hydra.sweeper.pruner) if hydra.sweeper.get("pruner") else None
+    return [TrialPruning(hydra.sweeper.study_name, url, hydra.job.num, pruner)]
 
 
 def checkpoint_dir(cfg: DictConfig) -> Path | None:

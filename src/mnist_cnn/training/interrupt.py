@@ -98,3 +98,12 @@ class AtStepEnd:
         if signum == signal.SIGUSR2 and callable(handler):
             handler(signum, None)  # submitit: requeue this job, then exit
         raise Interrupted(signum, step, epoch)
+
+
+class Pruned(Exception):
+    """A search's trial stopped at an epoch's end by the study's pruner (mnist_cnn.search.pruning): recorded as
+    pruned, with the epochs it ran, not as failed."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"pruned after epoch {epoch}")
+        self.epoch = epoch

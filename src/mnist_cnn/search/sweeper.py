@@ -1,0 +1,96 @@
+"""`python train.py hparams_search=optuna`: the search a Hydra sweeper runs (hydra_plugins.mnist_cnn_search), on Optuna's current API (ask and tell), written here
+because hydra-optuna-sweeper pins optuna < 3, whose storage does not run on SQLAlchemy 2, and runs its trials in
+batches that leave workers idle. The study is stored (mnist_cnn.search.study), `n_trials` is the study's total:
+the same command run again, or started on several machines at once, works on the one study until it holds
+n_trials finished trials (complete or pruned). Each trial is one job of the launcher, in its own folder named by
+its trial number; a trial clearly behind the others at an epoch is pruned there (mnist_cnn.search.pruning)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from mnist_cnn.search import report
+from mnist_cnn.search.space import distributions, override
+from mnist_cnn.search.study import HEARTBEAT, open_study, storage_url
+
+log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def search(
+    launcher,
+    config: DictConfig,
+    arguments: list[str],
+    study_name: str,
+    n_trials: int,
+    params: dict,
+    direction: str = "maximize",
+    storage: str | None = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    max_failures: int = 3,
+) -> None:
+    """Ask the study for trials and launch each as one job, until the study holds n_trials finished or running
+    trials, or this worker has seen max_failures trials fail; then write the search's report."""
+    sweep_dir = Path(config.hydra.sweep.dir)
+    url = storage_url(storage, sweep_dir)
+    study = open_study(study_name, url, direction, sampler, pruner)  # Hydra built them with the sweeper
+    space = distributions(OmegaConf.to_container(OmegaConf.create(dict(params))))
+    failures = 0
+    while True:
+        optuna.storages.fail_stale_trials(study)  # a killed worker's trial, once its heartbeat stopped
+        taken = sum(t.state in (*FINISHED, TrialState.RUNNING) for t in study.get_trials(deepcopy=False))
+        if taken >= n_trials or failures >= max_failures:
+            break
+        trial = study.ask(space)
+        overrides = [*arguments, *(override(k, v) for k, v in trial.params.items())]
+        with heartbeat(study, trial):
+            launcher.launch([overrides], initial_job_idx=trial.number)
+        failures += told(study, trial, sweep_dir / str(trial.number)) == TrialState.FAIL
+    report.write(study, sweep_dir, dict(params))
+    log.info("Search report: %s (study %s, %s)", sweep_dir / "search.md", study_name, url)
+
+
+def told(study: optuna.Study, trial: optuna.Trial, folder: Path) -> TrialState:
+    """The trial's end, as its job recorded it: complete with its validation accuracy, pruned at an epoch, or failed."""
+    try:
+        record = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        record = {}
+    status = record.get("status")
+    if status == "ok" and record.get("best_val_acc") is not None:
+        study.tell(trial, record["best_val_acc"], skip_if_finished=True)
+        return TrialState.COMPLETE
+    state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
+    study.tell(trial, state=state, skip_if_finished=True)
+    return state
+
+
+class heartbeat:
+    """The trial's heartbeat, beaten while its job runs, where the storage keeps them (a database)."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial):
+        self.storage, self.trial_id, self.stop = study._storage, trial._trial_id, threading.Event()
+
+    def __enter__(self):
+        if hasattr(self.storage, "record_heartbeat") and self.storage.get_heartbeat_interval():
+            self.thread = threading.Thread(target=self.beat, daemon=True)
+            self.thread.start()
+        return self
+
+    def beat(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self.stop.wait(HEARTBEAT):
+                return
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()

@@ -1,0 +1,82 @@
+"""hparams_search=optuna: a stored study whose n_trials is its total, continued by the same command, pruned
+trials recorded as such, its report; two workers started together on one study (real processes)."""
+
+import contextlib
+import csv
+import json
+import subprocess
+import sys
+
+import optuna
+import processes
+import pytest
+from runs import ROOT, train_here
+
+SMALL = (
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=1",
+    "callbacks.progress_bar.refresh_rate=0",
+    "explain=false",
+    "logger=csv",
+)
+
+
+def trials(folder) -> list[dict]:
+    return list(csv.DictReader((folder / "trials.csv").open()))
+
+
+@pytest.mark.slow  # trains
+def test_a_search_is_stored_and_the_same_command_continues_it_to_n_trials(tmp_path, mnist_dir):
+    search = ("hparams_search=optuna", *SMALL, f"hydra.sweep.dir={tmp_path}")
+    first = train_here(*search, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [r["trial"] for r in trials(tmp_path)] == ["0", "1"] and (tmp_path / "optuna.db").is_file()
+    again = train_here(*search, "hydra.sweeper.n_trials=3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = trials(tmp_path)
+    assert [r["trial"] for r in rows] == ["0", "1", "2"] and all(r["state"] in ("complete", "pruned") for r in rows)
+    assert {"model.optimizer.lr", "data.batch_size", "++model.net.dense_dropout"} <= set(rows[0])
+    for row in rows:
+        record = json.loads((tmp_path / row["trial"] / "metrics.json").read_text())
+        assert record["status"] == ("ok" if row["state"] == "complete" else "pruned")
+    done = train_here(*search, "hydra.sweeper.n_trials=3")  # the study is complete: nothing more to run
+    assert done.returncode == 0 and len(trials(tmp_path)) == 3
+    summary = (tmp_path / "search.md").read_text()
+    assert "Best by validation accuracy: trial " in summary and "never used to choose" in summary
+    assert (tmp_path / "optimization_history.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # trains
+def test_a_trial_behind_is_pruned_and_recorded_as_pruned(tmp_path, mnist_dir):
+    result = train_here(
+        "hparams_search=optuna",
+        *SMALL,
+        "hydra.sweeper.n_trials=2",
+        "~hydra.sweeper.pruner",
+        "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:2.0}",  # any accuracy is behind
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [(r["state"], r["epochs"]) for r in trials(tmp_path)] == [("pruned", "1"), ("pruned", "1")]
+    record = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    assert record["status"] == "pruned" and record["epochs"] == 1 and record["reason"] == "pruned after epoch 1"
+
+
+@pytest.mark.slow  # two worker processes
+def test_two_workers_started_together_share_one_study_to_n_trials(tmp_path, mnist_dir):
+    command = [sys.executable, "train.py", "hparams_search=optuna", *SMALL, "hydra.sweeper.n_trials=4",
+               "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(processes.started(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+            for _ in range(2)
+        ]
+        outputs = [w.communicate(timeout=processes.COMMAND)[0].decode() for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    study = optuna.load_study(study_name="baseline", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert len(states) == 4 and all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                                    for s in states), states  # fmt: skip
+    assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [0, 1, 2, 3]
