@@ -4,8 +4,11 @@ trials recorded as such, its report; two workers started together on one study (
 import contextlib
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import processes
@@ -80,3 +83,34 @@ def test_two_workers_started_together_share_one_study_to_n_trials(tmp_path, mnis
     assert len(states) == 4 and all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
                                     for s in states), states  # fmt: skip
     assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [0, 1, 2, 3]
+
+
+def states(folder) -> list[str]:
+    study = optuna.load_study(study_name="baseline", storage=f"sqlite:///{folder / 'optuna.db'}")
+    return [t.state.name for t in study.trials]
+
+
+@pytest.mark.slow  # three worker processes, one killed
+def test_a_worker_killed_mid_trial_costs_that_trial_and_the_study_still_reaches_n_trials(tmp_path, mnist_dir):
+    command = [sys.executable, "train.py", "hparams_search=optuna", *SMALL, "hydra.sweeper.n_trials=3",
+               "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3", "trainer.max_epochs=1",
+               "trainer.limit_train_batches=20", f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    with processes.started(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as first:
+        deadline = time.monotonic() + processes.COMMAND
+        while time.monotonic() < deadline and not (
+            (tmp_path / "optuna.db").exists() and {"COMPLETE", "RUNNING"} <= set(states(tmp_path))
+        ):
+            time.sleep(0.5)
+        os.killpg(first.pid, signal.SIGKILL)  # mid-trial, after its first trial
+        first.wait(timeout=30)
+    assert states(tmp_path).count("RUNNING") == 1
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(processes.started(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+            for _ in range(2)
+        ]
+        outputs = [w.communicate(timeout=processes.COMMAND)[0].decode() for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    found = states(tmp_path)
+    assert "RUNNING" not in found and found.count("FAIL") >= 1, found  # the killed trial, marked failed
+    assert sum(s in ("COMPLETE", "PRUNED") for s in found) == 3, found

@@ -8,8 +8,10 @@ python train.py resume=outputs/runs/<run>        # continue a run with its own o
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 import hydra
@@ -72,8 +74,13 @@ def main() -> None:
 
 def resume_arguments(resume: str, args: list[str]) -> list[str]:
     """A resumed run continues in its own directory with its own saved overrides (mnist_cnn.runs.resume), and
-    Hydra leaves its .hydra/ as it is until the resume has succeeded (save_resumed_config)."""
+    Hydra leaves its .hydra/ as it is until the resume has succeeded (save_resumed_config). A search's folder
+    (its search.json) continues the search: its command line again, more trials by hydra.sweeper.n_trials=."""
     flags, given = split_args(args)
+    search = Path(resume) / "search.json"
+    if search.is_file():  # a search's folder: its command again, which continues its study
+        saved = json.loads(search.read_text())["overrides"]
+        return [*flags, *saved, *(o for o in given if not o.startswith("resume=")), f"hydra.sweep.dir={resume}"]
     if {"-m", "--multirun"} & set(flags):
         raise ConfigError(f"resume={resume}: a resume continues one run; leave out -m")
     overrides = resume_overrides(resume, given)

@@ -22,7 +22,7 @@ from mnist_cnn.config.overrides import one_line
 from mnist_cnn.errors import exit_with, users_mistake
 from mnist_cnn.reports import run_files as artifacts
 from mnist_cnn.runs.resume import finished_metrics
-from mnist_cnn.runs.run import Run, Tested, checkpoint_dir
+from mnist_cnn.runs.run import Run, Tested, checkpoint_dir, in_search
 from mnist_cnn.tracking import store as tracking_store
 from mnist_cnn.training.interrupt import Interrupted, Interruptible, Pruned
 
@@ -104,8 +104,11 @@ def record(cfg: DictConfig, status: str, **fields) -> None:
 
 
 def resume_command(run_dir: str) -> str:
-    """The command line that continues this run: the same overrides, plus resume=<its folder>."""
+    """The command line that continues this run: the same overrides, plus resume=<its folder>; for a trial of a
+    search, the command that continues the search's study (its folder's own, resume=<the search's folder>)."""
     program = ["python", sys.argv[0]] if sys.argv[0].endswith(".py") else [Path(sys.argv[0]).name]
+    if in_search():
+        return shlex.join([*program, f"resume={HydraConfig.get().sweep.dir}"])
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
     return shlex.join([*program, *overrides, f"resume={run_dir}"])
 
@@ -130,7 +133,8 @@ def record_interruption(cfg: DictConfig, exc: Interrupted) -> None:
         except OSError as error:
             log.warning("could not update %s/.hydra: %s", run_dir, error.strerror)
     saved = "; last.ckpt written" if exc.step is not None else ""
-    print(f"{PROG}: {exc}{saved}. Resume with:\n  {command}", file=sys.stderr)
+    what = "the search" if in_search() else ""
+    print(f"{PROG}: {exc}{saved}. Resume {what + ' ' if what else ''}with:\n  {command}", file=sys.stderr)
 
 
 def record_failure(cfg: DictConfig, exc: BaseException, multirun: bool) -> None:

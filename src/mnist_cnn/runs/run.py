@@ -237,12 +237,18 @@ class Run:
             tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
 
 
+def in_search() -> bool:
+    """Whether this job is a trial of hparams_search=optuna's study."""
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN and str(hydra.sweeper.get("_target_")).endswith(".StudySweeper")
+
+
 def trial_pruning() -> list:
     """A search's trial reports its validation accuracy to the study and stops where the pruner says
     (mnist_cnn.search.pruning); any other run, nothing."""
-    hydra = HydraConfig.get()
-    if hydra.mode != RunMode.MULTIRUN or not str(hydra.sweeper.get("_target_")).endswith(".StudySweeper"):
+    if not in_search():
         return []
+    hydra = HydraConfig.get()
     from mnist_cnn.search.pruning import TrialPruning
     from mnist_cnn.search.study import storage_url
 

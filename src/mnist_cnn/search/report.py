@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def write(study: optuna.Study, folder: Path, params: dict) -> None:
         write_atomically(folder / "trials.csv", buffer.getvalue())
     write_atomically(folder / "search.md", summary(study, rows, folder))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)  # "categorical units" for choice()s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's matplotlib plots are marked experimental
         from optuna.visualization import matplotlib as plots
