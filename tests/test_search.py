@@ -40,7 +40,7 @@ def test_a_search_is_stored_and_the_same_command_continues_it_to_n_trials(tmp_pa
     assert again.returncode == 0, again.stderr[-3000:]
     rows = trials(tmp_path)
     assert [r["trial"] for r in rows] == ["0", "1", "2"] and all(r["state"] in ("complete", "pruned") for r in rows)
-    assert {"model.optimizer.lr", "data.batch_size", "++model.net.dense_dropout"} <= set(rows[0])
+    assert {"model.optimizer.lr", "data.batch_size", "model.net.dense_dropout"} <= set(rows[0])
     for row in rows:
         record = json.loads((tmp_path / row["trial"] / "metrics.json").read_text())
         assert record["status"] == ("ok" if row["state"] == "complete" else "pruned")

@@ -203,9 +203,10 @@ class SweepReport(Callback):
             )
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        if str(config.hydra.sweeper.get("_target_")).endswith(".StudySweeper"):
-            return  # a search: its sweeper reports on its study (mnist_cnn.search.report)
         sweep_dir = Path(config.hydra.sweep.dir)
+        if str(config.hydra.sweeper.get("_target_")).endswith(".StudySweeper"):
+            tracking_store.finish_sweep(sweep_dir, ok=True)  # a search reports on its study (mnist_cnn.search)
+            return
         rows = write_report(sweep_dir)
         print(f"Sweep report: {sweep_dir / 'summary.md'}")
         failed = [r for r in rows if r["status"] != "ok"]

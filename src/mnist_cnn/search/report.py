@@ -20,7 +20,7 @@ from mnist_cnn.atomic import write_atomically
 from mnist_cnn.figures import save_figure
 
 
-def write(study: optuna.Study, folder: Path, params: dict) -> None:
+def write(study: optuna.Study, folder: Path, params: list[str]) -> None:
     trials = study.get_trials(deepcopy=False)
     rows = [row(t, folder) for t in trials]
     with io.StringIO() as buffer:

@@ -32,7 +32,8 @@ def distribution(key: str, text: str) -> BaseDistribution:
 
 
 def distributions(params: dict[str, str]) -> dict[str, BaseDistribution]:
-    return {key: distribution(key, str(text)) for key, text in params.items()}
+    """By each parameter's key without Hydra's + or ++ (`++model.net.dense_dropout` is model.net.dense_dropout)."""
+    return {key.lstrip("+"): distribution(key, str(text)) for key, text in params.items()}
 
 
 def override(key: str, value) -> str:

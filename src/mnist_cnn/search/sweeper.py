@@ -64,7 +64,8 @@ def search(
         if surplus(study, trial, n_trials):  # another worker asked for the last one at the same moment
             study.tell(trial, state=TrialState.FAIL)
             continue
-        overrides = [*arguments, *(override(k, v) for k, v in trial.params.items())]
+        keys = {key.lstrip("+"): key for key in params}  # as written, with Hydra's + where given
+        overrides = [*arguments, *(override(keys[k], v) for k, v in trial.params.items())]
         try:
             with heartbeat(study, trial, heartbeat_interval):
                 launcher.launch([overrides], initial_job_idx=trial.number)
@@ -72,7 +73,7 @@ def search(
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         failures += told(study, trial, sweep_dir / str(trial.number)) == TrialState.FAIL
-    report.write(study, sweep_dir, dict(params))
+    report.write(study, sweep_dir, [key.lstrip("+") for key in params])
     log.info("Search report: %s (study %s, %s)", sweep_dir / "search.md", study_name, url)
 
 

@@ -192,14 +192,16 @@ def start_sweep(
 
 
 def finish_sweep(sweep_dir: Path, ok: bool) -> None:
-    """The sweep report (summary.md, summary.csv, plots) on the parent run, which ends."""
+    """The sweep's report (summary.md, summary.csv, plots) or the search's (search.md, trials.csv, plots) on the
+    parent run, which ends."""
     record = read_record(sweep_dir)
     if record is None:
         return
     uri = recorded_uri(record)
     try:
         client = client_for(uri)
-        for path in sorted([*sweep_dir.glob("summary.*"), *sweep_dir.glob("sweep_*.png")]):
+        reports = ("summary.*", "sweep_*.png", "search.md", "trials.csv", "*.png")  # a sweep's or a search's
+        for path in sorted({p for pattern in reports for p in sweep_dir.glob(pattern)}):
             client.log_artifact(record["run_id"], str(path))
         end(client, record["run_id"], "ok" if ok else "failed")
     except tracker_errors() as exc:
