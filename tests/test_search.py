@@ -1,5 +1,6 @@
 """hparams_search=optuna: a stored study whose n_trials is its total, continued by the same command, pruned
-trials recorded as such, its report; two workers started together on one study (real processes)."""
+trials recorded as such, its report; with real processes, a search stopped by SIGTERM continued by the command it
+prints, and a worker killed with kill -9 mid-trial while two more started together bring the study to n_trials."""
 
 import contextlib
 import csv
@@ -67,22 +68,25 @@ def test_a_trial_behind_is_pruned_and_recorded_as_pruned(tmp_path, mnist_dir):
     assert record["status"] == "pruned" and record["epochs"] == 1 and record["reason"] == "pruned after epoch 1"
 
 
-@pytest.mark.slow  # two worker processes
-def test_two_workers_started_together_share_one_study_to_n_trials(tmp_path, mnist_dir):
-    command = [sys.executable, "train.py", "hparams_search=optuna", *SMALL, "hydra.sweeper.n_trials=4",
-               "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
-    with contextlib.ExitStack() as stack:
-        workers = [
-            stack.enter_context(processes.started(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-            for _ in range(2)
-        ]
-        outputs = [w.communicate(timeout=processes.COMMAND)[0].decode() for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
-    study = optuna.load_study(study_name="baseline", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    states = [t.state for t in study.trials]
-    assert len(states) == 4 and all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-                                    for s in states), states  # fmt: skip
-    assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [0, 1, 2, 3]
+@pytest.mark.slow  # a worker process, stopped, and the command it prints
+def test_a_search_stopped_with_sigterm_continues_with_the_command_it_prints(tmp_path, mnist_dir):
+    command = [sys.executable, "train.py", "hparams_search=optuna", *SMALL, "hydra.sweeper.n_trials=3",
+               "trainer.limit_train_batches=25", f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    with processes.started(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as worker:
+        deadline = time.monotonic() + processes.COMMAND
+        while time.monotonic() < deadline and not (tmp_path / "1" / "checkpoints").is_dir():
+            time.sleep(0.2)  # the second trial is training
+        os.killpg(worker.pid, signal.SIGTERM)
+        _, err = worker.communicate(timeout=processes.COMMAND)
+    assert worker.returncode == 128 + signal.SIGTERM, err
+    said = err.strip().splitlines()
+    assert said[-2].endswith("Resume the search with:") and said[-1].strip().endswith(f"resume={tmp_path}"), err
+    record = json.loads((tmp_path / "1" / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["resume_command"] == said[-1].strip()
+    again = processes.run([sys.executable, "train.py", f"resume={tmp_path}"], cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    found = states(tmp_path)
+    assert found[1] == "FAIL" and sum(s in ("COMPLETE", "PRUNED") for s in found) == 3, found
 
 
 def states(folder) -> list[str]:
