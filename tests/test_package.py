@@ -12,8 +12,10 @@ import numpy as np
 import processes
 import pytest
 from PIL import Image
-from runs import FEW_BATCHES, ROOT
+from runs import FEW_BATCHES, ROOT, in_process
 from torchvision.datasets import MNIST
+
+from mnist_cnn.cli import commands, train
 
 pytestmark = pytest.mark.slow  # a wheel built, installed and run
 
@@ -98,3 +100,23 @@ def test_a_built_wheel_trains_predicts_and_exports_from_another_folder(tmp_path,
     assert sorted(p.name for p in work.iterdir()) == ["model.onnx", "model.pt", "model.pt2", "run", "seven.png"]
     probabilities = np.asarray(json.loads(predicted)[0]["probabilities"])
     assert abs(probabilities.sum() - 1) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "command, args, said",
+    [
+        ("demo", [], "mnist-demo needs gradio, which is not installed: pip install 'mnist-cnn[demo]'"),
+        (
+            "train",
+            ["logger=mlflow"],
+            "logger=mlflow needs mlflow, which is not installed: pip install 'mnist-cnn[tracking]'",
+        ),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, command, args, said):
+    hidden = {"demo": "gradio", "train": "mlflow"}[command]
+    monkeypatch.setitem(sys.modules, hidden, None)  # as if the extra were not installed
+    main = train.main if command == "train" else commands.demo
+    result = in_process(main, *args, *([f"hydra.run.dir={tmp_path / 'run'}"] if command == "train" else []))
+    assert result.returncode == 2 and result.stderr.startswith(f"mnist-{command}: error: {said}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

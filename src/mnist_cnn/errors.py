@@ -4,6 +4,7 @@ stderr and exits with its status; anything else that escapes a command is a bug,
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import NoReturn
 
@@ -43,3 +44,12 @@ def exit_with(prog: str, exc: BaseException) -> NoReturn:
 def users_mistake(exc: BaseException) -> bool:
     """Whether `exc` is the user's to fix (said in one line), not a bug in our code (a traceback)."""
     return isinstance(exc, UserError) or (isinstance(exc, OSError) and bool(exc.filename))
+
+
+def needs(module: str, extra: str, what: str) -> None:
+    """One line, before any work, where `what` needs a package of an optional extra that is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise UserError(
+            f"{what} needs {module}, which is not installed: pip install 'mnist-cnn[{extra}]' "
+            f"(in a checkout: pip install -e '.[{extra}]')"
+        )

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from mnist_cnn.cli.guard import Parser, guarded, positive_int
-from mnist_cnn.errors import UserError
+from mnist_cnn.errors import UserError, needs
 
 CKPT_HELP = (
     "a checkpoint written by mnist-train, or a run directory (the checkpoint its test used); "
@@ -146,6 +146,8 @@ def demo(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--port", type=int, default=7860, help="the port (default %(default)s)")
     args = p.parse_args(argv)
+    with guarded(p.prog):
+        needs("gradio", "demo", "mnist-demo")
     with_bundled_model(p.prog, args.ckpt)
     with guarded(p.prog):
         from mnist_cnn.cli import demo as page

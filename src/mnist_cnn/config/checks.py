@@ -21,7 +21,7 @@ from mnist_cnn.config.signature import arguments_of, import_class, schema_of
 from mnist_cnn.data.datasets import DATASETS, default_data_dir
 from mnist_cnn.data.fetch import OFFICIAL_SHA256, raw_dir
 from mnist_cnn.data.module import train_size
-from mnist_cnn.errors import ConfigError
+from mnist_cnn.errors import ConfigError, needs
 from mnist_cnn.suggest import did_you_mean
 from mnist_cnn.training.graphed import obstacle
 
@@ -110,6 +110,8 @@ def check_train(cfg: DictConfig) -> None:
     """mnist-train's config, whole, before any download, data loading or training: the network's keys, each
     key's range, then the rules that tie keys together, the machine and the folders."""
     type_network(cfg)
+    if (cfg.logger or {}).get("mlflow") is not None:
+        needs("mlflow", "tracking", "logger=mlflow")
     check_ranges(cfg)
     data, trainer, optimizer = cfg.data, cfg.trainer, cfg.model.optimizer
     images = DATASETS[data.dataset].train_images
