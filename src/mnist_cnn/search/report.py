@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from optuna.trial import TrialState
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.figures import save_figure
+from mnist_cnn.inference.loader import run_record
 
 
 def write(study: optuna.Study, folder: Path, params: list[str]) -> None:
@@ -67,7 +67,7 @@ def summary(study: optuna.Study, rows: list[dict], folder: Path) -> str:
     except ValueError:
         return "\n".join([*lines, "No trial has completed yet.", ""])
     run = folder / str(best.number)
-    test = read(run).get("test_acc")
+    test = run_record(run).get("test_acc")
     lines += [
         f"Best by validation accuracy: trial {best.number}, val_acc {best.value:.4f}, in {run}.",
         "",
@@ -79,10 +79,3 @@ def summary(study: optuna.Study, rows: list[dict], folder: Path) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def read(run: Path) -> dict:
-    try:
-        return json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}

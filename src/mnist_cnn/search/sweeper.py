@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from mnist_cnn.atomic import write_atomically
+from mnist_cnn.inference.loader import run_record
 from mnist_cnn.search import report
 from mnist_cnn.search.space import distributions, override
 from mnist_cnn.search.study import open_study, storage_url
@@ -50,6 +51,7 @@ def search(
     study = open_study(study_name, url, direction, sampler, pruner, heartbeat_interval, grace_period)
     space = distributions(OmegaConf.to_container(OmegaConf.create(dict(params))))
     remember(sweep_dir, config)
+    keys = {key.lstrip("+"): key for key in params}  # a parameter's name, and its key as written (Hydra's + kept)
     failures = 0
     while failures < max_failures:
         optuna.storages.fail_stale_trials(study)  # a killed worker's trial, once its heartbeat stopped
@@ -64,16 +66,15 @@ def search(
         if surplus(study, trial, n_trials):  # another worker asked for the last one at the same moment
             study.tell(trial, state=TrialState.FAIL)
             continue
-        keys = {key.lstrip("+"): key for key in params}  # as written, with Hydra's + where given
         overrides = [*arguments, *(override(keys[k], v) for k, v in trial.params.items())]
         try:
-            with heartbeat(study, trial, heartbeat_interval):
+            with heartbeat(study, trial):
                 launcher.launch([overrides], initial_job_idx=trial.number)
         except BaseException:  # a signal: the trial stopped, and was said; the study goes on where it was
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         failures += told(study, trial, sweep_dir / str(trial.number)) == TrialState.FAIL
-    report.write(study, sweep_dir, [key.lstrip("+") for key in params])
+    report.write(study, sweep_dir, list(keys))
     log.info("Search report: %s (study %s, %s)", sweep_dir / "search.md", study_name, url)
 
 
@@ -93,10 +94,7 @@ def remember(sweep_dir: Path, config: DictConfig) -> None:
 
 def told(study: optuna.Study, trial: optuna.Trial, folder: Path) -> TrialState:
     """The trial's end, as its job recorded it: complete with its validation accuracy, pruned at an epoch, or failed."""
-    try:
-        record = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        record = {}
+    record = run_record(folder)
     status = record.get("status")
     if status == "ok" and record.get("best_val_acc") is not None:
         study.tell(trial, record["best_val_acc"], skip_if_finished=True)
@@ -107,14 +105,15 @@ def told(study: optuna.Study, trial: optuna.Trial, folder: Path) -> TrialState:
 
 
 class heartbeat:
-    """The trial's heartbeat, beaten while its job runs, where the storage keeps them (a database)."""
+    """The trial's heartbeat, beaten while its job runs at the storage's interval, where the storage keeps them
+    (a database)."""
 
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: int):
+    def __init__(self, study: optuna.Study, trial: optuna.Trial):
         self.storage, self.trial_id, self.stop = study._storage, trial._trial_id, threading.Event()
-        self.interval = interval
+        self.interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
 
     def __enter__(self):
-        if hasattr(self.storage, "record_heartbeat") and self.storage.get_heartbeat_interval():
+        if self.interval:
             self.thread = threading.Thread(target=self.beat, daemon=True)
             self.thread.start()
         return self
