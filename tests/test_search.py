@@ -14,6 +14,7 @@ import time
 import optuna
 import processes
 import pytest
+from filelock import FileLock
 from runs import ROOT, train_here
 
 SMALL = (
@@ -90,9 +91,12 @@ def test_a_search_stopped_with_sigterm_continues_with_the_command_it_prints(tmp_
 
 
 def states(folder) -> list[str]:
-    """The study's trials' states; none while the first worker has made the file but not yet the study."""
+    """The study's trials' states; none while the first worker has made the file but not yet the study. Read
+    under the workers' lock (mnist_cnn.search.study): opening a SQLite storage can write its tables, and a
+    reader doing so while a worker makes them made that worker fail."""
     try:
-        study = optuna.load_study(study_name="baseline", storage=f"sqlite:///{folder / 'optuna.db'}")
+        with FileLock(f"{folder / 'optuna.db'}.lock"):
+            study = optuna.load_study(study_name="baseline", storage=f"sqlite:///{folder / 'optuna.db'}")
     except KeyError:
         return []
     return [t.state.name for t in study.trials]
