@@ -34,7 +34,8 @@ from hydra.core.hydra_config import HydraConfig
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.data.datasets import default_data_dir
 from mnist_cnn.data.fetch import ensure_mnist
-from mnist_cnn.runs.run import Run, provenance
+from mnist_cnn.runs.provenance import provenance
+from mnist_cnn.runs.run import Run
 
 RUNS = {"baseline": ("lab_baseline", 256), "elu": ("lab_elu", 200), "speedrun": ("speedrun", 256)}
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "auto": "auto"}

@@ -15,6 +15,7 @@ from mnist_cnn.cli import commands
 from mnist_cnn.data.datasets import blank_level, normalize
 from mnist_cnn.explain.attributions import feature_maps
 from mnist_cnn.explain.checks import completeness, deletion, randomisation, reinitialised
+from mnist_cnn.explain.figures import explained_figure
 from mnist_cnn.inference.loader import load_network
 
 pytestmark = pytest.mark.slow  # a trained checkpoint
@@ -81,3 +82,27 @@ def test_mnist_explain_draws_a_figure_per_image_and_says_each_bad_one(tmp_path, 
     attribution = np.array(found["attribution"])
     assert found["label"] == "7" and [t["label"] for t in found["top3"]][0] == "7" and attribution.shape == (28, 28)
     assert attribution.max() > 0 and not (tmp_path / "seven.explained.png").exists()
+
+
+def test_where_the_network_hesitates_the_runner_ups_map_is_drawn_beside_on_one_scale(tmp_path, trained_run, mnist_dir):
+    test = MNIST(mnist_dir, train=False).data  # test[4] is a 4, test[7] a 9
+    for weight in np.linspace(0.1, 0.9, 33):
+        blend = (test[4].float() * weight + test[7].float() * (1 - weight)).clamp(0, 255).byte().numpy()
+        Image.fromarray(blend).save(tmp_path / "blend.png")
+        read = in_process(commands.explain, str(trained_run), str(tmp_path / "blend.png"), "--json")
+        (found,) = json.loads(read.stdout)
+        if found["top3"][0]["probability"] - found["top3"][1]["probability"] <= 0.3:
+            break
+    else:
+        pytest.fail("no blend of a 4 and a 9 left the network hesitating")
+    runner_up = found["runner_up"]
+    assert runner_up["label"] == found["top3"][1]["label"] and np.abs(runner_up["attribution"]).max() > 0
+    drawn = in_process(commands.explain, str(trained_run), str(tmp_path / "blend.png"), "--out", str(tmp_path))
+    assert f"or '{runner_up['label']}'" not in drawn.stdout and (tmp_path / "blend.explained.png").stat().st_size > 0
+    maps = [torch.tensor(found["attribution"]), torch.tensor(runner_up["attribution"])]
+    fig = explained_figure(blend, maps, [(t["label"], t["probability"]) for t in found["top3"]], "a blend")
+    fig.canvas.draw()
+    bar = fig.axes[-1]  # the read image, the two maps, the likeliest classes, then the colour bar
+    titles = [ax.get_title() for ax in fig.axes[1:3]]
+    assert titles == [f"where it looks for '{found['label']}'", f"where it looks for '{runner_up['label']}'"]
+    assert len(fig.axes) == 5 and any(label.get_text() for label in bar.get_yticklabels())  # a scale

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from mnist_cnn.reports import run_files as artifacts  # noqa: E402
+from mnist_cnn.reports import run_figures as artifacts  # noqa: E402
 
 DIGITS = [str(d) for d in range(10)]
 CLOTHES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -46,6 +46,21 @@ def test_learning_curves_count_whole_epochs():
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if 1 <= t <= 7]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_a_one_epoch_runs_learning_curves_draw_its_logged_steps_from_epoch_0():
+    history = [{"epoch": 1, "train_loss": 0.3, "val_loss": 0.1, "train_acc": 0.9, "val_acc": 0.97}]
+    steps = [{"epoch": k / 10, "step": 20 * k, "train_loss": 2 / k} for k in range(1, 11)]
+    fig = artifacts.learning_curves_figure(history, steps)
+    fig.canvas.draw()
+    loss, acc = fig.axes
+    drawn = {line.get_label(): line.get_xdata() for line in loss.get_lines()}
+    assert list(drawn["train, each logged step (10)"]) == [s["epoch"] for s in steps]
+    for ax in (loss, acc):
+        assert ax.get_xlim()[0] == 0 and [t for t in ax.get_xticks() if 0 <= t <= 1] == [0, 1]
+    long = history * 6  # more epochs than are drawn step by step: the epochs alone
+    fig = artifacts.learning_curves_figure([{**h, "epoch": e} for e, h in enumerate(long, 1)], steps)
+    assert not any("each logged step" in line.get_label() for line in fig.axes[0].get_lines())
 
 
 def test_the_samples_are_labelled_and_clothes_numbered_in_the_title():

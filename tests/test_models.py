@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from mnist_cnn.errors import TrainingDiverged, UserError
 from mnist_cnn.inference.loader import load_network
 from mnist_cnn.models.layers import Dropout, keras_order
-from mnist_cnn.reports.run_files import misclassified_figure
+from mnist_cnn.reports.run_figures import misclassified_figure
 from mnist_cnn.runs.build import lab_model
 from mnist_cnn.training.evaluation import MISTAKES_KEPT, TestReport
 from mnist_cnn.training.speed import FastStep, LossWatch, wants_channels_last

@@ -451,3 +451,22 @@ def test_an_extension_stopped_by_a_signal_resumes_to_its_new_length(tmp_path, mn
     resumed = train_here(f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert metrics_of(run_dir)["epochs"] == 2
+
+
+@pytest.mark.slow  # trains
+@pytest.mark.parametrize("mode, best_is_last", [("max", True), ("min", False)])
+def test_last_ckpt_is_the_best_file_when_the_last_epoch_is_best_and_its_own_state_otherwise(
+    tmp_path, mnist_dir, mode, best_is_last
+):
+    from runs import FEW_BATCHES
+
+    # val_acc rises over these two epochs: mode=min makes the first epoch the best
+    result = train_here(*FEW_BATCHES, "test=false", f"callbacks.checkpoint.mode={mode}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = metrics_of(tmp_path)
+    last, best = tmp_path / "checkpoints" / "last.ckpt", Path(metrics["best_checkpoint"])
+    assert (metrics["best_epoch"] == 2) is best_is_last
+    assert torch.load(last, weights_only=False)["epoch"] == 1  # the last epoch's state, whichever is best
+    assert torch.load(best, weights_only=False)["epoch"] == metrics["best_epoch"] - 1
+    assert last.samefile(best) is best_is_last  # the same bytes stored once, or two states
+    assert sorted(p.name for p in last.parent.iterdir()) == sorted({"last.ckpt", best.name})  # nothing temporary

@@ -215,10 +215,11 @@ def test_report_from_the_command_line(tmp_path):
     assert helped.returncode == 0 and "multirun directory" in helped.stdout
 
 
-def test_report_compares_single_runs_and_names_a_damaged_metrics_file(tmp_path, capsys):
+def test_report_on_single_runs_writes_their_summary_and_names_a_damaged_metrics_file(tmp_path, capsys):
+    runs = tmp_path / "runs"
     for name, acc in (("a", 0.98), ("b", 0.99)):
         write_job(
-            tmp_path / name,
+            runs / name,
             [f"seed={name}"],
             model="BaselineCNN",
             best_val_acc=acc,
@@ -226,19 +227,51 @@ def test_report_compares_single_runs_and_names_a_damaged_metrics_file(tmp_path, 
             epochs=3,
             fit_seconds=12.0,
         )
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "metrics.json").write_text('{"status": "ok", "test_acc": 0.9')  # cut off
-    before = sorted(tmp_path.rglob("*"))
-    main([str(tmp_path / name) for name in "abc"])
+    (runs / "c").mkdir()
+    (runs / "c" / "metrics.json").write_text('{"status": "ok", "test_acc": 0.9')  # cut off
+    main([str(runs / name) for name in "abc"])
     out, err = capsys.readouterr()
-    rows = [line for line in out.splitlines() if line.startswith(f"| {tmp_path}")]
-    assert rows[0].split(" | ")[1:6] == ["BaselineCNN", "seed=a", "3", "0.9800", "0.9790"]
-    assert rows[1].split(" | ")[4] == "0.9900" and "metrics.json damaged" in rows[2]
+    assert out.startswith("# Runs summary\n") and "3 runs: 2 ok, 1 failed, 0 interrupted" in out
+    assert out.strip().endswith(f"Written: {runs / 'summary.md'}, {runs / 'summary.csv'}")
+    rows = list(csv.DictReader((runs / "summary.csv").open()))
+    assert [(r["job"], r["status"], r["best_val_acc"]) for r in rows] == [
+        (str(runs / "a"), "ok", "0.98"),
+        (str(runs / "b"), "ok", "0.99"),
+        (str(runs / "c"), "failed", ""),
+    ]
+    assert "metrics.json damaged" in rows[2]["reason"]
     assert (
-        err.strip() == f"mnist-report: skipped {tmp_path / 'c' / 'metrics.json'}: damaged "
+        err.strip() == f"mnist-report: skipped {runs / 'c' / 'metrics.json'}: damaged "
         "(Expecting ',' delimiter: line 1 column 33 (char 32))"
     )
-    assert sorted(tmp_path.rglob("*")) == before  # a comparison writes nothing
+
+
+def test_single_runs_compare_the_settings_that_differ_and_leave_out_limits_names_and_places(tmp_path, capsys):
+    for name, (model, acc) in {"a": ("baseline", 0.98), "b": ("baseline", 0.981), "c": ("elu", 0.99)}.items():
+        write_job(
+            tmp_path / name,
+            [
+                "++trainer.limit_train_batches=50",
+                f"name=try-{name}",
+                f"hydra.run.dir=x/{name}",
+                f"model={model}",
+                f"seed={name}",
+                "callbacks.progress_bar.refresh_rate=0",
+            ],  # fmt: skip
+            model="BaselineCNN",
+            best_val_acc=acc,
+            test_acc=acc,
+            epochs=2,
+            fit_seconds=12.0,
+        )
+    main([*(str(tmp_path / name) for name in "abc"), "--out", str(tmp_path / "report")])
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "Every run was given: `trainer.limit_train_batches=50`." in summary
+    assert "name=" not in summary and "hydra." not in summary and "progress_bar" not in summary and "++" not in summary
+    configurations = [line.split(" | ")[0].lstrip("| ") for line in summary.splitlines() if line.startswith("| model=")]
+    assert configurations[:2] == ["model=elu ★", "model=baseline"], summary
+    assert (tmp_path / "report" / "sweep_model.png").stat().st_size > 5_000
+    assert capsys.readouterr().out.startswith("# Runs summary")
 
 
 def test_report_states_the_settings_every_job_shared_and_an_interval_wider_than_its_mean(tmp_path):
@@ -257,7 +290,7 @@ def test_report_states_the_settings_every_job_shared_and_an_interval_wider_than_
         )
     write_report(tmp_path)
     summary = (tmp_path / "summary.md").read_text()
-    assert "Every job was run with: `trainer.max_epochs=1` `++trainer.limit_train_batches=50`." in summary
+    assert "Every job was run with: `trainer.max_epochs=1` `trainer.limit_train_batches=50`." in summary
     rows = {
         line.split(" | ")[0].lstrip("| ").rstrip(" ★"): line.split(" | ")
         for line in summary.splitlines()
@@ -266,26 +299,6 @@ def test_report_states_the_settings_every_job_shared_and_an_interval_wider_than_
     assert rows["data.batch_size=32"][5] == "61.5 (varied more than its mean)"
     assert rows["data.batch_size=32"][2] == f"{0.905:.4f} ± {estimate([0.90, 0.91]).half_width:.4f}"  # not a time
     assert rows["data.batch_size=64"][5] == f"4.1 ± {estimate([4.0, 4.2]).half_width:.1f}"
-
-
-def test_single_runs_side_by_side_say_once_what_they_all_shared(tmp_path, capsys):
-    for name in "ab":
-        write_job(
-            tmp_path / name,
-            ["trainer.max_epochs=2", f"seed={name}"],
-            model="BaselineCNN",
-            best_val_acc=0.98,
-            test_acc=0.97,
-            epochs=2,
-            fit_seconds=12.0,
-        )
-    main([str(tmp_path / name) for name in "ab"])
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == "Every run was given: trainer.max_epochs=2"
-    assert [line.split(" | ")[2] for line in out.splitlines() if line.startswith(f"| {tmp_path}")] == [
-        "seed=a",
-        "seed=b",
-    ]
 
 
 def test_a_damaged_metrics_file_in_a_sweep_is_a_failed_job_not_a_traceback(tmp_path, capsys):

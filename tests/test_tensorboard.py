@@ -86,10 +86,10 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
                 urllib.request.urlopen(f"{url}/data/plugin/projector/info?run={listed[0]}", timeout=30).read()
             )
             (embedding,) = info["embeddings"]
-            assert embedding["tensorShape"] == [2000, 128] and embedding["sprite"]["singleImageDim"] == [28, 28]
+            assert embedding["tensorShape"] == [1000, 128] and embedding["sprite"]["singleImageDim"] == [28, 28]
             page.goto(f"{url}/#projector", timeout=60_000)
             projector = page.frame_locator("iframe").frame_locator("iframe")  # the plugin's page, in its own frame
-            projector.get_by_text("Points: 2000").first.wait_for(timeout=90_000)
+            projector.get_by_text("Points: 1000").first.wait_for(timeout=90_000)
             assert projector.get_by_text("Dimension: 128").count() >= 1
             page.wait_for_timeout(3000)  # PCA and the sprites drawn
             page.screenshot(path=str(tmp_path / "projector.png"))

@@ -62,7 +62,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     result = run_train(*AS_SEEN, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = console_lines(result)
-    assert len(lines) <= 15, lines
+    assert len(lines) <= 20, lines
     said = "\n".join(lines)
     for chatter in (
         "Tip",
@@ -84,7 +84,24 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     test_lines = [line for line in lines if "Test accuracy" in line or "test_acc" in line]
     test_acc = metrics_of(tmp_path)["test_acc"]
     assert len(test_lines) == 1 and test_lines[0].startswith(f"Test accuracy {test_acc:.4f}, loss "), test_lines
-    assert lines[-1] == f"Run directory: {tmp_path}"
+    assert lines[-2] == f"Run directory: {tmp_path}"
+    # after the fit, each stage named as it starts; the last line, the whole time and each stage's
+    after_fit = lines[next(i for i, line in enumerate(lines) if line.startswith("Epoch 2/2")) + 1 :]
+    assert [line.split(" ")[0] for line in after_fit] == [
+        "Testing", "Test", "Drawing", "Explaining", "Recording", "Run", "Done"
+    ], after_fit  # fmt: skip
+    stages = metrics_of(tmp_path)["stages"]
+    assert list(stages) == ["setup", "fit", "test", "figures", "explanations", "tracking", "total"], stages
+    assert all(seconds > 0 for seconds in stages.values()) and stages["total"] >= sum(
+        v for k, v in stages.items() if k != "total"
+    )
+    assert (
+        lines[-1]
+        == f"Done in {stages['total']:.1f} s ("
+        + ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if k != "total")
+        + ")"
+    )
+    assert metrics_of(tmp_path)["fit_seconds"] == pytest.approx(stages["fit"], abs=1e-3)
     assert [line.split(":")[0] for line in lines if line.startswith("Epoch ")] == ["Epoch 1/2", "Epoch 2/2"]
     logged = [line.partition("] - ")[2] for line in (tmp_path / "train.log").read_text().splitlines()]
     assert [line for line in logged if line.startswith("Epoch ")] == [
@@ -98,6 +115,7 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
     metrics = metrics_of(tmp_path)
     assert metrics["status"] == "ok" and metrics["model"] == "BaselineCNN" and metrics["parameters"] == 1_199_882
     assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert [(s["step"], s["epoch"]) for s in metrics["steps"]] == [(5, 1.25)]  # each logged step (every 5 here)
     assert 0.1 < metrics["test_acc"] <= 1 and metrics["test_loss"] > 0
     assert metrics["best_val_acc"] == max(h["val_acc"] for h in metrics["history"])
     assert metrics["history"][0]["train_samples"] == 4 * 256
@@ -148,10 +166,10 @@ def test_default_run_writes_every_report_file(tmp_path, mnist_dir):
         "feature_maps",
         "attributions",
     } <= set(tags["images"])
-    # the last hidden layer for the Projector: 2,000 test digits, each with its label and its image in the sprite
+    # the last hidden layer for the Projector: 1,000 test digits, each with its label and its image in the sprite
     assert "embeddings" in (event_file.parent / "projector_config.pbtxt").read_text()
     (metadata,) = event_file.parent.rglob("metadata.tsv")
-    assert len(metadata.read_text().splitlines()) == 2000 and (metadata.parent / "sprite.png").exists()
+    assert len(metadata.read_text().splitlines()) == 1000 and (metadata.parent / "sprite.png").exists()
     assert "custom_scalars__config__" in tags["tensors"]  # train and validation accuracy on one chart
     assert [e.value for e in events.Scalars("accuracy/val")] == pytest.approx(
         [h["val_acc"] for h in metrics["history"]]

@@ -158,10 +158,11 @@ def demo(argv: list[str] | None = None) -> None:
 def report(argv: list[str] | None = None) -> None:
     p = Parser(
         prog="mnist-report",
-        description="A multirun directory: write its report (summary.md, summary.csv, "
-        "plots) and print it. Single run directories: print a table comparing them.",
+        description="A multirun directory: write its report (summary.md, summary.csv, a plot per swept "
+        "setting) and print it. Run directories: the same report of them, in their common folder or --out.",
     )
     p.add_argument("dirs", metavar="DIR", nargs="+", help="a multirun directory, or run directories")
+    p.add_argument("--out", metavar="DIR", help="where single runs' report goes (default: their common folder)")
     args = p.parse_args(argv)
     with guarded(p.prog):
         from mnist_cnn.reports import sweep as reporting

@@ -103,7 +103,7 @@ class Reader:
         return (
             enlarged(small),
             {name: float(p) for name, p in zip(self.classes, probabilities[0])},
-            enlarged(overlay(maps[0].numpy())),
+            enlarged(overlay(maps[0, 0].numpy())),  # the class read's
             enlarged(maps_grid(first), 6),
         )
 

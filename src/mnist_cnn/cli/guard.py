@@ -7,9 +7,12 @@ is mnist_cnn.config.overrides)."""
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
+import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, NoReturn
 
 from mnist_cnn.errors import exit_with, users_mistake
 from mnist_cnn.training.interrupt import Interrupted
@@ -46,3 +49,27 @@ def guarded(prog: str) -> Iterator[None]:
         if not users_mistake(exc):
             raise
         exit_with(prog, exc)
+
+
+def leave_after(main: Callable[[], object]) -> NoReturn:
+    """A console script's end: main() run, then the process ends as Python would end it — other threads joined,
+    atexit's handlers run, the streams flushed — but without tearing down every module it imported, which for
+    torch, Lightning and matplotlib takes over a second and writes nothing (benchmarks.stages measures it).
+    Not for main() called from Python, a test's say: it would end the caller too."""
+    try:
+        main()
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # noqa: SLF001 -- what Python runs at exit, before the teardown skipped here
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe, a closed stream: nothing more can be said there
+            pass
+    os._exit(status)

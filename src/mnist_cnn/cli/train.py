@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.mnist_cnn_search.study_sweeper import StudySweeper
 from mnist_cnn.cli import usage
-from mnist_cnn.cli.guard import guarded
+from mnist_cnn.cli.guard import guarded, leave_after
 from mnist_cnn.config.overrides import (
     CONFIG_PATH,
     check_overrides,
@@ -104,5 +104,10 @@ def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
             ) from None
 
 
+def entry() -> None:
+    """mnist-train and train.py: main, and the process ends at once (mnist_cnn.cli.guard.leave_after)."""
+    leave_after(main)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

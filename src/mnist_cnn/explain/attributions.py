@@ -127,7 +127,7 @@ def run_figures(
 
 
 def write_projector(
-    writer, net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int, count: int = 2000
+    writer, net: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str], step: int, count: int = 1000
 ) -> None:
     """The last hidden layer of the first `count` test digits for TensorBoard's Projector (PCA, t-SNE), each
     point labelled with its class and shown as its digit."""
@@ -146,9 +146,13 @@ def write_projector(
 
 
 def explained(net: nn.Module, data: dict, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """For uint8 (N, 28, 28) images: their class probabilities, and the attribution maps of the classes read."""
+    """For uint8 (N, 28, 28) images: their class probabilities, and (N, 2, H, W) attribution maps of the class
+    read and of the runner-up."""
     x = normalize(torch.from_numpy(images), data["normalize"], data["dataset"])
     with torch.no_grad():
         probabilities = net(x).softmax(dim=1)
-    maps, _ = attributions(net, x, probabilities.argmax(dim=1), blank_level(data["normalize"], data["dataset"]))
-    return probabilities, maps
+    first, second = probabilities.topk(2, dim=1).indices.unbind(dim=1)
+    maps, _ = attributions(
+        net, torch.cat([x, x]), torch.cat([first, second]), blank_level(data["normalize"], data["dataset"])
+    )
+    return probabilities, torch.stack(maps.chunk(2), dim=1)

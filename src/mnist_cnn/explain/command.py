@@ -14,6 +14,12 @@ from mnist_cnn.figures import save_figure
 from mnist_cnn.inference.loader import load_network
 from mnist_cnn.inference.predict import prepared, say_problems
 
+HESITATION = 0.3  # the runner-up's map is drawn where its probability is this close to the class read's
+
+
+def rounded(attribution) -> list[list[float]]:
+    return [[round(float(v), 6) for v in row] for row in attribution]
+
 
 def main(args) -> None:
     """mnist-explain, its command line read (mnist_cnn.cli.commands): for each readable image, a figure in
@@ -28,8 +34,9 @@ def main(args) -> None:
         if not args.json:
             out.mkdir(parents=True, exist_ok=True)
         probabilities, maps = explained(net, data, np.stack(images))
-        for f, image, p, attribution in zip(read, images, probabilities, maps):
+        for f, image, p, pair in zip(read, images, probabilities, maps):
             top = [(classes[int(i)], float(p[i])) for i in p.argsort(descending=True)[:3]]
+            hesitated = top[0][1] - top[1][1] <= HESITATION
             result = {
                 "file": str(f),
                 "label": top[0][0],
@@ -37,13 +44,15 @@ def main(args) -> None:
                 "top3": [{"label": c, "probability": round(q, 6)} for c, q in top],
             }
             if args.json:
-                result["attribution"] = [[round(float(v), 6) for v in row] for row in attribution]
+                result["attribution"] = rounded(pair[0])
+                if hesitated:
+                    result["runner_up"] = {"label": top[1][0], "attribution": rounded(pair[1])}
             else:
                 path = out / f"{f.stem}.explained.png"
-                save_figure(
-                    explained_figure(image, attribution, top, f"{f.name}: read as '{top[0][0]}' ({top[0][1]:.3f})"),
-                    path,
-                )
+                title = f"{f.name}: read as '{top[0][0]}' ({top[0][1]:.3f})"
+                if hesitated:
+                    title += f", or '{top[1][0]}' ({top[1][1]:.3f})?"
+                save_figure(explained_figure(image, list(pair[: 2 if hesitated else 1]), top, title), path)
                 result["figure"] = str(path)
             results.append(result)
     if args.json:

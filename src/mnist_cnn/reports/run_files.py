@@ -8,140 +8,25 @@ import io
 import json
 import logging
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 import matplotlib.pyplot as plt
-import numpy as np
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
-from matplotlib.colors import LogNorm
-from matplotlib.ticker import MaxNLocator
-from torchmetrics.utilities.plot import plot_confusion_matrix
 
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.explain import attributions as explaining
 from mnist_cnn.figures import save_figure
+from mnist_cnn.reports.run_figures import confusion_figure, learning_curves_figure, misclassified_figure, samples_figure
+from mnist_cnn.tracking.tensorboard import RunTensorBoardLogger
 
 log = logging.getLogger(__name__)
 
 
 def write_json(path: Path, data: dict) -> None:
     write_atomically(path, json.dumps(data, indent=2) + "\n")
-
-
-def samples_figure(images: torch.Tensor, labels: torch.Tensor | None = None, classes: list[str] | None = None):
-    """Part II: the first 200 training images, 10 rows of 20, each under its label where given, as one tiled
-    image (200 subplots, as the lab draws it, took seconds). Class names longer than a digit are numbered,
-    the numbers named in the title."""
-    count = min(200, len(images))
-    label = 12 if labels is not None else 0  # pixels above each image for its label
-    tiles, corners = tiled(images[:count].cpu().float(), columns=20, cell=(28 + label, 34), at=(label, 3))
-    height = 13 * tiles.shape[0] / tiles.shape[1]
-    fig, ax = plt.subplots(figsize=(13, height + 0.6), dpi=100)
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=height / (height + 0.6))
-    show_tiles(ax, tiles)
-    named = classes is not None and max(len(c) for c in classes) <= 2
-    if labels is not None:
-        for (top, left), y in zip(corners, labels[:count].tolist()):
-            ax.text(left + 14, top - 1.5, classes[y] if named else str(y), ha="center", va="bottom", fontsize=8)
-    key = "" if named or classes is None else ": " + ", ".join(f"{i} {c}" for i, c in enumerate(classes))
-    fig.suptitle(
-        f"the first {count} training images{' and their labels' if labels is not None else ''}{key}",
-        fontsize=10 if key else 12,
-    )
-    return fig
-
-
-def tiled(images, columns: int, cell: tuple[int, int], at: tuple[int, int]) -> tuple[torch.Tensor, list]:
-    """28x28 images on one canvas, `columns` to a row, each in a cell of (height, width) pixels at offset
-    `at` (top, left) within it; the rest of the canvas is NaN (drawn white). Returns the canvas and each
-    image's (top, left)."""
-    rows = max(1, -(-len(images) // columns))
-    tiles = torch.full((rows * cell[0], columns * cell[1]), float("nan"))
-    corners = []
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        top, left = r * cell[0] + at[0], c * cell[1] + at[1]
-        tiles[top : top + 28, left : left + 28] = image
-        corners.append((top, left))
-    return tiles, corners
-
-
-def show_tiles(ax, tiles: torch.Tensor) -> None:
-    ax.imshow(tiles.numpy(), cmap=plt.get_cmap("gray").with_extremes(bad="white"), interpolation="nearest")
-    ax.axis("off")
-
-
-def learning_curves_figure(history: list[dict]):
-    epochs = [h["epoch"] for h in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-        ax.set_ylabel(key)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle("learning curves")
-    return fig
-
-
-def confusion_figure(report: dict, classes: list[str]):
-    """Part V: the test set's confusion matrix, each cell's count written in it, coloured on a logarithmic
-    scale with its colour bar: on a linear one the diagonal (about a thousand images a class) takes the whole
-    scale and every mistake looks alike. A cell with no image is left white. torchmetrics draws it; the
-    counts are written here, in the colour that reads on the new scale."""
-    matrix = torch.tensor(report["confusion_matrix"])
-    fig, ax = plot_confusion_matrix(
-        matrix, add_text=False, labels=[c.replace(" ", "\n").replace("/", "/\n") for c in classes]
-    )
-    fig.set_size_inches(8.5, 7)
-    image = ax.images[0]
-    image.set_cmap(plt.get_cmap("viridis").with_extremes(bad="white"))
-    image.set_norm(LogNorm(vmin=1, vmax=max(2, int(matrix.max()))))
-    for (row, column), count in np.ndenumerate(matrix.numpy()):
-        if count:
-            red, green, blue, _ = image.cmap(image.norm(count))
-            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
-            ax.text(column, row, str(count), ha="center", va="center", fontsize=9, color="white" if dark else "black")
-    ax.tick_params(axis="x", labelrotation=0, labelsize=9)
-    ax.tick_params(axis="y", labelrotation=0, labelsize=9)
-    fig.colorbar(image, ax=ax, label="test images (logarithmic scale)")
-    ax.set_title("test set confusion matrix")
-    return fig
-
-
-def misclassified_figure(mistakes: dict, classes: list[str]):
-    """The tested checkpoint's wrong answers, most confident first, 10 to a row, each under its label:
-    one tiled image with text on it (one subplot each, 100 of them, took seconds to lay out)."""
-    count = len(mistakes["true"])
-    two_lines = max(len(c) for c in classes) > 2  # Fashion-MNIST's names
-    label = 22 if two_lines else 12  # pixels above each image for its label
-    tiles, corners = tiled(mistakes["images"][:count], columns=10, cell=(28 + label, 34), at=(label, 3))
-    height = 13 * tiles.shape[0] / tiles.shape[1]
-    fig, ax = plt.subplots(figsize=(13, height + 0.6), dpi=100)
-    fig.subplots_adjust(left=0, right=1, bottom=0, top=height / (height + 0.6))  # the title just above
-    for i, (top, left) in enumerate(corners):
-        title = (
-            f"{classes[mistakes['true'][i]]} → {classes[mistakes['predicted'][i]]} ({mistakes['probability'][i]:.2f})"
-        )
-        ax.text(
-            left + 14,
-            top - 1.5,
-            title.replace(" → ", " →\n") if two_lines else title,
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
-    show_tiles(ax, tiles)
-    if count == 0:
-        fig.text(0.5, 0.5, "no test image was misclassified", ha="center")
-    fig.suptitle(f"misclassified test images, most confident first ({count} shown): true → predicted (probability)")
-    return fig
 
 
 def classification_report_text(report: dict) -> str:
@@ -224,65 +109,94 @@ def distinguishing(metrics: dict) -> dict:
 
 
 def write_run(
-    out: Path, trainer, model, datamodule, history: list[dict], evaluation, metrics: dict, explain: bool = True
+    out: Path,
+    trainer,
+    model,
+    datamodule,
+    history: list[dict],
+    evaluation,
+    metrics: dict,
+    explain: bool = True,
+    stage: Callable[[str, str], ContextManager] = lambda name, saying: nullcontext(),
 ) -> None:
-    """Every report file of the run, and the figures and final metrics in TensorBoard; evaluation: the
-    run's mnist_cnn.training.evaluation.TestReport, whose report and mistakes are the last test's (report None: no test);
-    explain: also what the tested network learned (mnist_cnn.explain.attributions). metrics.json and the test's report
-    come first: a figure, the Projector or TensorBoard failing after them is one warning naming it, and the
-    run keeps its result."""
+    """Every report file of the run, and its figures in TensorBoard; evaluation: the run's
+    mnist_cnn.training.evaluation.TestReport, whose report and mistakes are the last test's (report None: no test);
+    explain: also what the tested network learned (mnist_cnn.explain.attributions); stage(name, saying): times a
+    stage (mnist_cnn.runs.stages). metrics.json and the test's report come first: a figure or the Projector failing
+    after them is one warning naming it, and the run keeps its result."""
     write_json(out / "metrics.json", metrics)
     if evaluation.report is not None:
         write_test_report(out, evaluation.report, datamodule.classes)
-    tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    tensorboard = next(iter(tensorboard_of(trainer)), None)
+
+    def save(name: str, draw: Callable) -> None:
+        with afterwards(name):
+            drawn = draw()
+            for title, fig in (drawn if isinstance(drawn, dict) else {name: drawn} if drawn else {}).items():
+                png = save_figure(fig, out / f"{title}.png")
+                if isinstance(tensorboard, RunTensorBoardLogger):
+                    tensorboard.log_png(title, png, trainer.global_step)
+                elif tensorboard is not None:
+                    tensorboard.experiment.add_image(
+                        title, plt.imread(io.BytesIO(png), format="png"), trainer.global_step, dataformats="HWC"
+                    )
+
     figures = {
         "model_summary.txt": lambda: write_model_summary(out, model),
         "samples": lambda: samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes),
     }
     if history:
-        figures["learning_curves"] = lambda: learning_curves_figure(history)
+        figures["learning_curves"] = lambda: learning_curves_figure(history, metrics.get("steps"))
     if evaluation.report is not None:
         figures["confusion_matrix"] = lambda: confusion_figure(evaluation.report, datamodule.classes)
         figures["misclassified"] = lambda: misclassified_figure(evaluation.mistakes, datamodule.classes)
-    explain = explain and evaluation.report is not None  # what the tested network learned
-    if explain:
-        figures["filters, feature_maps, attributions"] = lambda: explaining.run_figures(
-            model.net,
-            datamodule.x_test,
-            datamodule.y_test,
-            evaluation.mistakes,
-            datamodule.classes,
-            datamodule.background(),
-        )
-    for name, draw in figures.items():
-        with afterwards(name):
-            drawn = draw()
-            for title, fig in (drawn if isinstance(drawn, dict) else {name: drawn} if drawn else {}).items():
-                png = save_figure(fig, out / f"{title}.png")
-                if tensorboard is not None:
-                    tensorboard.experiment.add_image(
-                        title, plt.imread(io.BytesIO(png), format="png"), trainer.global_step, dataformats="HWC"
-                    )
-    if tensorboard is None:
+    with stage(
+        "figures", f"Drawing the figures: {', '.join(n.replace('_', ' ') for n in figures if n.isidentifier())}"
+    ):
+        for name, draw in figures.items():
+            save(name, draw)
+    if not (explain and evaluation.report is not None):  # what the tested network learned
         return
-    if explain:
-        with afterwards("the Projector's embedding"):
-            explaining.write_projector(
-                tensorboard.experiment,
+    projector = " and the Projector's embedding" if tensorboard is not None else ""
+    with stage("explanations", f"Explaining the network: filters, feature maps, attributions{projector}"):
+        save(
+            "filters, feature_maps, attributions",
+            lambda: explaining.run_figures(
                 model.net,
                 datamodule.x_test,
                 datamodule.y_test,
+                evaluation.mistakes,
                 datamodule.classes,
-                trainer.global_step,
-            )
-    with afterwards("TensorBoard's HParams"):
-        final = {
-            f"hp/{k}": metrics[k]
-            for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
-            if metrics.get(k) is not None
-        }
-        tensorboard.log_hyperparams(distinguishing(metrics), metrics=final)
-        tensorboard.experiment.close()  # the run's one event file, complete
+                datamodule.background(),
+            ),
+        )
+        if tensorboard is not None:
+            with afterwards("the Projector's embedding"):
+                explaining.write_projector(
+                    tensorboard.experiment,
+                    model.net,
+                    datamodule.x_test,
+                    datamodule.y_test,
+                    datamodule.classes,
+                    trainer.global_step,
+                )
+
+
+def tensorboard_of(trainer) -> list[TensorBoardLogger]:
+    return [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
+def write_hparams(trainer, metrics: dict) -> None:
+    """The run's settings and final figures in TensorBoard's HParams, and its event file closed, complete."""
+    for tensorboard in tensorboard_of(trainer):
+        with afterwards("TensorBoard's HParams"):
+            final = {
+                f"hp/{k}": metrics[k]
+                for k in ("test_acc", "test_loss", "best_val_acc", "best_val_loss")
+                if metrics.get(k) is not None
+            }
+            tensorboard.log_hyperparams(distinguishing(metrics), metrics=final)
+            tensorboard.experiment.close()
 
 
 @contextmanager

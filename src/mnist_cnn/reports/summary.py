@@ -76,17 +76,18 @@ def verdict(configs: dict[str, dict], differences: dict[str, tuple[Difference, i
     return lines
 
 
-def summary_markdown(rows: list[dict], configs: dict[str, dict], differences: dict) -> str:
+def summary_markdown(rows: list[dict], configs: dict[str, dict], differences: dict, of: str = "sweep") -> str:
+    """The report's text; `of`: "sweep" (a multirun's jobs) or "runs" (single runs side by side)."""
     order = ranked(configs)
     counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "failed", "interrupted"))
     fixed = shared([r["overrides"].split() for r in rows])
     lines = [
-        "# Sweep summary",
+        f"# {of.capitalize()} summary",
         "",
-        f"{len(rows)} jobs: {counts}. Mean ± the half-width of its 95% interval over seeds (Student's t); the best "
+        f"{len(rows)} {'jobs' if of == 'sweep' else 'runs'}: {counts}. Mean ± the half-width of its 95% interval over seeds (Student's t); the best "
         "configuration is chosen by validation accuracy alone (★); test accuracy is reported, never used to choose.",
         "",
-        "Every job was run with: "
+        f"Every {'job was run with' if of == 'sweep' else 'run was given'}: "
         + (" ".join(f"`{o}`" for o in fixed) if fixed else "the defaults (no override shared by all)")
         + ".",
         "",

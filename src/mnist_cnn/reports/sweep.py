@@ -2,7 +2,7 @@
 it also works on a directory copied back from a cluster).
 
     mnist-report outputs/multirun/<date>_<time>        # a sweep: writes its report files
-    mnist-report outputs/runs/*                        # single runs: a table comparing them, printed
+    mnist-report outputs/runs/*                        # single runs: the same report, beside them (--out)
 
 For a sweep, writes summary.csv (a row per job, with its configuration's figures), summary.md (configurations with
 their mean and 95% interval over seeds, the best by validation accuracy, and its difference from each
@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,7 +28,7 @@ from mnist_cnn.atomic import write_atomically
 from mnist_cnn.errors import UserError
 from mnist_cnn.figures import save_figure, sweep_figure
 from mnist_cnn.reports.intervals import estimate
-from mnist_cnn.reports.summary import comparisons, shared, summary_markdown
+from mnist_cnn.reports.summary import comparisons, summary_markdown
 from mnist_cnn.tracking import store as tracking_store
 
 COLUMNS = [
@@ -56,30 +57,42 @@ CONFIG_COLUMNS = [
     "distinguishable_from_best",
     "seeds_to_tell",
 ]
+# Override keys that place, name or show a run, and change nothing it computes
+NOT_SETTINGS = ("hydra.", "hydra/", "name", "callbacks.progress_bar.", "data.data_dir", "logger", "resume", "explain")
 METRICS = ["best_val_acc", "test_acc", "best_val_loss", "test_loss", "fit_seconds", "train_samples_per_second"]
 
 
 def read_jobs(sweep_dir: Path) -> list[dict]:
     """A row per job directory (one holding .hydra/ or metrics.json), in job order."""
-    rows = []
     job_dirs = {p.parent for p in sweep_dir.glob("*/metrics.json")} | {p.parent for p in sweep_dir.glob("*/.hydra")}
-    for job in sorted(job_dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)):
-        metrics = read_metrics(job)
-        overrides = metrics.get("overrides")
-        if overrides is None and (job / ".hydra" / "overrides.yaml").exists():
-            overrides = list(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
-        reason = metrics.get("reason", "")
-        if metrics.get("status") == "interrupted":
-            reason = f"{metrics['signal']} at step {metrics['step']}; resume: {metrics['resume_command']}"
-        row = {
-            "job": job.name,
-            "overrides": " ".join(overrides or []),
-            "status": metrics.get("status", "failed"),
-            "reason": reason,
-            **{k: metrics.get(k) for k in COLUMNS[4:]},
-        }
-        rows += readings(row, metrics) if metrics.get("read_at_epochs") else [row]
-    return rows
+    jobs = sorted(job_dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return [row for job in jobs for row in read_job(job.name, job)]
+
+
+def read_job(name: str, job: Path) -> list[dict]:
+    """A job's or a run's row (a row per reading, for a run with read_epochs), its overrides as settings."""
+    metrics = read_metrics(job)
+    overrides = metrics.get("overrides")
+    if overrides is None and (job / ".hydra" / "overrides.yaml").exists():
+        overrides = list(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+    reason = metrics.get("reason", "")
+    if metrics.get("status") == "interrupted":
+        reason = f"{metrics['signal']} at step {metrics['step']}; resume: {metrics['resume_command']}"
+    row = {
+        "job": name,
+        "overrides": " ".join(settings(overrides or [])),
+        "status": metrics.get("status", "failed"),
+        "reason": reason,
+        **{k: metrics.get(k) for k in COLUMNS[4:]},
+    }
+    return readings(row, metrics) if metrics.get("read_at_epochs") else [row]
+
+
+def settings(overrides: list[str]) -> list[str]:
+    """The overrides that change what a run computes, as key=value: where its files go, its name, its console,
+    its logger and the data's folder left out, and Hydra's ++ and + (add or force a key) dropped."""
+    found = [o.lstrip("+") for o in overrides]
+    return [o for o in found if not o.partition("=")[0].startswith(NOT_SETTINGS)]
 
 
 def read_metrics(run: Path) -> dict:
@@ -149,9 +162,11 @@ def plot(rows: list[dict], key: str, path: Path) -> None:
     save_figure(sweep_figure(group([r for r in rows if f"{key}=" in r["overrides"]], value_of), key), path)
 
 
-def write_report(sweep_dir: str | Path) -> list[dict]:
+def write_report(sweep_dir: str | Path, rows: list[dict] | None = None, of: str = "sweep") -> list[dict]:
+    """summary.csv, summary.md and a plot per swept setting in `sweep_dir`: of its jobs, or of `rows` (single runs',
+    of="runs"). Returns the rows."""
     sweep_dir = Path(sweep_dir)
-    rows = read_jobs(sweep_dir)
+    rows = read_jobs(sweep_dir) if rows is None else rows
     swept = swept_values(rows)
 
     def configuration(row: dict) -> str:
@@ -180,7 +195,7 @@ def write_report(sweep_dir: str | Path) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
         write_atomically(sweep_dir / "summary.csv", buffer.getvalue())
-    write_atomically(sweep_dir / "summary.md", summary_markdown(rows, configs, differences))
+    write_atomically(sweep_dir / "summary.md", summary_markdown(rows, configs, differences, of))
     for key in swept:
         plot(rows, key, sweep_dir / f"sweep_{key.replace('/', '_')}.png")
     return rows
@@ -219,31 +234,6 @@ class SweepReport(Callback):
             sys.exit(1)
 
 
-def runs_table(runs: list[Path]) -> str:
-    """Single runs side by side: what each was and what it scored; the overrides all of them share once, above."""
-    metrics = [read_metrics(run) for run in runs]
-    fixed = shared([list(m.get("overrides") or []) for m in metrics]) if len(runs) > 1 else []
-    lines = ["Every run was given: " + " ".join(fixed), ""] if fixed else []
-    lines += [
-        "| run | model | overrides | epochs | best val_acc | test_acc | fit s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for run, m in zip(runs, metrics):
-        m = {**m, "overrides": [o for o in m.get("overrides") or [] if o not in fixed]}
-        if m.get("status") != "ok":
-            lines.append(
-                f"| {run} | {m.get('model', '')} | {' '.join(m.get('overrides') or [])} | {m.get('status')}: "
-                f"{m.get('reason') or m.get('signal', '')} | | | |"
-            )
-            continue
-        figures = [f"{m[k]:.4f}" if m.get(k) is not None else "—" for k in ("best_val_acc", "test_acc")]
-        lines.append(
-            f"| {run} | {m['model']} | {' '.join(m['overrides'])} | {m['epochs']} | {figures[0]} | "
-            f"{figures[1]} | {m['fit_seconds']:.1f} |"
-        )
-    return "\n".join(lines)
-
-
 def main(args) -> None:
     """mnist-report, its command line parsed (mnist_cnn.cli.commands)."""
     dirs = [Path(d) for d in args.dirs]
@@ -260,7 +250,13 @@ def main(args) -> None:
     others = [d for d in dirs if d not in runs]
     if others:
         refuse(f"{others[0]}: not a run directory (no metrics.json); give one multirun directory, or run directories")
-    print(runs_table(runs))
+    out = Path(args.out) if args.out else Path(os.path.commonpath([d.resolve() for d in runs]))
+    if out in {d.resolve() for d in runs}:  # one run, or runs inside one another: beside them
+        out = out.parent
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(out, [row for run in runs for row in read_job(str(run), run)], of="runs")
+    print((out / "summary.md").read_text())
+    print(f"Written: {out / 'summary.md'}, {out / 'summary.csv'}")
 
 
 def refuse(reason: str) -> NoReturn:

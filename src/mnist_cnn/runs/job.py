@@ -41,15 +41,20 @@ def fit_and_test(cfg: DictConfig) -> dict:
     run = Run.build(cfg)
     metrics, tested = run.fit_and_test()
     if run.trainer.is_global_zero:
+        say_test(cfg, run, tested)
         run.write(metrics, tested)
         if cfg.resume:
             save_resumed_config(run.folder, cfg)
-        say(cfg, run, tested)
+        log.info("Run directory: %s", run.folder)
+        for tracked in filter(None, (tracker.where() for tracker in run.trackers)):
+            log.info(tracked)
+        log.info(run.stages.line())
+    run.stages.ended()
     return metrics
 
 
-def say(cfg: DictConfig, run: Run, tested: Tested) -> None:
-    """The console's last lines: the test's figures and where the run is."""
+def say_test(cfg: DictConfig, run: Run, tested: Tested) -> None:
+    """The test's figures, as soon as the test has given them."""
     if tested.test and run.trainer.fast_dev_run:
         log.info(
             "Smoke run (trainer.fast_dev_run=%s): every stage ran on %s batch(es); its figures say the code "
@@ -67,9 +72,6 @@ def say(cfg: DictConfig, run: Run, tested: Tested) -> None:
             which,
             tested.monitor or "none",
         )
-    log.info("Run directory: %s", run.folder)
-    for tracked in filter(None, (tracker.where() for tracker in run.trackers)):
-        log.info(tracked)
 
 
 def save_resumed_config(out: Path, cfg: DictConfig) -> None:

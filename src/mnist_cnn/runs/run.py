@@ -4,11 +4,7 @@ from which metrics.json, the report files and the trackers are written."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import platform
-import subprocess
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +20,8 @@ from mnist_cnn.config.checks import native_precision
 from mnist_cnn.models.classifier import Classifier
 from mnist_cnn.reports import run_files as artifacts
 from mnist_cnn.runs.build import built, model_of
+from mnist_cnn.runs.provenance import provenance
+from mnist_cnn.runs.stages import Stages
 from mnist_cnn.tracking import mlflow_run as tracking
 from mnist_cnn.training.checkpoints import background_checkpoint_io, newest_checkpoint
 from mnist_cnn.training.epoch_readings import BestAtEpochs, read_epochs
@@ -32,30 +30,6 @@ from mnist_cnn.training.history import History
 from mnist_cnn.training.resume_state import ResumeState
 
 log = logging.getLogger(__name__)
-
-
-def provenance() -> dict:
-    """Library versions and the git commit of the code that ran, with a flag for local edits."""
-    versions = {
-        name: importlib.metadata.version(name)
-        for name in ("torch", "torchvision", "lightning", "torchmetrics", "hydra-core")
-    }
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an installed copy)
-        commit, dirty = None, None
-    return {"python": platform.python_version(), **versions, "git_commit": commit, "git_dirty": dirty}
 
 
 @dataclass
@@ -81,6 +55,7 @@ class Run:
     history: History
     evaluation: TestReport
     readings: BestAtEpochs | None
+    stages: Stages
     folder: Path = field(default_factory=lambda: Path(HydraConfig.get().runtime.output_dir))
     overrides: list[str] = field(default_factory=lambda: list(HydraConfig.get().overrides.task))
 
@@ -93,7 +68,7 @@ class Run:
         datamodule = built("data", cfg.data, _convert_="all")  # plain containers in hparams and checkpoints
         model = model_of(cfg.model, cfg.data.dataset)
         readings = BestAtEpochs(cfg.read_epochs) if cfg.read_epochs else None
-        history, evaluation = History(), TestReport()
+        history, evaluation, stages = History(), TestReport(), Stages()
         callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
         callbacks += [
             *trial_pruning(),
@@ -101,6 +76,7 @@ class Run:
             history,
             evaluation,
             *([readings] if readings else []),
+            stages,
             *extra_callbacks,
         ]
         loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
@@ -112,7 +88,7 @@ class Run:
             plugins=[background_checkpoint_io()],
             precision=native_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         )
-        return cls(cfg, datamodule, model, trainer, history, evaluation, readings)
+        return cls(cfg, datamodule, model, trainer, history, evaluation, readings, stages)
 
     @property
     def network(self) -> str:
@@ -158,22 +134,32 @@ class Run:
                 OmegaConf.to_yaml(config),
                 code["git_commit"],
             )
-        start = time.perf_counter()
         with warnings.catch_warnings():
             if resume_from is not None:  # a resumed run continues in its own folder, which holds its checkpoints
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             trainer.fit(model, datamodule=self.datamodule, ckpt_path=resume_from)
-        fit_seconds = time.perf_counter() - start
+        fit_seconds = self.stages.fit_ended()
         # Copied now: testing from a checkpoint restores callback states too, History's included, which
         # would cut its list back to the epochs the best checkpoint had seen.
-        epochs = list(self.history.epochs)
-        read = (
-            read_epochs(trainer, model, self.datamodule, self.readings, epochs, self.cfg.test)
-            if self.readings
-            else None
-        )
-        tested = self.test_best(epochs, weights_in_memory_may_be_best=self.readings is None)
-        return self.metrics(epochs, tested, fit_seconds, code, read), tested
+        epochs, steps = list(self.history.epochs), list(self.history.steps)
+        with self.stages.stage("test", self.testing_line(epochs)):
+            read = (
+                read_epochs(trainer, model, self.datamodule, self.readings, epochs, self.cfg.test)
+                if self.readings
+                else None
+            )
+            tested = self.test_best(epochs, weights_in_memory_may_be_best=self.readings is None)
+        return {**self.metrics(epochs, tested, fit_seconds, code, read), "steps": steps}, tested
+
+    def testing_line(self, epochs: list[dict]) -> str | None:
+        """The console's line as the test starts: what is tested, on how many images."""
+        if not self.cfg.test or self.trainer.fast_dev_run:
+            return None
+        best = tested_epoch(epochs, self.trainer.checkpoint_callback)
+        which = f"epoch {best['epoch']}'s checkpoint" if best.get("epoch") else "the final weights"
+        limit = self.trainer.limit_test_batches
+        whole = isinstance(limit, float) and limit == 1.0  # an int is a number of batches
+        return f"Testing {which} on {f'the {len(self.datamodule.y_test):,}' if whole else 'some of the'} test images"
 
     def test_best(self, epochs: list[dict], weights_in_memory_may_be_best: bool) -> Tested:
         checkpoint = self.trainer.checkpoint_callback
@@ -208,6 +194,7 @@ class Run:
             "misclassified_shown": len(tested.evaluation.mistakes["true"]) if test else None,  # misclassified.png's
             "epochs": len(epochs),
             "fit_seconds": fit_seconds,
+            "stages": self.stages.record(),  # so far; the finished run's, once its files are written
             "train_samples_per_second": sum(e["train_samples"] for e in epochs) / train_seconds
             if train_seconds
             else None,
@@ -222,7 +209,7 @@ class Run:
         }
 
     def write(self, metrics: dict, tested: Tested) -> None:
-        """The run's report files and the trackers' record of it."""
+        """The run's report files, the trackers' record of it, and metrics.json again with every stage's seconds."""
         artifacts.write_run(
             self.folder,
             self.trainer,
@@ -231,10 +218,23 @@ class Run:
             metrics["history"],
             tested.evaluation,
             metrics,
-            explain=self.cfg.explain and not self.trainer.fast_dev_run,
-        )  # a smoke run's network learned nothing
-        for tracker in self.trackers:
-            tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
+            explain=self.cfg.explain and not self.trainer.fast_dev_run,  # a smoke run's network learned nothing
+            stage=self.stages.stage,
+        )
+        trackers = [*(t for t in self.trackers if t.where()), *artifacts.tensorboard_of(self.trainer)]
+        if trackers:  # metrics.json as the trackers will keep it: every stage but theirs
+            with artifacts.afterwards("metrics.json's stage timings"):
+                artifacts.write_json(self.folder / "metrics.json", {**metrics, "stages": self.stages.record()})
+            with self.stages.stage("tracking", f"Recording the run: {', '.join(tracker_name(t) for t in trackers)}"):
+                artifacts.write_hparams(self.trainer, metrics)
+                for tracker in self.trackers:
+                    tracker.finish(metrics, tested.best_path or None, self.trainer.global_step)
+        with artifacts.afterwards("metrics.json's stage timings"):
+            artifacts.write_json(self.folder / "metrics.json", {**metrics, "stages": self.stages.record()})
+
+
+def tracker_name(logger) -> str:
+    return "MLflow" if isinstance(logger, tracking.RunMLFlowLogger) else "TensorBoard's HParams"
 
 
 def in_search() -> bool:

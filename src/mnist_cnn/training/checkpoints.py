@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from mnist_cnn.atomic import write_atomically
 from mnist_cnn.training.interrupt import AtStepEnd
 
 CUDA_SECONDS_BETWEEN_SAVES = 60.0
+SAME_AS = "mnist_cnn.same_as"  # a checkpoint "saved" as another name of a file already written
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -26,9 +28,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if SAME_AS in checkpoint:  # RunCheckpoint's last.ckpt when it is the best checkpoint just written
+            link_atomically(Path(checkpoint[SAME_AS]), path)
+            return
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         write_atomically(path, buffer.getvalue())
+
+
+def link_atomically(source: Path, path: Path) -> None:
+    """`path` as a second name of `source`'s file (a hard link: one copy of the bytes, and either name can be
+    deleted or replaced without the other changing), put in place by a rename, as every write here is; where the
+    filesystem has no hard links, a copy."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.link")
+    try:
+        os.link(source, temporary)
+    except OSError:
+        write_atomically(path, source.read_bytes())
+        return
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def background_checkpoint_io() -> AsyncCheckpointIO:
@@ -49,6 +71,31 @@ class RunCheckpoint(ModelCheckpoint):
         self.every_n_steps, self.every_n_seconds = every_n_steps, every_n_seconds
         self.signals = AtStepEnd()
         self.saved_at = time.monotonic()
+
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        """last.ckpt at the end of an epoch whose state was just saved as the best checkpoint: the same file under
+        a second name, not the same bytes written again. Loading either gives the same training state (the
+        callback's record of its own last path aside, which a resume sets anew)."""
+        path = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        best, io_plugin = self._last_checkpoint_saved, trainer.strategy.checkpoint_io
+        linkable = isinstance(getattr(io_plugin, "checkpoint_io", io_plugin), AtomicCheckpointIO)
+        if not (
+            self.save_last is True
+            and linkable
+            and best
+            and self._last_global_step_saved == trainer.global_step
+            and Path(best) != Path(path)
+            and (path == self.last_model_path or not self.file_exists(path, trainer))
+        ):
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+            return
+        previous, self.last_model_path = self.last_model_path, path
+        if trainer.is_global_zero:
+            io_plugin.save_checkpoint({SAME_AS: best}, path)  # in order: after the best file's own write
+        trainer.strategy.barrier()
+        self._last_global_step_saved, self._last_checkpoint_saved = trainer.global_step, path
+        if previous and self._should_remove_checkpoint(trainer, previous, path):
+            self._remove_checkpoint(trainer, previous)
 
     def save_last_now(self, trainer) -> None:
         path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
@@ -82,7 +129,20 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_stale(trainer)
         self._save_then_stop(trainer, periodic=False)  # a signal during validation: the epoch is complete
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_stale(trainer)
+
+    def _save_last_if_stale(self, trainer) -> None:
+        """last.ckpt after every validation, as its name promises: Lightning writes it only where a best
+        checkpoint was written at the same step, so an epoch that did not improve left it at an earlier one."""
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_then_stop(self, trainer, periodic: bool) -> None:
         # The signal is read once: one landing between two reads would stop the run at a step whose

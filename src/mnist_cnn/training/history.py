@@ -12,17 +12,22 @@ log = logging.getLogger(__name__)
 
 
 class History(L.Callback):
+    """`epochs`: a record per epoch; `steps`: the training loss at each logged step (trainer.log_every_n_steps),
+    at its place in epochs (1.5: halfway through the second), which a short run's learning curves draw."""
+
     def __init__(self) -> None:
         self.epochs: list[dict] = []
+        self.steps: list[dict] = []
         self._samples, self._resumed_samples = 0, 0
 
     def state_dict(self) -> dict:
         """Kept in checkpoints, so that a resumed run keeps its earlier epochs, and the samples the epoch it
         continues had seen (its training time restarts: the time before the interruption is not known)."""
-        return {"epochs": self.epochs, "samples": self._samples}
+        return {"epochs": self.epochs, "steps": self.steps, "samples": self._samples}
 
     def load_state_dict(self, state: dict) -> None:
         self.epochs = list(state["epochs"])
+        self.steps = list(state.get("steps", []))
         self._resumed_samples = state.get("samples", 0)
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -34,6 +39,10 @@ class History(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._samples += len(batch[0])
+        loss = trainer.callback_metrics.get("train_loss_step")  # on the host: the module logs a copy
+        if loss is not None and trainer.global_step % trainer.log_every_n_steps == 0:
+            at = trainer.current_epoch + (batch_idx + 1) / trainer.num_training_batches
+            self.steps.append({"epoch": round(at, 4), "step": trainer.global_step, "train_loss": float(loss)})
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._val_start = time.perf_counter()
