@@ -54,6 +54,21 @@ def pytest_sessionstart(session):
         torch.set_num_threads(1)
 
 
+# The modules whose tests start servers, browsers and worker processes, longest first: run first, so that
+# `-n auto` shares out the short tests at the end instead of waiting on a long one. Whole modules move, so
+# that a module's fixtures (the demo's server) are set up once.
+LONGEST_FIRST = ["test_search.py", "test_demo.py", "test_tracking.py", "test_tensorboard.py", "test_package.py",
+                 "test_notebook.py", "test_dashboard.py", "test_added_model.py"]  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session, exitstatus):
     """Tests write under tmp_path only: a file left in the repository fails the run. Every process a

@@ -167,12 +167,25 @@ def check_experiment_data() -> None:
 
 
 def bf16_native(device: str) -> bool:
-    """Whether the device computes bf16 in hardware: a CUDA GPU from Ampere on, or a CPU with AVX-512 BF16
-    (AMX tiles imply it). Elsewhere bf16 is emulated, and slower than float32."""
+    """Whether the device computes bf16 faster than float32: a CUDA GPU from Ampere on; a CPU with AMX tiles
+    (oneDNN's bf16 kernels run on them), or an AMD CPU with AVX-512 BF16 (Zen 4 on: the lab's epoch took 0.58x
+    its float32 time). An Intel CPU with AVX-512 BF16 but no AMX enabled took 1.16x its float32 time
+    (docs/performance.md), and elsewhere bf16 is emulated."""
     if device == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     capability = torch._C._cpu._get_cpu_capability() if hasattr(torch._C, "_cpu") else {}
-    return device == "cpu" and bool(capability.get("avx512_bf16") or capability.get("amx_bf16"))
+    if device != "cpu":
+        return False
+    return bool(capability.get("amx_bf16")) or bool(capability.get("avx512_bf16")) and cpu_vendor() == "AuthenticAMD"
+
+
+def cpu_vendor() -> str | None:
+    """The CPU's vendor as Linux names it (GenuineIntel, AuthenticAMD); None where /proc/cpuinfo is not."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("vendor_id")), None)
+    except OSError:
+        return None
 
 
 def native_precision(precision: str, accelerator: str) -> str:

@@ -44,7 +44,7 @@ def open_study(
     with FileLock(f"{database}.lock") if database is not None else contextlib.nullcontext():
         return optuna.create_study(
             study_name=name,
-            storage=storage_of(url),
+            storage=storage_of(url, heartbeat_interval, grace_period),
             direction=direction,
             sampler=sampler,
             pruner=pruner,
