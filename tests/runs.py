@@ -65,6 +65,7 @@ FEW_BATCHES = (
     "trainer.limit_test_batches=3",
     "trainer.log_every_n_steps=1",
     "explain=false",
+    "figures=false",
     "callbacks.progress_bar.refresh_rate=0",
 )
 

@@ -470,3 +470,6 @@ def test_last_ckpt_is_the_best_file_when_the_last_epoch_is_best_and_its_own_stat
     assert torch.load(best, weights_only=False)["epoch"] == metrics["best_epoch"] - 1
     assert last.samefile(best) is best_is_last  # the same bytes stored once, or two states
     assert sorted(p.name for p in last.parent.iterdir()) == sorted({"last.ckpt", best.name})  # nothing temporary
+    # figures=false (FEW_BATCHES): the summary and the record, no pictures and no stage for them
+    assert (tmp_path / "model_summary.txt").is_file() and not list(tmp_path.glob("*.png"))
+    assert "figures" not in metrics["stages"]

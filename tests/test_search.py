@@ -25,6 +25,7 @@ SMALL = (
     "trainer.limit_test_batches=1",
     "callbacks.progress_bar.refresh_rate=0",
     "explain=false",
+    "figures=false",
     "logger=csv",
 )
 

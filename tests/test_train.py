@@ -54,7 +54,7 @@ def console_lines(result) -> list[str]:
 AS_SEEN = tuple(
     "trainer.log_every_n_steps=5" if o.startswith("trainer.log_every_n_steps") else o
     for o in FEW_BATCHES[:-1]
-    if o != "explain=false"
+    if o not in ("explain=false", "figures=false")
 )
 
 

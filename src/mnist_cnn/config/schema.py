@@ -161,9 +161,15 @@ class TrainConfig:
         refused="runs/a",
     )
     test: bool = key("test the best checkpoint once, after fitting", True)
+    figures: bool = key(
+        "draw the run's figures: samples.png, learning_curves.png, confusion_matrix.png, misclassified.png "
+        "(metrics.json and the test's report files are written either way); false spares each job of a "
+        "large sweep the time",
+        True,
+    )
     explain: bool = key(
         "also write what the tested network learned: filters.png, feature_maps.png, attributions.png "
-        "and the Projector's embedding (about 5 s for the baseline on a 2-core CPU)",
+        "and the Projector's embedding",
         True,
     )
     resume: Optional[str] = key(

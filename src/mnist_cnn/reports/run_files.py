@@ -116,12 +116,13 @@ def write_run(
     history: list[dict],
     evaluation,
     metrics: dict,
+    figures: bool = True,
     explain: bool = True,
     stage: Callable[[str, str], ContextManager] = lambda name, saying: nullcontext(),
 ) -> None:
     """Every report file of the run, and its figures in TensorBoard; evaluation: the run's
     mnist_cnn.training.evaluation.TestReport, whose report and mistakes are the last test's (report None: no test);
-    explain: also what the tested network learned (mnist_cnn.explain.attributions); stage(name, saying): times a
+    figures: the lab's figures of the run (mnist_cnn.reports.run_figures); explain: also what the tested network learned (mnist_cnn.explain.attributions); stage(name, saying): times a
     stage (mnist_cnn.runs.stages). metrics.json and the test's report come first: a figure or the Projector failing
     after them is one warning naming it, and the run keeps its result."""
     write_json(out / "metrics.json", metrics)
@@ -141,20 +142,17 @@ def write_run(
                         title, plt.imread(io.BytesIO(png), format="png"), trainer.global_step, dataformats="HWC"
                     )
 
-    figures = {
-        "model_summary.txt": lambda: write_model_summary(out, model),
-        "samples": lambda: samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes),
-    }
+    save("model_summary.txt", lambda: write_model_summary(out, model))
+    drawn = {"samples": lambda: samples_figure(datamodule.samples, datamodule.sample_labels, datamodule.classes)}
     if history:
-        figures["learning_curves"] = lambda: learning_curves_figure(history, metrics.get("steps"))
+        drawn["learning_curves"] = lambda: learning_curves_figure(history, metrics.get("steps"))
     if evaluation.report is not None:
-        figures["confusion_matrix"] = lambda: confusion_figure(evaluation.report, datamodule.classes)
-        figures["misclassified"] = lambda: misclassified_figure(evaluation.mistakes, datamodule.classes)
-    with stage(
-        "figures", f"Drawing the figures: {', '.join(n.replace('_', ' ') for n in figures if n.isidentifier())}"
-    ):
-        for name, draw in figures.items():
-            save(name, draw)
+        drawn["confusion_matrix"] = lambda: confusion_figure(evaluation.report, datamodule.classes)
+        drawn["misclassified"] = lambda: misclassified_figure(evaluation.mistakes, datamodule.classes)
+    if figures:
+        with stage("figures", f"Drawing the figures: {', '.join(n.replace('_', ' ') for n in drawn)}"):
+            for name, draw in drawn.items():
+                save(name, draw)
     if not (explain and evaluation.report is not None):  # what the tested network learned
         return
     projector = " and the Projector's embedding" if tensorboard is not None else ""

@@ -30,6 +30,7 @@ CHANGEABLE = (
     "data.data_dir",
     "data.eval_batch_size",
     "test",
+    "figures",
     "explain",
     "read_epochs",
     "callbacks.progress_bar.",

@@ -218,6 +218,7 @@ class Run:
             metrics["history"],
             tested.evaluation,
             metrics,
+            figures=self.cfg.figures,
             explain=self.cfg.explain and not self.trainer.fast_dev_run,  # a smoke run's network learned nothing
             stage=self.stages.stage,
         )
