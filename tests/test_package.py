@@ -120,3 +120,12 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, monkeypatch, command, a
     result = in_process(main, *args, *([f"hydra.run.dir={tmp_path / 'run'}"] if command == "train" else []))
     assert result.returncode == 2 and result.stderr.startswith(f"mnist-{command}: error: {said}"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_search_runs_on_optunas_maintained_line():
+    """pip install -e ".[dev]" brings Optuna 4 or later, and not the Hydra plugin that pinned it below 3."""
+    import importlib.metadata
+
+    assert int(importlib.metadata.version("optuna").split(".")[0]) >= 4
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("hydra-optuna-sweeper")

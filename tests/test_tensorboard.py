@@ -33,6 +33,7 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
         "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=1",
         "callbacks.progress_bar.refresh_rate=0",
+        "figures=false",  # the scalars and the Projector are what is looked at here
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -79,7 +80,7 @@ def test_runs_are_named_by_their_overrides_with_train_and_val_accuracy_on_one_ch
             page.wait_for_timeout(1000)  # the last lines' transitions
             page.screenshot(path=str(shot))
 
-            # the Projector: each run's last hidden layer, 2,000 test digits labelled by class
+            # the Projector: each run's last hidden layer, 1,000 test digits labelled by class
             listed = json.loads(urllib.request.urlopen(f"{url}/data/plugin/projector/runs", timeout=30).read())
             assert len(listed) == 3, listed
             info = json.loads(

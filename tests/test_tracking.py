@@ -108,6 +108,7 @@ def test_first_test_digits_are_read_at_the_runs_accuracy_by_the_logged_model(tmp
         "logger=mlflow",
         f"logger.mlflow.tracking_uri={uri}",
         *FEW_BATCHES,
+        "figures=true",  # uploaded with the run
         "trainer.limit_train_batches=10",
         "trainer.precision=32-true",
         "data.eval_batch_size=250",

@@ -58,7 +58,8 @@ CONFIG_COLUMNS = [
     "seeds_to_tell",
 ]
 # Override keys that place, name or show a run, and change nothing it computes
-NOT_SETTINGS = ("hydra.", "hydra/", "name", "callbacks.progress_bar.", "data.data_dir", "logger", "resume", "explain")
+NOT_SETTINGS = ("hydra.", "hydra/", "name", "callbacks.progress_bar.", "data.data_dir", "logger", "resume", "explain",
+                "figures")  # fmt: skip
 METRICS = ["best_val_acc", "test_acc", "best_val_loss", "test_loss", "fit_seconds", "train_samples_per_second"]
 
 

@@ -51,6 +51,7 @@ UNNAMED = (
     "logger",
     "name=",
     "explain=",
+    "figures=",
 )
 
 
