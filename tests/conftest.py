@@ -116,20 +116,21 @@ def shared_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(shared_folder, mnist_dir) -> Path:
-    """A briefly trained baseline (100 batches): a real checkpoint for predict, export and the demo, read
+    """A briefly trained baseline (60 batches): a real checkpoint for predict, export and the demo, read
     only. Under `pytest -n`, the first worker to need it trains it and the others wait and share it."""
     run_dir = shared_folder / "trained"
     with FileLock(f"{run_dir}.lock"):
         if not (run_dir / "metrics.json").exists():
             result = train_here(
                 "trainer.max_epochs=1",
-                "trainer.limit_train_batches=100",
+                "trainer.limit_train_batches=60",
                 "trainer.limit_val_batches=10",
                 "trainer.limit_test_batches=2",
                 "trainer.precision=bf16-mixed",
                 "logger=csv",
                 "callbacks.progress_bar.refresh_rate=0",
                 "explain=false",
+                "figures=false",
                 f"hydra.run.dir={run_dir}",
             )
             assert result.returncode == 0, result.stderr[-3000:]
