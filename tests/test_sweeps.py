@@ -272,6 +272,11 @@ def test_single_runs_compare_the_settings_that_differ_and_leave_out_limits_names
     assert configurations[:2] == ["model=elu ★", "model=baseline"], summary
     assert (tmp_path / "report" / "sweep_model.png").stat().st_size > 5_000
     assert capsys.readouterr().out.startswith("# Runs summary")
+    runs = [str(p) for p in sorted(tmp_path.glob("[abc]"))]
+    main(runs)  # without --out: in the runs' common folder
+    assert "3 runs: 3 ok" in (tmp_path / "summary.md").read_text() and "summary.md" not in capsys.readouterr().err
+    main([str(p) for p in sorted(tmp_path.glob("*")) if p.name != "report"])  # the glob again: the report among them
+    assert "3 runs: 3 ok" in (tmp_path / "summary.md").read_text()
 
 
 def test_report_states_the_settings_every_job_shared_and_an_interval_wider_than_its_mean(tmp_path):

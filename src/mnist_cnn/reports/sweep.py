@@ -237,7 +237,8 @@ class SweepReport(Callback):
 
 def main(args) -> None:
     """mnist-report, its command line parsed (mnist_cnn.cli.commands)."""
-    dirs = [Path(d) for d in args.dirs]
+    # `mnist-report outputs/runs/*` run again also names the report it wrote there: left out, not refused
+    dirs = [Path(d) for d in args.dirs if not (Path(d).is_file() and is_report_file(Path(d)))]
     missing = [d for d in dirs if not d.is_dir()]
     if missing:
         refuse(f"{missing[0]}: no such directory")
@@ -258,6 +259,10 @@ def main(args) -> None:
     write_report(out, [row for run in runs for row in read_job(str(run), run)], of="runs")
     print((out / "summary.md").read_text())
     print(f"Written: {out / 'summary.md'}, {out / 'summary.csv'}")
+
+
+def is_report_file(path: Path) -> bool:
+    return path.name in ("summary.md", "summary.csv") or (path.name.startswith("sweep_") and path.suffix == ".png")
 
 
 def refuse(reason: str) -> NoReturn:
