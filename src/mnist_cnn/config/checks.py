@@ -168,9 +168,9 @@ def check_experiment_data() -> None:
 
 def bf16_native(device: str) -> bool:
     """Whether the device computes bf16 faster than float32: a CUDA GPU from Ampere on; a CPU with AMX tiles
-    (oneDNN's bf16 kernels run on them), or an AMD CPU with AVX-512 BF16 (Zen 4 on: the lab's epoch took 0.58x
-    its float32 time). An Intel CPU with AVX-512 BF16 but no AMX enabled took 1.16x its float32 time
-    (docs/performance.md), and elsewhere bf16 is emulated."""
+    (oneDNN's bf16 kernels run on them), or an AMD CPU with AVX-512 BF16 (Zen 4 on), where the lab's epoch was
+    measured faster in bf16. An Intel CPU with AVX-512 BF16 but no AMX enabled was measured slower in bf16
+    (docs/performance.md, "What follows the fit"), and elsewhere bf16 is emulated."""
     if device == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     capability = torch._C._cpu._get_cpu_capability() if hasattr(torch._C, "_cpu") else {}
