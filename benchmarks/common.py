@@ -15,6 +15,7 @@ Results: benchmarks/results/<device>-<date>-<question>.json. Run from the reposi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import lightning as L
 import torch
@@ -166,6 +168,23 @@ def train_process(args, *overrides, env: dict | None = None) -> dict:
         "train_seconds": [e["train_seconds"] for e in metrics["history"]],
         "val_seconds": [e["val_seconds"] for e in metrics["history"]],
     }
+
+
+@contextlib.contextmanager
+def checkout(commit: str | None, folder: Path) -> Iterator[Path]:
+    """The code at `commit`, checked out in a temporary git worktree under `folder` (its own conf/ linked as the
+    package mnist_cnn.conf, ahead of the installed checkout's: run it with PYTHONPATH=<tree>/src), removed after;
+    None: the working tree itself."""
+    if not commit:
+        yield Path.cwd()
+        return
+    root = folder / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(root), commit], check=True)
+    (root / "src" / "mnist_cnn" / "conf").symlink_to(root / "conf")
+    try:
+        yield root
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(root)], check=True)
 
 
 def machine(device: torch.device) -> dict:

@@ -19,39 +19,29 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import code, parsed, parser, save_results
+from benchmarks.common import checkout, code, parsed, parser, save_results
 
 
 def lab_epoch(commit: str | None, precision: str, args) -> dict:
     """`python train.py trainer.max_epochs=1` (the lab's first run, one epoch) as a fresh process, at a
     commit (checked out in a temporary worktree) or at the working tree (None); its epoch from metrics.json."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path.cwd()
-        if commit:
-            root = Path(tmp) / "tree"
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(root), commit], check=True)
-            # the commit's own conf/ as the package mnist_cnn.conf, ahead of the installed checkout's
-            (root / "src" / "mnist_cnn" / "conf").symlink_to(root / "conf")
-        try:
-            command = [
-                sys.executable,
-                "train.py",
-                *([f"experiment={args.experiment}"] if args.experiment else ["trainer.max_epochs=1"]),
-                f"trainer.precision={precision}",
-                "test=false",
-                "callbacks.progress_bar.refresh_rate=0",
-                f"hydra.run.dir={tmp}/run",
-                f"data.data_dir={args.data_dir}",
-            ]
-            start = time.perf_counter()
-            subprocess.run(
-                command, cwd=root, env={**os.environ, "PYTHONPATH": str(root / "src")}, check=True, capture_output=True
-            )
-            wall = time.perf_counter() - start
-            epoch = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["history"][0]
-        finally:
-            if commit:
-                subprocess.run(["git", "worktree", "remove", "--force", str(root)], check=True)
+    with tempfile.TemporaryDirectory() as tmp, checkout(commit, Path(tmp)) as root:
+        command = [
+            sys.executable,
+            "train.py",
+            *([f"experiment={args.experiment}"] if args.experiment else ["trainer.max_epochs=1"]),
+            f"trainer.precision={precision}",
+            "test=false",
+            "callbacks.progress_bar.refresh_rate=0",
+            f"hydra.run.dir={tmp}/run",
+            f"data.data_dir={args.data_dir}",
+        ]
+        start = time.perf_counter()
+        subprocess.run(
+            command, cwd=root, env={**os.environ, "PYTHONPATH": str(root / "src")}, check=True, capture_output=True
+        )
+        wall = time.perf_counter() - start
+        epoch = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["history"][0]
     return {
         "commit": commit or code()["git_commit"],
         "precision": precision,

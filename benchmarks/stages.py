@@ -20,20 +20,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import code, parsed, parser, save_results
+from benchmarks.common import checkout, code, parsed, parser, save_results
 
 RUNS = {
     "speedrun": ["experiment=speedrun"],
     # the lab's first run, one epoch: what follows its fit does not grow with its epochs
     "lab_baseline_1_epoch": ["trainer.max_epochs=1"],
 }
-
-
-def worktree(commit: str, folder: Path) -> Path:
-    root = folder / "tree"
-    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(root), commit], check=True)
-    (root / "src" / "mnist_cnn" / "conf").symlink_to(root / "conf")  # the commit's conf/ as mnist_cnn.conf
-    return root
 
 
 def timed_process(root: Path, overrides: list[str], args, folder: Path) -> dict:
@@ -65,21 +58,17 @@ def best(runs: list[dict], key: str) -> float:
 
 def stages(args) -> dict:
     found: dict = {name: {"before": [], "now": []} for name in RUNS}
-    with tempfile.TemporaryDirectory() as tmp:
-        before = worktree(args.against, Path(tmp))
-        try:
-            for _ in range(args.rounds):
-                for name, overrides in RUNS.items():
-                    for label, root in (("before", before), ("now", Path.cwd())):
-                        found[name][label].append(timed_process(root, overrides, args, Path(tmp)))
-                        r = found[name][label][-1]
-                        print(
-                            f"cpu   {name:22} {label:6} process {r['process_seconds']:5.1f} s, fit "
-                            f"{r['fit_seconds']:5.1f} s, after the fit {r['after_fit_seconds']:4.1f} s",
-                            flush=True,
-                        )
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], check=True)
+    with tempfile.TemporaryDirectory() as tmp, checkout(args.against, Path(tmp)) as before:
+        for _ in range(args.rounds):
+            for name, overrides in RUNS.items():
+                for label, root in (("before", before), ("now", Path.cwd())):
+                    found[name][label].append(timed_process(root, overrides, args, Path(tmp)))
+                    r = found[name][label][-1]
+                    print(
+                        f"cpu   {name:22} {label:6} process {r['process_seconds']:5.1f} s, fit "
+                        f"{r['fit_seconds']:5.1f} s, after the fit {r['after_fit_seconds']:4.1f} s",
+                        flush=True,
+                    )
     summary = {
         name: {
             label: {
