@@ -36,12 +36,16 @@ def filters_figure(net: nn.Module):
     return fig
 
 
-def coloured(maps: torch.Tensor, cmap: str, size: int) -> torch.Tensor:
-    """(N, h, w) maps, each scaled to its own range, as (N, size, size, 3) colours, enlarged without smoothing."""
+def each_scaled(maps: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) maps, each scaled from its own lowest value (0) to its highest (1), in float32 on the host."""
     low = maps.flatten(1).min(dim=1).values[:, None, None]
     high = maps.flatten(1).max(dim=1).values[:, None, None]
-    scaled = ((maps - low) / (high - low).clamp_min(1e-12)).float()
-    scaled = F.interpolate(scaled[:, None], size=(size, size), mode="nearest")[:, 0]
+    return ((maps - low) / (high - low).clamp_min(1e-12)).float().cpu()
+
+
+def coloured(maps: torch.Tensor, cmap: str, size: int) -> torch.Tensor:
+    """(N, h, w) maps, each scaled to its own range, as (N, size, size, 3) colours, enlarged without smoothing."""
+    scaled = F.interpolate(each_scaled(maps)[:, None], size=(size, size), mode="nearest")[:, 0]
     return torch.from_numpy(plt.get_cmap(cmap)(scaled.numpy())[..., :3]).float()
 
 
@@ -86,10 +90,7 @@ def attributions_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[s
     label = 10  # pixels above each map for its title
     limits = maps.flatten(1).abs().max(dim=1).values.clamp_min(1e-12)[:, None, None]
     tiles, corners = tiled((maps / limits).float().cpu(), columns, cell=(size + label, size + 4), at=(label, 2))
-    low = images.flatten(1).min(dim=1).values[:, None, None]
-    high = images.flatten(1).max(dim=1).values[:, None, None]
-    outlines, _ = tiled(((images - low) / (high - low).clamp_min(1e-12)).float().cpu(), columns,
-                        cell=(size + label, size + 4), at=(label, 2))  # fmt: skip
+    outlines, _ = tiled(each_scaled(images), columns, cell=(size + label, size + 4), at=(label, 2))
     rows = tiles.shape[0] // (size + label)
     fig, ax = plt.subplots(figsize=(2.0 * columns + 1.0, 2.2 * rows + 0.6))
     shown = show_tiles(ax, tiles, cmap=DIVERGING, vmin=-1, vmax=1)

@@ -42,15 +42,16 @@ def learning_curves_figure(history: list[dict], steps: list[dict] | None = None)
     """Loss and accuracy by epoch, for training and validation; a run of few epochs also draws its training
     loss at each logged step (History.steps), so that one epoch is a curve and not a dot. Epochs are whole."""
     epochs = [h["epoch"] for h in history]
+    few = len(epochs) <= STEPS_DRAWN_UP_TO
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    if steps and len(epochs) <= STEPS_DRAWN_UP_TO:
+    if steps and few:
         loss_ax.plot([s["epoch"] for s in steps], [s["train_loss"] for s in steps], "-", color="C0", alpha=0.45,
                      linewidth=1, label=f"train, each logged step ({len(steps)})")  # fmt: skip
     for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
         ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", color="C0", label="train, epoch")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", color="C1", label="validation, epoch")
         ax.set_xlabel("epoch")
-        ax.set_xlim(0 if len(epochs) <= STEPS_DRAWN_UP_TO else None, max(epochs, default=1) + 0.1)
+        ax.set_xlim(0 if few else None, max(epochs, default=1) + 0.1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.set_ylabel(key)
         ax.legend()
