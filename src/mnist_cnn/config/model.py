@@ -43,6 +43,7 @@ class ModelConfig:
         OptimizerConfig, "Adam at torch's defaults unless the model sets one", name="Adam", lr=0.001
     )
     schedule: ScheduleConfig = section(ScheduleConfig, "none by default")
+    label_smoothing: float = key("the training loss's target mass spread over all classes (0: none)", 0.0, ge=0, lt=1)
 
 
 # Keys of the model node users typed before it was split, and where they are now

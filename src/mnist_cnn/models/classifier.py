@@ -14,10 +14,19 @@ from torch.optim import lr_scheduler
 
 class Classifier(L.LightningModule):
     """Trains `net` with cross-entropy. optimizer: a torch.optim class's name and arguments; schedule: Keras's decay
-    (lr / (1 + decay * step)) or one_cycle; network: its import path and arguments, kept in each checkpoint."""
+    (lr / (1 + decay * step)) or one_cycle; network: its import path and arguments, kept in each checkpoint;
+    label_smoothing: the training loss's target mass spread evenly over all classes (validation and test
+    losses are plain cross-entropy)."""
 
     def __init__(
-        self, net: nn.Module, optimizer: dict, schedule: dict, network: dict, input_shape: tuple, num_classes: int
+        self,
+        net: nn.Module,
+        optimizer: dict,
+        schedule: dict,
+        network: dict,
+        input_shape: tuple,
+        num_classes: int,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
@@ -37,7 +46,7 @@ class Classifier(L.LightningModule):
     def loss_of(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of a batch, noted in the epoch's sums on the device."""
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         self.train_correct += (logits.argmax(dim=1) == y).sum()
         self.train_loss_sum += loss.detach() * len(y)
         return loss

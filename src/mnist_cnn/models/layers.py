@@ -60,7 +60,8 @@ def keras_init(module: nn.Module) -> None:
     """Keras's defaults: Glorot-uniform weights, zero biases (PyTorch's differ)."""
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         nn.init.xavier_uniform_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 def pooled(pool_size: int, activation: nn.Module) -> list[nn.Module]:

@@ -48,6 +48,7 @@ def model_of(node: DictConfig, dataset: str) -> Classifier:
         OmegaConf.to_container(node.optimizer),
         OmegaConf.to_container(node.schedule),
         network={"target": node.net._target_, "arguments": {**arguments, **shape}},
+        label_smoothing=node.label_smoothing,
         **shape,
     )
 
