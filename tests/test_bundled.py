@@ -25,7 +25,7 @@ def test_its_bytes_are_the_recorded_ones_and_few():
 
 def test_it_reads_mnist_at_its_recorded_accuracy(mnist_dir):
     net, data = load_network(None)
-    assert data["dataset"] == "mnist" and data["origin"]["command"].startswith("python train.py experiment=handwriting")
+    assert data["dataset"] == "mnist" and data["origin"]["command"].startswith("python train.py experiment=best")
     test = MNIST(mnist_dir, train=False)
     with torch.no_grad():
         read = torch.cat([net(normalize(x, data["normalize"])).argmax(dim=1) for x in test.data.split(2000)])
@@ -41,7 +41,7 @@ def test_predict_and_explain_use_it_when_no_checkpoint_is_given_and_say_so(tmp_p
     assert json.loads(result.stdout)[0]["label"] == "7"
     assert result.stderr.strip() == (
         "mnist-predict: no checkpoint given: reading with the model the package carries "
-        "(experiment=handwriting; docs/bundled.md)"
+        "(experiment=best; docs/bundled.md)"
     )
     folder = in_process(commands.explain, str(tmp_path), "--out", str(tmp_path / "out"))  # a folder of images
     assert folder.returncode == 0 and (tmp_path / "out" / "seven.explained.png").exists(), folder.stderr

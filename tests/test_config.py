@@ -255,7 +255,7 @@ def test_as_a_user_sees_it(tmp_path, override, expected):
             "argument --max-pixels: invalid positive_int value: '0'",
         ),
         (commands.predict, ["x.ckpt", "a.png", "--output", "xml"], "unrecognized arguments: --output xml"),
-        (commands.predict, [], "the following arguments are required: [CKPT] IMAGE_OR_FOLDER"),
+        (commands.predict, [], "the following arguments are required: [CKPT ...] IMAGE_OR_FOLDER"),
     ],
 )
 def test_predict_and_export_refuse_in_one_line(tmp_path, monkeypatch, capsys, command, args, expected):

@@ -133,7 +133,7 @@ def imported_names(path: Path) -> set[str]:
 def test_help_answers_without_torch():
     code = (
         "import sys; from mnist_cnn.cli import commands\n"
-        "for command in ('predict', 'explain', 'export', 'demo', 'report'):\n"
+        "for command in ('predict', 'explain', 'export', 'demo', 'test', 'report'):\n"
         "    try:\n        getattr(commands, command)(['--help'])\n    except SystemExit:\n        pass\n"
         "print(sorted(m for m in ('torch', 'lightning', 'hydra', 'gradio') if m in sys.modules))"
     )

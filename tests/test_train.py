@@ -282,6 +282,7 @@ def test_bash_completes_config_groups_through_hydra(tmp_path):
     queried = train_here("-sc", "query=bash", env={"COMP_LINE": "mnist-train model=", "COMP_POINT": "18"})
     assert queried.returncode == 0 and queried.stdout.split() == [
         "model=baseline",
+        "model=batchnorm",
         "model=elu",
         "model=prose_cnn",
         "model=speedrun",

@@ -30,7 +30,7 @@ from PIL import Image
 from mnist_cnn.data.datasets import DATASETS, normalize
 from mnist_cnn.errors import UserError
 from mnist_cnn.explain.attributions import explained, feature_maps
-from mnist_cnn.inference.loader import load_network
+from mnist_cnn.inference.ensemble import load_models
 from mnist_cnn.inference.predict import PLACEMENT, gray_levels, mnist_like, read_gray
 
 PROG = "mnist-demo"
@@ -85,8 +85,8 @@ def gray_of(image: np.ndarray | dict | None) -> np.ndarray | None:
 class Reader:
     """A checkpoint's model, reading one image at a time as the page sends it."""
 
-    def __init__(self, ckpt: str | None):
-        self.model, self.data = load_network(ckpt)
+    def __init__(self, ckpts: list[str] | str | None):
+        self.model, self.data = load_models(ckpts)
         self.classes = DATASETS[self.data["dataset"]].classes
 
     def read(self, image) -> tuple:
@@ -99,7 +99,8 @@ class Reader:
         small = mnist_like(gray, "the drawing", **PLACEMENT[self.data["dataset"]])
         probabilities, maps = explained(self.model, self.data, small[None])
         x = normalize(torch.from_numpy(small[None]), self.data["normalize"], self.data["dataset"])
-        first = feature_maps(self.model, x)[0][0, :MAPS].numpy()
+        shown = getattr(self.model, "members", [self.model])[0]  # an ensemble's: its first network's
+        first = feature_maps(shown, x)[0][0, :MAPS].numpy()
         return (
             enlarged(small),
             {name: float(p) for name, p in zip(self.classes, probabilities[0])},
@@ -227,7 +228,7 @@ def browser_left(record: logging.LogRecord) -> bool:
 
 def main(args) -> None:
     """mnist-demo, its command line parsed (mnist_cnn.cli.commands): serves until Ctrl-C or SIGTERM."""
-    reader = Reader(args.ckpt)
+    reader = Reader(args.ckpts)
     demo, theme = page(reader)
     logging.getLogger("uvicorn.error").addFilter(browser_left)
     try:
@@ -252,7 +253,8 @@ def main(args) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)
     print(
-        f"{PROG}: reading with {args.ckpt or 'the model the package carries'} at {demo.local_url} (Ctrl-C stops)",
+        f"{PROG}: reading with {' '.join(args.ckpts) or 'the model the package carries'} at {demo.local_url} "
+        "(Ctrl-C stops)",
         flush=True,
     )
     try:

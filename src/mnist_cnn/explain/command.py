@@ -11,7 +11,7 @@ from mnist_cnn.data.datasets import DATASETS
 from mnist_cnn.explain.attributions import explained
 from mnist_cnn.explain.figures import explained_figure
 from mnist_cnn.figures import save_figure
-from mnist_cnn.inference.loader import load_network
+from mnist_cnn.inference.ensemble import load_models
 from mnist_cnn.inference.predict import prepared, say_problems
 
 HESITATION = 0.3  # the runner-up's map is drawn where its probability is this close to the class read's
@@ -25,7 +25,7 @@ def main(args) -> None:
     """mnist-explain, its command line read (mnist_cnn.cli.commands): for each readable image, a figure in
     args.out (the image as the network reads it, where it looks, its three likeliest classes), or with
     --json the numbers; each image that cannot be read is one line on stderr, and the exit status 1."""
-    net, data = load_network(args.ckpt)
+    net, data = load_models(args.ckpts)
     classes = DATASETS[data["dataset"]].classes
     read, images, problems = prepared(args.inputs, args.max_pixels, data["dataset"])
     results = []

@@ -27,7 +27,8 @@ from torch import nn
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.data.datasets import DATASETS
 from mnist_cnn.errors import UserError
-from mnist_cnn.inference.loader import load_network, run_checkpoint
+from mnist_cnn.inference.ensemble import load_models
+from mnist_cnn.inference.loader import run_checkpoint
 
 PROG = "mnist-export"
 DEPRECATED = {
@@ -123,9 +124,9 @@ def export(net: nn.Module, fmt: str, out: Path, data: dict) -> Path:
 def main(args) -> None:
     """mnist-export, its command line read (mnist_cnn.cli.commands): args.format written to args.output, or
     beside the checkpoint with args.suffix."""
-    fmt, checkpoint = args.format, run_checkpoint(args.ckpt)
-    model, data = load_network(checkpoint)
-    out = Path(args.output) if args.output else checkpoint.with_suffix(args.suffix)
+    fmt = args.format
+    model, data = load_models(args.ckpts)
+    out = Path(args.output) if args.output else run_checkpoint(args.ckpts[0]).with_suffix(args.suffix)
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
     if fmt in DEPRECATED:

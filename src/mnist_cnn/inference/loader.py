@@ -17,9 +17,9 @@ from mnist_cnn.errors import UserError
 from mnist_cnn.models.networks import NETWORKS
 
 # The model the package carries, for predict, explain and the demo without a checkpoint of one's own:
-# experiment=handwriting's network, made by scripts/bundle_model.py (its provenance: docs/bundled.md).
-BUNDLED = "bundled/handwriting.ckpt"
-BUNDLED_SHA256 = "e86f0573b12368a4020f3db3f3caf64c531b08855a0d4f02adea720919e79cd3"
+# experiment=best's network, made by scripts/bundle_model.py (its provenance: docs/bundled.md).
+BUNDLED = "bundled/best.ckpt"
+BUNDLED_SHA256 = "4666ac8550cac80ed104ec211720e05bc2706f8cad7e967a10a2c1c76ca15a5d"
 
 
 def bundled() -> Path:

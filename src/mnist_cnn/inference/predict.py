@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mnist_cnn.data.datasets import DATASETS, normalize
 from mnist_cnn.errors import UserError
-from mnist_cnn.inference.loader import load_network
+from mnist_cnn.inference.ensemble import load_models
 
 PROG = "mnist-predict"
 FORMATS = {"PNG", "JPEG", "BMP"}
@@ -144,7 +144,7 @@ def say_problems(prog: str, problems: list[str]) -> None:
 def main(args) -> None:
     """mnist-predict, its command line parsed (mnist_cnn.cli.commands): every readable image is predicted; each
     one that is not gets its own line on stderr, and the exit status is 1 if there was any."""
-    model, data = load_network(args.ckpt)
+    model, data = load_models(args.ckpts)
     read, images, problems = prepared(args.inputs, args.max_pixels, data["dataset"])
     results = []
     if images:

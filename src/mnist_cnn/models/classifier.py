@@ -15,19 +15,10 @@ from torch.optim import lr_scheduler
 class Classifier(L.LightningModule):
     """Trains `net` with cross-entropy. optimizer: a torch.optim class's name and arguments; schedule: Keras's decay
     (lr / (1 + decay * step)) or one_cycle; network: its import path and arguments, kept in each checkpoint;
-    label_smoothing: the training loss's target mass spread evenly over all classes (validation and test
-    losses are plain cross-entropy)."""
+    label_smoothing: the training loss's, spread over all classes (validation and test losses have none)."""
 
-    def __init__(
-        self,
-        net: nn.Module,
-        optimizer: dict,
-        schedule: dict,
-        network: dict,
-        input_shape: tuple,
-        num_classes: int,
-        label_smoothing: float = 0.0,
-    ):
+    def __init__(self, net: nn.Module, optimizer: dict, schedule: dict, network: dict, input_shape: tuple,
+                 num_classes: int, label_smoothing: float = 0.0):  # fmt: skip
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.net = net
