@@ -217,9 +217,10 @@ class BatchNormCNN(KerasNet):
                 Dropout(dropout),
             ]
             channels = out
+        blocks = nn.Sequential(*layers).eval()  # one image through BatchNorm: its running statistics, not the batch's
         with torch.no_grad():
-            size = nn.Sequential(*layers).eval()(torch.zeros(1, *input_shape)).shape[-2:]
-        nn.Sequential(*layers).train()  # eval() above was only for one image through BatchNorm
+            size = blocks(torch.zeros(1, *input_shape)).shape[-2:]
+        blocks.train()
         layers += [*normalized(channels, final_channels, tuple(size)), Dropout(dropout)]
         super().__init__([*layers, FlattenLinear(final_channels, num_classes)])
 

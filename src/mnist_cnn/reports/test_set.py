@@ -52,7 +52,7 @@ def default_out(members: list[Path]) -> Path:
 def main(args) -> None:
     """mnist-test, its command line read (mnist_cnn.cli.commands)."""
     members = members_of(args.ckpts)
-    net, data = load_models(args.ckpts)
+    net, data = load_models(members)
     out = Path(args.out) if args.out else default_out(members)
     datamodule = MNISTDataModule(data_dir=args.data_dir, dataset=data["dataset"], normalize=data["normalize"],
                                  eval_batch_size=1000)  # fmt: skip
