@@ -32,6 +32,7 @@ from mnist_cnn.config.keys import (
 from mnist_cnn.config.model import ModelConfig
 from mnist_cnn.config.signature import schema_of
 from mnist_cnn.data.module import MNISTDataModule
+from mnist_cnn.training.averaging import WeightEMA
 from mnist_cnn.training.speed import FastStep
 
 
@@ -197,6 +198,7 @@ SCHEMAS = {
     "schema/data/mnist": schema_of(MNISTDataModule),
     "schema/trainer/default": TrainerConfig,
     "schema/callbacks/speed": schema_of(FastStep),
+    "schema/callbacks/ema": schema_of(WeightEMA),
     "schema/callbacks/checkpoint": CheckpointConfig,
     "schema/callbacks/progress_bar": ProgressBarConfig,
     "schema/callbacks/learning_rate": LearningRateConfig,
