@@ -4,6 +4,8 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.demos.boring_classes import BoringModel
 from torch.nn import functional as F
 
 from mnist_cnn.errors import TrainingDiverged, UserError
@@ -11,6 +13,7 @@ from mnist_cnn.inference.loader import load_network
 from mnist_cnn.models.layers import Dropout, keras_order
 from mnist_cnn.reports.run_figures import misclassified_figure
 from mnist_cnn.runs.build import lab_model
+from mnist_cnn.training.averaging import WeightEMA
 from mnist_cnn.training.evaluation import MISTAKES_KEPT, TestReport
 from mnist_cnn.training.speed import FastStep, LossWatch, wants_channels_last
 
@@ -230,6 +233,26 @@ def test_one_cycle_schedule_spans_the_fit_and_peaks_at_lr():
         optimizer.step()
         schedule.step()
     assert max(rates) == pytest.approx(0.01) and rates[0] == pytest.approx(0.01 / 25) and rates[-1] < 1e-5
+
+
+def test_a_test_after_the_fit_reads_the_checkpoints_average_of_the_weights_not_the_weights(tmp_path):
+    seen = {}
+
+    class Model(BoringModel):
+        def test_step(self, batch, batch_idx):
+            seen["weight"] = self.layer.weight.detach().clone()
+            return super().test_step(batch, batch_idx)
+
+    model, every_epoch = Model(), ModelCheckpoint(dirpath=tmp_path, save_top_k=-1)
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    limits = dict(max_epochs=2, limit_train_batches=4, limit_val_batches=1, limit_test_batches=1)
+    trainer = L.Trainer(callbacks=[WeightEMA(decay=0.5), every_epoch], **limits, **quiet)
+    trainer.fit(model)
+    first = tmp_path / "epoch=0-step=4.ckpt"
+    trainer.test(model, ckpt_path=first, verbose=False)
+    saved = torch.load(first, weights_only=False)
+    average, raw = saved["state_dict"]["layer.weight"], saved["current_model_state"]["layer.weight"]
+    assert not torch.equal(average, raw) and torch.equal(seen["weight"], average)
 
 
 def test_a_checkpoint_whose_weights_no_longer_fit_its_network_is_refused_in_one_line(tmp_path):

@@ -55,6 +55,16 @@ def test_a_taken_folder_name_gets_the_next_free_suffix(tmp_path):
     assert all(Path(p).is_dir() for p in (first, second, third))
 
 
+def test_folders_claimed_and_left_empty_are_removed_when_the_process_ends(tmp_path):
+    script = (
+        "import sys; from pathlib import Path; from mnist_cnn.runs.folder import claim\n"
+        "used = Path(claim(sys.argv[1], 'used', 's')); (used / 'metrics.json').write_text('{}')\n"
+        "claim(sys.argv[1], 'unused', 's')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["used", "used/metrics.json"]
+
+
 def test_a_folder_holding_another_run_is_refused(tmp_path, mnist_dir):
     (tmp_path / ".hydra").mkdir()
     before = sorted(tmp_path.rglob("*"))

@@ -30,7 +30,7 @@ from mnist_cnn.config.overrides import (
     split_args,
 )
 from mnist_cnn.errors import ConfigError, UserError
-from mnist_cnn.runs.folder import check_given
+from mnist_cnn.runs.folder import check_given, release_unused
 from mnist_cnn.runs.resume import Finished, resume_overrides
 
 PROG = "mnist-train"
@@ -102,6 +102,8 @@ def run_hydra(prog: str, hydra_main: Callable[[], object]) -> None:
             raise UserError(
                 f"{exc.filename}: {exc.strerror} (the run folder: hydra.run.dir, or hydra.sweep.dir with -m)"
             ) from None
+        finally:
+            release_unused()  # folders a merge claimed in passing
 
 
 def entry() -> None:

@@ -11,10 +11,15 @@ job's config); code reads a run's folder from hydra.runtime.output_dir, never by
 
 A folder given by hand (hydra.run.dir=..., hydra.sweep.dir=...) is used as given, if it holds no run:
 `check_given` refuses one that does, unless it is `resume=` of that run.
+
+OmegaConf resolves an interpolation that a merge writes over (a config that sets hydra.sweep.dir, as
+hparams_search=optuna does), so a process can claim folders it never uses: those still empty when it
+exits are removed (os.rmdir, which removes nothing else).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from omegaconf import OmegaConf
 from mnist_cnn.errors import ConfigError
 
 RESOLVER = "claim"
+CLAIMED: list[str] = []  # this process's, removed at exit where still empty
 
 
 def claim(parent: str, name: str | None, stamp: str) -> str:
@@ -33,15 +39,26 @@ def claim(parent: str, name: str | None, stamp: str) -> str:
         path = base if n == 1 else f"{base}-{n}"
         try:
             os.mkdir(path)
+            CLAIMED.append(path)
             return path
         except FileExistsError:
             continue
     raise ConfigError(f"{parent}: 10,000 runs named {name or stamp} already; give another name=")
 
 
+def release_unused() -> None:
+    """Remove the folders this process claimed and left empty."""
+    while CLAIMED:
+        try:
+            os.rmdir(CLAIMED.pop())
+        except OSError:  # holds something, or is gone: not ours to touch
+            pass
+
+
 def register() -> None:
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, claim, use_cache=True)
+        atexit.register(release_unused)
 
 
 def holds_a_run(folder: Path) -> bool:
