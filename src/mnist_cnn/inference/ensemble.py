@@ -19,6 +19,7 @@ from torch import nn
 
 from mnist_cnn.errors import UserError
 from mnist_cnn.inference.loader import load_network, run_record
+from mnist_cnn.runs.folder import job_folders
 
 
 class Ensemble(nn.Module):
@@ -43,10 +44,10 @@ def members_of(paths: list[str | Path]) -> list[Path]:
     found = []
     for given in map(Path, paths):
         if is_multirun(given) and not run_record(given) and not any(given.glob("*.ckpt")):
-            jobs = [p.parent for p in given.glob("*/metrics.json")]
+            jobs = job_folders(given)
             if not jobs:
                 raise UserError(f"{given}: a multirun folder with no finished job (no */metrics.json) in it")
-            found += sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+            found += jobs
         else:
             found.append(given)
     return found

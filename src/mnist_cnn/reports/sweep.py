@@ -29,6 +29,7 @@ from mnist_cnn.errors import UserError
 from mnist_cnn.figures import save_figure, sweep_figure
 from mnist_cnn.reports.intervals import estimate
 from mnist_cnn.reports.summary import comparisons, summary_markdown
+from mnist_cnn.runs.folder import job_folders
 from mnist_cnn.tracking import store as tracking_store
 
 COLUMNS = [
@@ -65,9 +66,7 @@ METRICS = ["best_val_acc", "test_acc", "best_val_loss", "test_loss", "fit_second
 
 def read_jobs(sweep_dir: Path) -> list[dict]:
     """A row per job directory (one holding .hydra/ or metrics.json), in job order."""
-    job_dirs = {p.parent for p in sweep_dir.glob("*/metrics.json")} | {p.parent for p in sweep_dir.glob("*/.hydra")}
-    jobs = sorted(job_dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
-    return [row for job in jobs for row in read_job(job.name, job)]
+    return [row for job in job_folders(sweep_dir, ("metrics.json", ".hydra")) for row in read_job(job.name, job)]
 
 
 def read_job(name: str, job: Path) -> list[dict]:
