@@ -51,7 +51,7 @@ def test_no_import_cycle_in_the_package():
 
 
 # The package's layers, lowest first: a module may import its own folder's and those of lower layers, never a
-# higher one's. The modules at the top of the package (errors, atomic, suggest, figures) are the lowest.
+# higher one's. The modules at the top of the package (errors, atomic, suggest, figures, multirun) are the lowest.
 LAYERS = [
     "",
     "data",

@@ -19,7 +19,7 @@ from torch import nn
 
 from mnist_cnn.errors import UserError
 from mnist_cnn.inference.loader import load_network, run_record
-from mnist_cnn.runs.folder import job_folders
+from mnist_cnn.multirun import is_multirun, job_folders
 
 
 class Ensemble(nn.Module):
@@ -32,11 +32,6 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_probabilities = torch.stack([member(x).float().log_softmax(dim=1) for member in self.members])
         return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))
-
-
-def is_multirun(path: Path) -> bool:
-    """A folder of a multirun's jobs (Hydra's multirun.yaml, or job folders that hold metrics.json)."""
-    return path.is_dir() and ((path / "multirun.yaml").exists() or any(path.glob("*/metrics.json")))
 
 
 def members_of(paths: list[str | Path]) -> list[Path]:

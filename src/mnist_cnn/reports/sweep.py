@@ -27,9 +27,9 @@ from omegaconf import OmegaConf
 from mnist_cnn.atomic import write_atomically
 from mnist_cnn.errors import UserError
 from mnist_cnn.figures import save_figure, sweep_figure
+from mnist_cnn.multirun import job_folders
 from mnist_cnn.reports.intervals import estimate
 from mnist_cnn.reports.summary import comparisons, summary_markdown
-from mnist_cnn.runs.folder import job_folders
 from mnist_cnn.tracking import store as tracking_store
 
 COLUMNS = [

@@ -66,12 +66,6 @@ def holds_a_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in (".hydra", "metrics.json", "multirun.yaml"))
 
 
-def job_folders(sweep: Path, marks: tuple[str, ...] = ("metrics.json",)) -> list[Path]:
-    """A multirun folder's job folders (those holding any of `marks`), in job order: 0, 1, ..., 10, then by name."""
-    found = {p.parent for mark in marks for p in sweep.glob(f"*/{mark}")}
-    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
-
-
 def check_given(overrides: list[str], multirun: bool) -> None:
     """A folder given by hand that already holds another run is refused: it is written into only by
     `resume=` of that run (which names it itself), and by the other processes of a DDP run, which Lightning
