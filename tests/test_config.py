@@ -23,6 +23,7 @@ from mnist_cnn.config.signature import schema_of
 from mnist_cnn.data.module import MNISTDataModule
 from mnist_cnn.models.classifier import Classifier
 from mnist_cnn.runs.build import model_of
+from mnist_cnn.training.averaging import WeightEMA
 
 CONF = Path(mnist_cnn.conf.__file__).parent
 GROUPS = {
@@ -52,6 +53,13 @@ def test_every_config_composes_checks_and_instantiates(tmp_path, group, option):
     )  # as mnist_cnn.runs.run.Run.build
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
     assert isinstance(trainer, L.Trainer)
+
+
+def test_the_average_of_the_weights_is_a_callbacks_option_and_its_decay_a_key(tmp_path):
+    cfg = composed(tmp_path, "callbacks=ema", "callbacks.ema.decay=0.99")
+    checks.check_train(cfg)
+    ema = instantiate(cfg.callbacks.ema)
+    assert isinstance(ema, WeightEMA) and ema._kwargs["avg_fn"].args == (0.99,)
 
 
 def typed_keys(node: DictConfig, prefix=""):
@@ -187,6 +195,7 @@ CROSS_KEY = [
     (["model.net.dense_unit=64"], "model.net.dense_unit is not an argument of mnist_cnn.models.networks.BaselineCNN"),
     (["data.augment.rotaton=10"], "data.augment.rotaton is not a known key; did you mean data.augment.rotation?"),
     (["model=elu2"], "did you mean model=elu?"),
+    (["callbacks=ema", "callbacks.ema.decay=1.5"], "callbacks.ema.decay=1.5 is not allowed"),
     (["model=Baseline"], "did you mean model=baseline?"),  # one rule for keys, options and values, case aside
     (["model.optimizer.name=adam"], "did you mean model.optimizer.name=Adam?"),
     (["trainer.precision=16", "trainer.accelerator=cpu"], "trainer.precision=16: float16 mixed precision is for GPUs"),
